@@ -1,0 +1,49 @@
+//! Audio sources and sinks: microphone and speaker (cpal), tone, WAV files, silence.
+
+use std::time::Instant;
+
+use crate::error::Error;
+use crate::frame::{AudioFormat, AudioFrame, Read};
+
+pub mod device;
+pub mod resample;
+pub mod synth;
+pub mod wav;
+
+/// Something that produces 48 kHz audio frames: a microphone, a tone, a file.
+///
+/// Sources are not paced: a file or a tone returns the next frame at once, and the caller
+/// decides when to ask. A device source returns [`Read::Pending`] until a whole frame is buffered.
+pub trait AudioSource: Send {
+    /// The format of every frame this source fills.
+    fn format(&self) -> AudioFormat;
+
+    /// Fills `frame` (resized as needed) with the next frame. `now` is the time of the call;
+    /// the source sets `frame.capture` to when its first sample was captured and `frame.seq`.
+    fn read(&mut self, now: Instant, frame: &mut AudioFrame) -> Result<Read, Error>;
+}
+
+/// Something that consumes 48 kHz audio frames: a speaker, a WAV file, nothing.
+pub trait AudioSink: Send {
+    /// Takes one frame. `now` is the time of the call.
+    fn write(&mut self, now: Instant, frame: &AudioFrame) -> Result<(), Error>;
+
+    /// Flushes and closes (a file's header is written here). Called once at the end.
+    fn finish(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// A sink that discards every frame.
+#[derive(Debug, Default)]
+pub struct NullAudioSink {
+    /// Frames written so far.
+    pub frames: u64,
+}
+
+impl AudioSink for NullAudioSink {
+    fn write(&mut self, _now: Instant, _frame: &AudioFrame) -> Result<(), Error> {
+        self.frames += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+//! Signal measurements that judge what came out of the pipeline against what went in.
+
+pub mod audio;
+pub mod video;
