@@ -1,1 +1,196 @@
-fn main(){}
+//! The `duet` command line: `duet loopback` measures a call's media path in one process,
+//! `duet devices` lists microphones, speakers and cameras.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use duet::spec::{open_audio, open_video, AudioChoice, Size, VideoChoice};
+use duet_media::audio::wav::WavSink;
+use duet_media::audio::{AudioSink, NullAudioSink};
+use duet_media::codec::h264::H264Config;
+use duet_media::codec::opus::OpusConfig;
+use duet_media::loopback::{self, AudioLoop, LoopbackConfig, VideoLoop};
+use duet_media::video::y4m::Y4mSink;
+use duet_media::video::{NullVideoSink, VideoSink};
+use duet_media::{AudioFormat, Channels, FrameDuration};
+
+#[derive(Parser)]
+#[command(name = "duet", version, about = "Calls, chat and shared folders between messenger contacts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run capture -> encode -> decode -> sink in one process, in real time, and report each stage's cost.
+    Loopback(LoopbackArgs),
+    /// List audio inputs and outputs (with their native formats) and cameras.
+    Devices,
+}
+
+#[derive(clap::Args)]
+struct LoopbackArgs {
+    /// Audio source: tone, speech, wav:PATH, mic, mic:NAME, silence or none.
+    #[arg(long, default_value = "speech")]
+    audio: AudioChoice,
+    /// Video source: pattern, y4m:PATH, webcam, webcam:N or none.
+    #[arg(long, default_value = "pattern")]
+    video: VideoChoice,
+    /// Picture size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x480")]
+    size: Size,
+    /// Frames per second.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
+    fps: u32,
+    /// H.264 target bitrate, kbit/s.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(50..=50_000))]
+    video_kbps: u32,
+    /// Opus target bitrate, kbit/s.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(6..=510))]
+    audio_kbps: u32,
+    /// Audio frame length, ms: 10, 20, 40 or 60.
+    #[arg(long, default_value_t = 20)]
+    frame_ms: u32,
+    /// Audio channels: 1 or 2.
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Keyframe interval in frames (0: only on demand).
+    #[arg(long, default_value_t = 0)]
+    keyframe_interval: u32,
+    /// How long to run, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Write the decoded audio to this WAV file.
+    #[arg(long)]
+    save_audio: Option<PathBuf>,
+    /// Write the decoded video to this Y4M file.
+    #[arg(long)]
+    save_video: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DUET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Loopback(args) => run_loopback(args),
+        Command::Devices => devices(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("duet: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_loopback(args: LoopbackArgs) -> Result<()> {
+    if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 24.0 * 3600.0) {
+        bail!("--seconds {}: give a duration between 0 and 86400", args.seconds);
+    }
+    let format = AudioFormat {
+        channels: Channels::from_count(args.channels).context("--channels")?,
+        frame: FrameDuration::from_millis(args.frame_ms).context("--frame-ms")?,
+    };
+    // Sources are created to start a little ahead, so every stage thread is running when the first frame is due.
+    let start = Instant::now() + Duration::from_millis(100);
+
+    let audio = match open_audio(&args.audio, format, start)
+        .with_context(|| format!("audio source {:?}", args.audio))?
+    {
+        None => None,
+        Some(source) => {
+            let sink: Box<dyn AudioSink> = match &args.save_audio {
+                Some(path) => Box::new(WavSink::create(path, format.channels)?),
+                None => Box::new(NullAudioSink::default()),
+            };
+            let mut opus = OpusConfig::voice(format);
+            opus.bitrate_bps = args.audio_kbps * 1000;
+            Some(AudioLoop { source, sink, opus })
+        }
+    };
+
+    let video = match open_video(&args.video, args.size, args.fps, start)
+        .with_context(|| format!("video source {:?}", args.video))?
+    {
+        None => None,
+        Some(source) => {
+            let sink: Box<dyn VideoSink> = match &args.save_video {
+                Some(path) => Box::new(Y4mSink::create(path, args.fps)?),
+                None => Box::new(NullVideoSink::default()),
+            };
+            let (width, height) = source.size();
+            let h264 = H264Config {
+                width,
+                height,
+                bitrate_bps: args.video_kbps * 1000,
+                fps: args.fps as f32,
+                keyframe_interval: args.keyframe_interval,
+            };
+            Some(VideoLoop { source, sink, h264 })
+        }
+    };
+
+    let report = loopback::run(LoopbackConfig {
+        start,
+        duration: Duration::from_secs_f64(args.seconds),
+        audio,
+        video,
+    })?;
+    if args.json {
+        println!("{}", duet::report::to_json(&report));
+    } else {
+        print!("{}", duet::report::summary(&report));
+    }
+    Ok(())
+}
+
+fn devices() -> Result<()> {
+    let list = duet_media::audio::device::list_devices().context("listing audio devices")?;
+    print_audio("Audio inputs", &list.inputs);
+    print_audio("Audio outputs", &list.outputs);
+    print_cameras();
+    Ok(())
+}
+
+fn print_audio(title: &str, devices: &[duet_media::audio::device::DeviceInfo]) {
+    println!("{title}:");
+    if devices.is_empty() {
+        println!("  none found");
+    }
+    for d in devices {
+        println!("  {d}");
+    }
+}
+
+#[cfg(feature = "webcam")]
+fn print_cameras() {
+    println!("Cameras:");
+    match duet_media::video::webcam::list_cameras() {
+        Ok(cams) if cams.is_empty() => println!("  none found"),
+        Ok(cams) => {
+            for c in cams {
+                println!("  [{}] {} ({})", c.index, c.name, c.description);
+            }
+        }
+        Err(e) => println!("  cannot list cameras: {e}"),
+    }
+}
+
+#[cfg(not(feature = "webcam"))]
+fn print_cameras() {
+    println!("Cameras:\n  webcam support is not built in (build with the `webcam` feature)");
+}

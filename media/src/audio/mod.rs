@@ -21,6 +21,12 @@ pub trait AudioSource: Send {
     /// Fills `frame` (resized as needed) with the next frame. `now` is the time of the call;
     /// the source sets `frame.capture` to when its first sample was captured and `frame.seq`.
     fn read(&mut self, now: Instant, frame: &mut AudioFrame) -> Result<Read, Error>;
+
+    /// True for a device that captures in real time (its reads are paced by the hardware);
+    /// false for a synthetic or file source, which the caller paces.
+    fn is_live(&self) -> bool {
+        false
+    }
 }
 
 /// Something that consumes 48 kHz audio frames: a speaker, a WAV file, nothing.

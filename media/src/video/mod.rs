@@ -22,6 +22,18 @@ pub trait VideoSource: Send {
     /// Fills `frame` (resized as needed) with the next picture. `now` is the time of the call;
     /// the source sets `frame.capture` and `frame.seq`.
     fn read(&mut self, now: Instant, frame: &mut VideoFrame) -> Result<Read, Error>;
+
+    /// True for a camera (frames arrive in real time); false for a synthetic or file source,
+    /// which the caller paces.
+    fn is_live(&self) -> bool {
+        false
+    }
+
+    /// For a source that stamps each picture with [`stamp::write_stamp`], the instant its
+    /// stamps count time from; `None` for sources without stamps.
+    fn stamp_epoch(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// Something that consumes I420 frames: a Y4M file, nothing.

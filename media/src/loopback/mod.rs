@@ -1,0 +1,229 @@
+//! An in-process call: capture -> encode -> decode -> sink, in real time, one thread per stage,
+//! measuring what every stage costs and what reaches the sink.
+//!
+//! Audio latency is read from the signal itself: the received audio is aligned against what the
+//! source produced, window by window, so codec look-ahead and every buffer count. Video latency is
+//! read from the stamps the test pattern writes into its pixels.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::audio::{AudioSink, AudioSource};
+use crate::codec::h264::H264Config;
+use crate::codec::opus::OpusConfig;
+use crate::error::Error;
+use crate::stats::Percentiles;
+use crate::video::{VideoSink, VideoSource};
+
+mod audio;
+mod video;
+
+/// What to run through the loopback.
+pub struct LoopbackConfig {
+    /// When the first frame is due: the instant synthetic sources were created to start at.
+    /// A few tens of milliseconds ahead of the call lets every stage thread start in time.
+    pub start: Instant,
+    /// How long to run.
+    pub duration: Duration,
+    /// The audio path, if any.
+    pub audio: Option<AudioLoop>,
+    /// The video path, if any.
+    pub video: Option<VideoLoop>,
+}
+
+/// An audio path: a source, an Opus configuration and a sink.
+pub struct AudioLoop {
+    /// Where audio comes from.
+    pub source: Box<dyn AudioSource>,
+    /// Where decoded audio goes.
+    pub sink: Box<dyn AudioSink>,
+    /// Encoder settings; its format must match the source's.
+    pub opus: OpusConfig,
+}
+
+/// A video path: a source, an H.264 configuration and a sink.
+pub struct VideoLoop {
+    /// Where pictures come from.
+    pub source: Box<dyn VideoSource>,
+    /// Where decoded pictures go.
+    pub sink: Box<dyn VideoSink>,
+    /// Encoder settings; the size follows the source's frames.
+    pub h264: H264Config,
+}
+
+/// What a loopback run measured.
+#[derive(Debug, Clone)]
+pub struct LoopbackReport {
+    /// Wall time the run lasted, in seconds.
+    pub seconds: f64,
+    /// The audio path's figures.
+    pub audio: Option<AudioReport>,
+    /// The video path's figures.
+    pub video: Option<VideoReport>,
+    /// Resident memory of the process during the run.
+    pub memory: MemoryReport,
+}
+
+/// Figures of the audio path.
+#[derive(Debug, Clone, Default)]
+pub struct AudioReport {
+    /// Frames that reached the sink.
+    pub frames: u64,
+    /// Frames the source produced.
+    pub frames_captured: u64,
+    /// Frame duration in milliseconds.
+    pub frame_ms: u32,
+    /// Opus encode time per frame, microseconds.
+    pub encode_us: Percentiles,
+    /// Opus decode time per frame, microseconds.
+    pub decode_us: Percentiles,
+    /// From capture of a sample to its hand-off to the sink, milliseconds, measured from the signal.
+    pub latency_ms: Percentiles,
+    /// Delay of the received signal against the source, found by cross-correlation, milliseconds.
+    pub signal_delay_ms: Option<f64>,
+    /// The encoder's look-ahead, milliseconds.
+    pub lookahead_ms: f64,
+    /// Signal-to-noise ratio of what reached the sink against the source, dB.
+    pub snr_db: Option<f64>,
+    /// Encoded bitrate, kbit/s.
+    pub kbps: f64,
+    /// Packets the decoder rejected.
+    pub decode_errors: u64,
+    /// Frames dropped because a stage was behind.
+    pub frames_dropped: u64,
+}
+
+/// Figures of the video path.
+#[derive(Debug, Clone, Default)]
+pub struct VideoReport {
+    /// Frames the source produced.
+    pub frames_captured: u64,
+    /// Frames encoded and sent.
+    pub frames_sent: u64,
+    /// Frames decoded and handed to the sink.
+    pub frames_shown: u64,
+    /// Frames dropped because a stage was behind or the encoder skipped them.
+    pub frames_dropped: u64,
+    /// Width of the last frame shown.
+    pub width: u32,
+    /// Height of the last frame shown.
+    pub height: u32,
+    /// H.264 encode time per frame, milliseconds.
+    pub encode_ms: Percentiles,
+    /// H.264 decode time per frame, milliseconds.
+    pub decode_ms: Percentiles,
+    /// From capture to hand-off to the sink, milliseconds (from the stamps when the source has them).
+    pub latency_ms: Percentiles,
+    /// Mean luma PSNR of shown frames against the source frames, dB.
+    pub psnr_db: Option<f64>,
+    /// Shown frames whose stamp could not be read or did not match.
+    pub stamp_errors: u64,
+    /// Whether latency was read from stamps in the pixels.
+    pub stamped: bool,
+    /// Encoded bitrate, kbit/s.
+    pub kbps: f64,
+    /// Keyframes encoded.
+    pub keyframes: u64,
+    /// Access units the decoder rejected.
+    pub decode_errors: u64,
+}
+
+/// Resident set size of the process at points of the run, MiB.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryReport {
+    /// At the start.
+    pub rss_start_mb: f64,
+    /// Ten seconds in (or at the end, for a shorter run).
+    pub rss_10s_mb: f64,
+    /// At the end, before the pipeline is torn down.
+    pub rss_end_mb: f64,
+}
+
+/// Runs the loopback for `config.duration` (or until every source ends) and reports.
+///
+/// Sources are paced in real time unless they are live devices, which pace themselves.
+pub fn run(config: LoopbackConfig) -> Result<LoopbackReport, Error> {
+    if config.audio.is_none() && config.video.is_none() {
+        return Err(Error::Config("nothing to run: no audio and no video".into()));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = config.start;
+    let rss_start = rss_mb();
+
+    let audio = config
+        .audio
+        .map(|a| audio::spawn(a, start, config.duration, stop.clone()))
+        .transpose()?;
+    let video = config
+        .video
+        .map(|v| video::spawn(v, start, config.duration, stop.clone()))
+        .transpose()?;
+
+    let end = start + config.duration;
+    let ten = start + Duration::from_secs(10).min(config.duration);
+    let mut rss_10s = None;
+    loop {
+        let now = Instant::now();
+        if rss_10s.is_none() && now >= ten {
+            rss_10s = Some(rss_mb());
+        }
+        let sources_done = audio.as_ref().is_none_or(|a| a.is_finished())
+            && video.as_ref().is_none_or(|v| v.is_finished());
+        if now >= end || sources_done {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20).min(end.saturating_duration_since(now)));
+    }
+    let rss_end = rss_mb();
+    stop.store(true, Ordering::Relaxed);
+    let seconds = start.elapsed().as_secs_f64();
+
+    let audio = audio.map(|a| a.join()).transpose()?;
+    let video = video.map(|v| v.join()).transpose()?;
+    Ok(LoopbackReport {
+        seconds,
+        audio,
+        video,
+        memory: MemoryReport {
+            rss_start_mb: rss_start,
+            rss_10s_mb: rss_10s.unwrap_or(rss_end),
+            rss_end_mb: rss_end,
+        },
+    })
+}
+
+/// Sleeps until `deadline` (returns at once if it has passed).
+pub(crate) fn sleep_until(deadline: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        thread::sleep(deadline - now);
+    }
+}
+
+/// Joins a stage thread, turning a panic inside it into an error.
+pub(crate) fn join<T>(handle: thread::JoinHandle<Result<T, Error>>, stage: &str) -> Result<T, Error> {
+    handle
+        .join()
+        .map_err(|_| Error::Config(format!("loopback {stage} stage panicked")))?
+}
+
+/// Resident set size of this process in MiB (0 where /proc is not available).
+pub fn rss_mb() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / (1024.0 * 1024.0)
+}
+
+/// Microseconds as milliseconds, for reports.
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,130 @@
+//! The loopback report as JSON (`--json`) and as a short summary for people.
+
+use std::fmt::Write as _;
+
+use duet_media::loopback::{AudioReport, LoopbackReport, VideoReport};
+use duet_media::stats::Percentiles;
+use serde_json::{json, Value};
+
+/// Rounds to three decimals, so reports stay readable.
+fn r3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn pct(p: &Percentiles) -> Value {
+    json!({ "p50": r3(p.p50), "p95": r3(p.p95), "p99": r3(p.p99) })
+}
+
+fn opt(x: Option<f64>) -> Value {
+    x.map(r3).map_or(Value::Null, Value::from)
+}
+
+fn audio_json(a: &AudioReport) -> Value {
+    json!({
+        "frames": a.frames,
+        "frames_captured": a.frames_captured,
+        "frames_dropped": a.frames_dropped,
+        "frame_ms": a.frame_ms,
+        "encode_us": pct(&a.encode_us),
+        "decode_us": pct(&a.decode_us),
+        "latency_ms": pct(&a.latency_ms),
+        "signal_delay_ms": opt(a.signal_delay_ms),
+        "lookahead_ms": r3(a.lookahead_ms),
+        "snr_db": opt(a.snr_db),
+        "kbps": r3(a.kbps),
+        "decode_errors": a.decode_errors,
+    })
+}
+
+fn video_json(v: &VideoReport) -> Value {
+    json!({
+        "frames_captured": v.frames_captured,
+        "frames_sent": v.frames_sent,
+        "frames_shown": v.frames_shown,
+        "frames_dropped": v.frames_dropped,
+        "width": v.width,
+        "height": v.height,
+        "encode_ms": pct(&v.encode_ms),
+        "decode_ms": pct(&v.decode_ms),
+        "latency_ms": pct(&v.latency_ms),
+        "latency_source": if v.stamped { "stamps" } else { "capture_time" },
+        "psnr_db": opt(v.psnr_db),
+        "stamp_errors": v.stamp_errors,
+        "kbps": r3(v.kbps),
+        "keyframes": v.keyframes,
+        "decode_errors": v.decode_errors,
+    })
+}
+
+/// The whole report as one JSON object: `seconds`, `audio`, `video` (null when absent) and `memory`.
+pub fn to_json(report: &LoopbackReport) -> Value {
+    json!({
+        "seconds": r3(report.seconds),
+        "audio": report.audio.as_ref().map_or(Value::Null, audio_json),
+        "video": report.video.as_ref().map_or(Value::Null, video_json),
+        "memory": {
+            "rss_start_mb": r3(report.memory.rss_start_mb),
+            "rss_10s_mb": r3(report.memory.rss_10s_mb),
+            "rss_end_mb": r3(report.memory.rss_end_mb),
+        },
+    })
+}
+
+fn p(p: &Percentiles, unit: &str) -> String {
+    format!("p50 {:.2} / p95 {:.2} / p99 {:.2} {unit}", p.p50, p.p95, p.p99)
+}
+
+/// A few lines for people: what went through, what each stage cost, what arrived.
+pub fn summary(report: &LoopbackReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "loopback ran {:.1} s", report.seconds);
+    if let Some(a) = &report.audio {
+        let _ = writeln!(
+            s,
+            "audio  {} frames of {} ms at {:.1} kbps ({} dropped, {} decode errors)",
+            a.frames, a.frame_ms, a.kbps, a.frames_dropped, a.decode_errors
+        );
+        let _ = writeln!(s, "  encode   {}", p(&a.encode_us, "us"));
+        let _ = writeln!(s, "  decode   {}", p(&a.decode_us, "us"));
+        let _ = writeln!(s, "  latency  {}", p(&a.latency_ms, "ms"));
+        let delay = a
+            .signal_delay_ms
+            .map_or("not aligned".into(), |d| format!("{d:.2} ms"));
+        let snr = a.snr_db.map_or("n/a".into(), |d| format!("{d:.1} dB"));
+        let _ = writeln!(
+            s,
+            "  signal   delay {delay} (look-ahead {:.2} ms), SNR {snr}",
+            a.lookahead_ms
+        );
+    }
+    if let Some(v) = &report.video {
+        let _ = writeln!(
+            s,
+            "video  {}x{}: {} captured, {} sent, {} shown, {} dropped, {:.0} kbps, {} keyframes",
+            v.width,
+            v.height,
+            v.frames_captured,
+            v.frames_sent,
+            v.frames_shown,
+            v.frames_dropped,
+            v.kbps,
+            v.keyframes
+        );
+        let _ = writeln!(s, "  encode   {}", p(&v.encode_ms, "ms"));
+        let _ = writeln!(s, "  decode   {}", p(&v.decode_ms, "ms"));
+        let from = if v.stamped { "stamps" } else { "capture times" };
+        let _ = writeln!(s, "  latency  {} (from {from})", p(&v.latency_ms, "ms"));
+        let psnr = v.psnr_db.map_or("n/a".into(), |d| format!("{d:.1} dB"));
+        let _ = writeln!(
+            s,
+            "  quality  PSNR {psnr}, {} stamp errors, {} decode errors",
+            v.stamp_errors, v.decode_errors
+        );
+    }
+    let _ = writeln!(
+        s,
+        "memory RSS {:.1} MiB at start, {:.1} MiB at 10 s, {:.1} MiB at end",
+        report.memory.rss_start_mb, report.memory.rss_10s_mb, report.memory.rss_end_mb
+    );
+    s
+}

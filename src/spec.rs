@@ -1,0 +1,219 @@
+//! The media choices of the command line (`--audio tone`, `--video y4m:clip.y4m`, `--size 1280x720`),
+//! parsed into values and opened as duet-media sources.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Instant;
+
+use duet_media::audio::device::Microphone;
+use duet_media::audio::synth::{Silence, Tone};
+use duet_media::audio::wav::WavSource;
+use duet_media::audio::AudioSource;
+use duet_media::video::pattern::TestPattern;
+use duet_media::video::y4m::Y4mSource;
+use duet_media::video::VideoSource;
+use duet_media::AudioFormat;
+
+/// The speech sample that `--audio speech` plays: about 10 s of synthetic English, 48 kHz mono.
+pub const SPEECH_WAV: &[u8] = include_bytes!("../media/testdata/speech-48k-mono.wav");
+
+/// Frequency of `--audio tone`, Hz.
+pub const TONE_HZ: f32 = 440.0;
+
+/// A choice that could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChoiceError(String);
+
+impl fmt::Display for ChoiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ChoiceError {}
+
+/// Where the audio of a call comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioChoice {
+    /// A 440 Hz tone.
+    Tone,
+    /// The built-in speech sample.
+    Speech,
+    /// A WAV file (any rate, depth and channel count).
+    Wav(PathBuf),
+    /// A microphone: the default one, or the one named.
+    Mic(Option<String>),
+    /// Digital silence.
+    Silence,
+    /// No audio.
+    None,
+}
+
+impl FromStr for AudioChoice {
+    type Err = ChoiceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tone" => Ok(Self::Tone),
+            "speech" => Ok(Self::Speech),
+            "mic" => Ok(Self::Mic(None)),
+            "silence" => Ok(Self::Silence),
+            "none" => Ok(Self::None),
+            _ => match s.split_once(':') {
+                Some(("wav", path)) if !path.is_empty() => Ok(Self::Wav(PathBuf::from(path))),
+                Some(("mic", name)) if !name.is_empty() => Ok(Self::Mic(Some(name.to_string()))),
+                _ => Err(ChoiceError(format!(
+                    "unknown audio source {s:?}: choose tone, speech, wav:PATH, mic, mic:NAME, silence or none"
+                ))),
+            },
+        }
+    }
+}
+
+/// Where the video of a call comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoChoice {
+    /// The moving test pattern with stamps.
+    Pattern,
+    /// A Y4M file (4:2:0).
+    Y4m(PathBuf),
+    /// A webcam, by index (0 when not given).
+    Webcam(u32),
+    /// No video.
+    None,
+}
+
+impl FromStr for VideoChoice {
+    type Err = ChoiceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pattern" => Ok(Self::Pattern),
+            "webcam" => Ok(Self::Webcam(0)),
+            "none" => Ok(Self::None),
+            _ => match s.split_once(':') {
+                Some(("y4m", path)) if !path.is_empty() => Ok(Self::Y4m(PathBuf::from(path))),
+                Some(("webcam", n)) => n.parse().map(Self::Webcam).map_err(|_| {
+                    ChoiceError(format!("webcam index {n:?} is not a number"))
+                }),
+                _ => Err(ChoiceError(format!(
+                    "unknown video source {s:?}: choose pattern, y4m:PATH, webcam, webcam:N or none"
+                ))),
+            },
+        }
+    }
+}
+
+/// A picture size, `WIDTHxHEIGHT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+impl FromStr for Size {
+    type Err = ChoiceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ChoiceError(format!("bad size {s:?}: expected WIDTHxHEIGHT, e.g. 1280x720"));
+        let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+        let width = w.trim().parse().map_err(|_| bad())?;
+        let height = h.trim().parse().map_err(|_| bad())?;
+        duet_media::frame::check_size(width, height)
+            .map_err(|e| ChoiceError(format!("bad size {s:?}: {e}")))?;
+        Ok(Self { width, height })
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+/// Opens the audio source chosen, producing `format`; `start` is when its first frame is due.
+/// `Ok(None)` for [`AudioChoice::None`].
+pub fn open_audio(
+    choice: &AudioChoice,
+    format: AudioFormat,
+    start: Instant,
+) -> duet_media::Result<Option<Box<dyn AudioSource>>> {
+    Ok(Some(match choice {
+        AudioChoice::Tone => Box::new(Tone::new(format, TONE_HZ, 0.5, start)),
+        AudioChoice::Speech => Box::new(WavSource::from_bytes("speech", SPEECH_WAV, format)?),
+        AudioChoice::Wav(path) => Box::new(WavSource::open(path, format)?),
+        AudioChoice::Mic(name) => Box::new(Microphone::open(name.as_deref(), format)?),
+        AudioChoice::Silence => Box::new(Silence::new(format, start)),
+        AudioChoice::None => return Ok(None),
+    }))
+}
+
+/// Opens the video source chosen at `size` and `fps` (a Y4M file keeps its own size);
+/// `start` is when its first frame is due. `Ok(None)` for [`VideoChoice::None`].
+pub fn open_video(
+    choice: &VideoChoice,
+    size: Size,
+    fps: u32,
+    start: Instant,
+) -> duet_media::Result<Option<Box<dyn VideoSource>>> {
+    Ok(Some(match choice {
+        VideoChoice::Pattern => Box::new(TestPattern::new(size.width, size.height, fps, start)?),
+        VideoChoice::Y4m(path) => Box::new(Y4mSource::open(path)?),
+        VideoChoice::Webcam(index) => open_webcam(*index, size, fps)?,
+        VideoChoice::None => return Ok(None),
+    }))
+}
+
+#[cfg(feature = "webcam")]
+fn open_webcam(index: u32, size: Size, fps: u32) -> duet_media::Result<Box<dyn VideoSource>> {
+    Ok(Box::new(duet_media::video::webcam::Webcam::open(
+        index,
+        size.width,
+        size.height,
+        fps,
+    )?))
+}
+
+#[cfg(not(feature = "webcam"))]
+fn open_webcam(_index: u32, _size: Size, _fps: u32) -> duet_media::Result<Box<dyn VideoSource>> {
+    Err(duet_media::DeviceError::Unsupported("webcam").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_choices() {
+        assert_eq!("speech".parse(), Ok(AudioChoice::Speech));
+        assert_eq!("wav:a b.wav".parse(), Ok(AudioChoice::Wav("a b.wav".into())));
+        assert_eq!("mic:USB".parse(), Ok(AudioChoice::Mic(Some("USB".into()))));
+        let err = "wav:".parse::<AudioChoice>().unwrap_err();
+        assert!(err.to_string().contains("unknown audio source"), "{err}");
+    }
+
+    #[test]
+    fn video_choices() {
+        assert_eq!("webcam:2".parse(), Ok(VideoChoice::Webcam(2)));
+        assert!("webcam:two".parse::<VideoChoice>().unwrap_err().to_string().contains("two"));
+        assert_eq!("y4m:x.y4m".parse(), Ok(VideoChoice::Y4m("x.y4m".into())));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(
+            "1280x720".parse(),
+            Ok(Size {
+                width: 1280,
+                height: 720
+            })
+        );
+        for bad in ["1280", "axb", "641x480", "0x0", "99999x2"] {
+            let err = bad.parse::<Size>().unwrap_err();
+            assert!(err.to_string().contains(bad), "{bad}: {err}");
+        }
+    }
+}
