@@ -56,7 +56,7 @@ pub enum CodecError {
     /// A packet or access unit could not be decoded: it is dropped and counted.
     #[error("{codec} decode failed: {reason}")]
     Decode {
-        /// "opus" or "h264".
+        /// "opus" or "h264", or "mjpeg" for a camera picture.
         codec: &'static str,
         /// What the library said.
         reason: String,
@@ -64,7 +64,7 @@ pub enum CodecError {
     /// A frame does not match what the codec was configured for.
     #[error("{codec} frame mismatch: {reason}")]
     Mismatch {
-        /// "opus" or "h264".
+        /// "opus" or "h264", or the pixel format being converted ("yuyv", "nv12", "rgb24", "mjpeg").
         codec: &'static str,
         /// What differs.
         reason: String,
