@@ -32,7 +32,11 @@ pub mod audio;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod loopback;
+pub mod jitter;
 pub mod measure;
+pub mod packetize;
+pub mod rtp;
 pub mod stats;
 pub mod video;
 
