@@ -18,7 +18,11 @@ use duet_media::video::{NullVideoSink, VideoSink};
 use duet_media::{AudioFormat, Channels, FrameDuration};
 
 #[derive(Parser)]
-#[command(name = "duet", version, about = "Calls, chat and shared folders between messenger contacts")]
+#[command(
+    name = "duet",
+    version,
+    about = "Calls, chat and shared folders between messenger contacts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -99,7 +103,10 @@ fn main() -> ExitCode {
 
 fn run_loopback(args: LoopbackArgs) -> Result<()> {
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 24.0 * 3600.0) {
-        bail!("--seconds {}: give a duration between 0 and 86400", args.seconds);
+        bail!(
+            "--seconds {}: give a duration between 0 and 86400",
+            args.seconds
+        );
     }
     let format = AudioFormat {
         channels: Channels::from_count(args.channels).context("--channels")?,

@@ -28,6 +28,7 @@ fn audio_json(a: &AudioReport) -> Value {
         "encode_us": pct(&a.encode_us),
         "decode_us": pct(&a.decode_us),
         "latency_ms": pct(&a.latency_ms),
+        "latency_source": if a.latency_from_signal { "signal" } else { "capture_time" },
         "signal_delay_ms": opt(a.signal_delay_ms),
         "lookahead_ms": r3(a.lookahead_ms),
         "snr_db": opt(a.snr_db),
@@ -71,7 +72,10 @@ pub fn to_json(report: &LoopbackReport) -> Value {
 }
 
 fn p(p: &Percentiles, unit: &str) -> String {
-    format!("p50 {:.2} / p95 {:.2} / p99 {:.2} {unit}", p.p50, p.p95, p.p99)
+    format!(
+        "p50 {:.2} / p95 {:.2} / p99 {:.2} {unit}",
+        p.p50, p.p95, p.p99
+    )
 }
 
 /// A few lines for people: what went through, what each stage cost, what arrived.
@@ -86,7 +90,12 @@ pub fn summary(report: &LoopbackReport) -> String {
         );
         let _ = writeln!(s, "  encode   {}", p(&a.encode_us, "us"));
         let _ = writeln!(s, "  decode   {}", p(&a.decode_us, "us"));
-        let _ = writeln!(s, "  latency  {}", p(&a.latency_ms, "ms"));
+        let from = if a.latency_from_signal {
+            "signal alignment"
+        } else {
+            "capture times + look-ahead"
+        };
+        let _ = writeln!(s, "  latency  {} (from {from})", p(&a.latency_ms, "ms"));
         let delay = a
             .signal_delay_ms
             .map_or("not aligned".into(), |d| format!("{d:.2} ms"));

@@ -94,9 +94,10 @@ impl FromStr for VideoChoice {
             "none" => Ok(Self::None),
             _ => match s.split_once(':') {
                 Some(("y4m", path)) if !path.is_empty() => Ok(Self::Y4m(PathBuf::from(path))),
-                Some(("webcam", n)) => n.parse().map(Self::Webcam).map_err(|_| {
-                    ChoiceError(format!("webcam index {n:?} is not a number"))
-                }),
+                Some(("webcam", n)) => n
+                    .parse()
+                    .map(Self::Webcam)
+                    .map_err(|_| ChoiceError(format!("webcam index {n:?} is not a number"))),
                 _ => Err(ChoiceError(format!(
                     "unknown video source {s:?}: choose pattern, y4m:PATH, webcam, webcam:N or none"
                 ))),
@@ -118,7 +119,11 @@ impl FromStr for Size {
     type Err = ChoiceError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || ChoiceError(format!("bad size {s:?}: expected WIDTHxHEIGHT, e.g. 1280x720"));
+        let bad = || {
+            ChoiceError(format!(
+                "bad size {s:?}: expected WIDTHxHEIGHT, e.g. 1280x720"
+            ))
+        };
         let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
         let width = w.trim().parse().map_err(|_| bad())?;
         let height = h.trim().parse().map_err(|_| bad())?;
@@ -189,7 +194,10 @@ mod tests {
     #[test]
     fn audio_choices() {
         assert_eq!("speech".parse(), Ok(AudioChoice::Speech));
-        assert_eq!("wav:a b.wav".parse(), Ok(AudioChoice::Wav("a b.wav".into())));
+        assert_eq!(
+            "wav:a b.wav".parse(),
+            Ok(AudioChoice::Wav("a b.wav".into()))
+        );
         assert_eq!("mic:USB".parse(), Ok(AudioChoice::Mic(Some("USB".into()))));
         let err = "wav:".parse::<AudioChoice>().unwrap_err();
         assert!(err.to_string().contains("unknown audio source"), "{err}");
@@ -198,7 +206,11 @@ mod tests {
     #[test]
     fn video_choices() {
         assert_eq!("webcam:2".parse(), Ok(VideoChoice::Webcam(2)));
-        assert!("webcam:two".parse::<VideoChoice>().unwrap_err().to_string().contains("two"));
+        assert!("webcam:two"
+            .parse::<VideoChoice>()
+            .unwrap_err()
+            .to_string()
+            .contains("two"));
         assert_eq!("y4m:x.y4m".parse(), Ok(VideoChoice::Y4m("x.y4m".into())));
     }
 

@@ -22,10 +22,14 @@ const WINDOW: usize = SAMPLE_RATE as usize / 2;
 const MAX_LAG: usize = SAMPLE_RATE as usize / 4;
 /// A window whose correlation is below this is too quiet or too damaged to align.
 const MIN_CORRELATION: f64 = 0.6;
+/// A window where another lag scores within this of the best is periodic (a pure tone) and
+/// cannot be aligned.
+const AMBIGUITY_MARGIN: f64 = 0.02;
 
 struct Captured {
     reference: Vec<i16>,
     captures: Vec<Instant>,
+    first_seq: Option<u64>,
     frames: u64,
     dropped: u64,
 }
@@ -44,6 +48,7 @@ struct Decoded {
 struct Shown {
     output: Vec<i16>,
     handoffs: Vec<Instant>,
+    seqs: Vec<u64>,
 }
 
 struct Packet {
@@ -100,6 +105,7 @@ pub(super) fn spawn(
             let mut out = Captured {
                 reference: Vec::with_capacity(expected_frames * format.samples_per_frame()),
                 captures: Vec::with_capacity(expected_frames),
+                first_seq: None,
                 frames: 0,
                 dropped: 0,
             };
@@ -130,6 +136,7 @@ pub(super) fn spawn(
                 out.frames += 1;
                 out.reference.extend_from_slice(&frame.samples);
                 out.captures.push(frame.capture);
+                out.first_seq.get_or_insert(frame.seq);
                 if let Err(TrySendError::Full(_)) = raw_tx.try_send(frame) {
                     out.dropped += 1;
                 }
@@ -198,11 +205,13 @@ pub(super) fn spawn(
             let mut out = Shown {
                 output: Vec::with_capacity(expected_frames * format.samples_per_frame()),
                 handoffs: Vec::with_capacity(expected_frames),
+                seqs: Vec::with_capacity(expected_frames),
             };
             for frame in dec_rx {
                 let now = Instant::now();
                 sink.write(now, &frame)?;
                 out.handoffs.push(now);
+                out.seqs.push(frame.seq);
                 out.output.extend_from_slice(&frame.samples);
                 let _ = dec_free_tx.try_send(frame);
             }
@@ -255,11 +264,18 @@ fn analyse(
 
     // Align window by window: a window that is too quiet to align borrows the run's median lag.
     let mut window_lags: Vec<Option<usize>> = Vec::new();
+    // Lags of periodic windows: useless for latency, but any of them lines a tone up for SNR.
+    let mut periodic_lags: Vec<f64> = Vec::new();
     let mut a = 0;
     while a + WINDOW <= reference.len() && a + WINDOW <= output.len() {
         let received = &output[a..(a + WINDOW + MAX_LAG).min(output.len())];
-        let lag = estimate_delay(&reference[a..a + WINDOW], received, MAX_LAG)
-            .filter(|al| al.correlation >= MIN_CORRELATION)
+        let alignment = estimate_delay(&reference[a..a + WINDOW], received, MAX_LAG)
+            .filter(|al| al.correlation >= MIN_CORRELATION);
+        if let Some(al) = alignment.filter(|al| al.is_ambiguous(AMBIGUITY_MARGIN)) {
+            periodic_lags.push(al.lag as f64);
+        }
+        let lag = alignment
+            .filter(|al| !al.is_ambiguous(AMBIGUITY_MARGIN))
             .map(|al| al.lag);
         window_lags.push(lag);
         a += WINDOW;
@@ -292,9 +308,25 @@ fn analyse(
             let captured_at = *capture + offset;
             latency.push(ms(handoff.saturating_duration_since(captured_at)));
         }
+    } else {
+        // Nothing could be aligned (silence, or a pure tone whose delay is only known modulo
+        // its period): fall back on the capture time each frame carried, plus the look-ahead.
+        let first_seq = captured.first_seq.unwrap_or(0);
+        for (handoff, seq) in shown.handoffs.iter().zip(&shown.seqs) {
+            let index = seq
+                .checked_sub(first_seq)
+                .and_then(|i| usize::try_from(i).ok());
+            if let Some(capture) = index.and_then(|i| captured.captures.get(i)) {
+                latency
+                    .push(ms(handoff.saturating_duration_since(*capture)) + ms(encoded.lookahead));
+            }
+        }
     }
 
-    let snr = median_lag.map(|lag| snr_db(&reference, &output, lag));
+    let snr_lag = median_lag.or_else(|| {
+        (!periodic_lags.is_empty()).then(|| Percentiles::of(&periodic_lags).p50 as usize)
+    });
+    let snr = snr_lag.map(|lag| snr_db(&reference, &output, lag));
     AudioReport {
         frames: shown.handoffs.len() as u64,
         frames_captured: captured.frames,
@@ -302,6 +334,7 @@ fn analyse(
         encode_us: encoded.encode_us.percentiles(),
         decode_us: decoded.decode_us.percentiles(),
         latency_ms: Percentiles::of(&latency),
+        latency_from_signal: median_lag.is_some(),
         signal_delay_ms: median_lag.map(|l| l as f64 * 1000.0 / f64::from(SAMPLE_RATE)),
         lookahead_ms: ms(encoded.lookahead),
         snr_db: snr.filter(|s| s.is_finite()),

@@ -79,8 +79,11 @@ pub struct AudioReport {
     pub encode_us: Percentiles,
     /// Opus decode time per frame, microseconds.
     pub decode_us: Percentiles,
-    /// From capture of a sample to its hand-off to the sink, milliseconds, measured from the signal.
+    /// From capture of a sample to its hand-off to the sink, milliseconds: measured from the
+    /// signal when it could be aligned, else from carried capture times plus the look-ahead.
     pub latency_ms: Percentiles,
+    /// Whether `latency_ms` was measured from the signal itself.
+    pub latency_from_signal: bool,
     /// Delay of the received signal against the source, found by cross-correlation, milliseconds.
     pub signal_delay_ms: Option<f64>,
     /// The encoder's look-ahead, milliseconds.
@@ -146,7 +149,9 @@ pub struct MemoryReport {
 /// Sources are paced in real time unless they are live devices, which pace themselves.
 pub fn run(config: LoopbackConfig) -> Result<LoopbackReport, Error> {
     if config.audio.is_none() && config.video.is_none() {
-        return Err(Error::Config("nothing to run: no audio and no video".into()));
+        return Err(Error::Config(
+            "nothing to run: no audio and no video".into(),
+        ));
     }
     let stop = Arc::new(AtomicBool::new(false));
     let start = config.start;
@@ -206,7 +211,10 @@ pub(crate) fn sleep_until(deadline: Instant) {
 }
 
 /// Joins a stage thread, turning a panic inside it into an error.
-pub(crate) fn join<T>(handle: thread::JoinHandle<Result<T, Error>>, stage: &str) -> Result<T, Error> {
+pub(crate) fn join<T>(
+    handle: thread::JoinHandle<Result<T, Error>>,
+    stage: &str,
+) -> Result<T, Error> {
     handle
         .join()
         .map_err(|_| Error::Config(format!("loopback {stage} stage panicked")))?

@@ -147,7 +147,9 @@ pub(super) fn spawn(
                 if keyframe_request.swap(false, Ordering::Relaxed) {
                     encoder.request_keyframe();
                 }
-                let mut encoded = enc_free_rx.try_recv().unwrap_or_else(|_| EncodedVideo::new());
+                let mut encoded = enc_free_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| EncodedVideo::new());
                 let t0 = Instant::now();
                 let produced = encoder.encode(&frame, &mut encoded)?;
                 out.encode_ms.push(ms(t0.elapsed()));

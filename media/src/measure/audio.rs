@@ -17,6 +17,22 @@ pub struct Alignment {
     pub lag: usize,
     /// Normalised cross-correlation at that lag, 0 (unrelated) to 1 (same shape).
     pub correlation: f64,
+    /// The best normalised score at any lag more than [`AMBIGUITY_SEPARATION`] samples from
+    /// `lag`. Close to `correlation` for a periodic signal such as a pure tone, whose delay
+    /// is then only known modulo its period.
+    pub runner_up: f64,
+}
+
+/// How far (in samples, 1 ms at 48 kHz) another peak must be from the best one to count as a
+/// rival in [`Alignment::runner_up`].
+pub const AMBIGUITY_SEPARATION: usize = 48;
+
+impl Alignment {
+    /// True when a rival lag matches almost as well as the best one (within `margin` of
+    /// normalised correlation): the alignment cannot be trusted.
+    pub fn is_ambiguous(&self, margin: f64) -> bool {
+        self.runner_up >= self.correlation - margin
+    }
 }
 
 /// Finds the lag in `0..=max_lag` at which `received` best matches `reference`.
@@ -40,6 +56,7 @@ pub fn estimate_delay(reference: &[i16], received: &[i16], max_lag: usize) -> Op
     let mut e_ref: u64 = energy(&reference[..len]);
     let mut e_rec: u64 = energy(&received[..len]);
     let mut best: Option<(usize, f64)> = None;
+    let mut scores = vec![f64::NEG_INFINITY; max_lag + 1];
     for (lag, &c) in corr.iter().enumerate().take(max_lag + 1) {
         if lag > 0 {
             let next = overlap(lag);
@@ -55,11 +72,19 @@ pub fn estimate_delay(reference: &[i16], received: &[i16], max_lag: usize) -> Op
             continue;
         }
         let score = f64::from(c) / ((e_ref as f64) * (e_rec as f64)).sqrt();
+        scores[lag] = score;
         if best.is_none_or(|(_, s)| score > s) {
             best = Some((lag, score));
         }
     }
     let (lag, _) = best?;
+    let runner_up = scores
+        .iter()
+        .enumerate()
+        .filter(|(l, _)| l.abs_diff(lag) > AMBIGUITY_SEPARATION)
+        .map(|(_, &s)| s)
+        .fold(f64::NEG_INFINITY, f64::max)
+        .clamp(-1.0, 1.0);
     let len = overlap(lag);
     let (r, x) = (&reference[..len], &received[lag..lag + len]);
     let (e_ref, e_rec, cross) = (energy(r), energy(x), dot(r, x));
@@ -67,6 +92,7 @@ pub fn estimate_delay(reference: &[i16], received: &[i16], max_lag: usize) -> Op
     Some(Alignment {
         lag,
         correlation: correlation.clamp(0.0, 1.0),
+        runner_up,
     })
 }
 
@@ -196,6 +222,27 @@ fn dot(a: &[i16], b: &[i16]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pure_tone_aligns_ambiguously_and_noise_does_not() {
+        let tone: Vec<i16> = (0..9600)
+            .map(|i| {
+                ((i as f64 * 2.0 * std::f64::consts::PI * 440.0 / 48_000.0).sin() * 10_000.0) as i16
+            })
+            .collect();
+        let mut delayed = vec![0i16; 300];
+        delayed.extend_from_slice(&tone);
+        let al = estimate_delay(&tone[..4800], &delayed, 1000).expect("aligned");
+        assert!(al.is_ambiguous(0.02), "{al:?}");
+
+        let n = noise(9600, 8000, 7);
+        let mut delayed = vec![0i16; 300];
+        delayed.extend_from_slice(&n);
+        let al = estimate_delay(&n[..4800], &delayed, 1000).expect("aligned");
+        assert_eq!(al.lag, 300);
+        assert!(!al.is_ambiguous(0.02), "{al:?}");
+        assert!(al.runner_up < 0.2, "{al:?}");
+    }
 
     /// Seeded white noise in -amp..=amp.
     fn noise(len: usize, amp: i16, seed: u64) -> Vec<i16> {

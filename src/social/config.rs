@@ -1,0 +1,142 @@
+//! Where `duet login` keeps the server, user and token, and how flags and the environment
+//! (`DUET_SERVER`, `DUET_USER`, `DUET_TOKEN`) override them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use duet_signaling::UserName;
+use serde::{Deserialize, Serialize};
+
+/// What `duet login` saves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedLogin {
+    /// The server's URL.
+    pub server: Option<String>,
+    /// The account name.
+    pub user: Option<String>,
+    /// The account's token.
+    pub token: Option<String>,
+}
+
+/// Everything needed to connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// The server's URL, `ws://host:port/`.
+    pub server: String,
+    /// The account.
+    pub user: UserName,
+    /// The account's token.
+    pub token: String,
+}
+
+/// The file `duet login` writes: `$DUET_CONFIG`, else `$XDG_CONFIG_HOME/duet/login.json`,
+/// else `~/.config/duet/login.json`.
+pub fn config_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("DUET_CONFIG") {
+        return Ok(PathBuf::from(p));
+    }
+    let base = match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(x) if !x.is_empty() => PathBuf::from(x),
+        _ => PathBuf::from(std::env::var_os("HOME").context("neither DUET_CONFIG nor HOME is set")?).join(".config"),
+    };
+    Ok(base.join("duet").join("login.json"))
+}
+
+/// Reads a saved login; a missing file is an empty one.
+pub fn load(path: &Path) -> Result<SavedLogin> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| format!("reading {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SavedLogin::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes a saved login, readable by its owner only (it holds a token).
+pub fn save(path: &Path, login: &SavedLogin) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = serde_json::to_string_pretty(login)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Turns `host:port` or `ws://host:port/path` into a WebSocket URL; refuses other schemes.
+pub fn normalize_url(url: &str) -> Result<String> {
+    let url = url.trim();
+    if url.is_empty() {
+        bail!("the server URL is empty");
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        if scheme != "ws" {
+            bail!("server URL {url:?}: only ws:// is supported (put a TLS proxy in front for wss://)");
+        }
+        return Ok(url.to_owned());
+    }
+    Ok(format!("ws://{url}/"))
+}
+
+/// Picks each of server, user and token from the flag, else the environment, else the saved login.
+pub fn resolve(
+    server: Option<&str>,
+    user: Option<&str>,
+    token: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+    saved: &SavedLogin,
+) -> Result<Credentials> {
+    let pick = |flag: Option<&str>, var: &str, saved: &Option<String>| {
+        flag.map(str::to_owned).or_else(|| env(var).filter(|v| !v.is_empty())).or_else(|| saved.clone())
+    };
+    let server = pick(server, "DUET_SERVER", &saved.server)
+        .context("no server: give --server, set DUET_SERVER, or run `duet login` first")?;
+    let user = pick(user, "DUET_USER", &saved.user).context("no user: give --user, set DUET_USER, or run `duet login` first")?;
+    let token =
+        pick(token, "DUET_TOKEN", &saved.token).context("no token: give --token, set DUET_TOKEN, or run `duet login` first")?;
+    Ok(Credentials { server: normalize_url(&server)?, user: UserName::new(&user)?, token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_saved_login() {
+        let saved = SavedLogin {
+            server: Some("ws://saved:1/".into()),
+            user: Some("alice".into()),
+            token: Some("saved-token".into()),
+        };
+        let env = |var: &str| (var == "DUET_TOKEN").then(|| "env-token".to_owned());
+        let c = resolve(Some("10.0.0.2:7878"), None, None, env, &saved).unwrap();
+        assert_eq!(c.server, "ws://10.0.0.2:7878/");
+        assert_eq!(c.user.as_str(), "alice");
+        assert_eq!(c.token, "env-token");
+        let c = resolve(None, None, Some("flag-token"), env, &saved).unwrap();
+        assert_eq!((c.server.as_str(), c.token.as_str()), ("ws://saved:1/", "flag-token"));
+        let missing = resolve(None, None, None, |_| None, &SavedLogin::default()).unwrap_err();
+        assert!(missing.to_string().contains("no server"), "{missing}");
+        assert!(normalize_url("https://x/").is_err());
+    }
+
+    #[test]
+    fn saved_logins_round_trip_and_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("login.json");
+        assert_eq!(load(&path).unwrap(), SavedLogin::default());
+        let login = SavedLogin { server: Some("ws://h:1/".into()), user: Some("bob".into()), token: Some("t".into()) };
+        save(&path, &login).unwrap();
+        assert_eq!(load(&path).unwrap(), login);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
