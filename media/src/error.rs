@@ -74,7 +74,10 @@ pub enum CodecError {
 impl CodecError {
     /// Decode errors are per packet and recoverable; the others need a new codec.
     pub fn is_recoverable(&self) -> bool {
-        matches!(self, CodecError::Decode { .. } | CodecError::Mismatch { .. })
+        matches!(
+            self,
+            CodecError::Decode { .. } | CodecError::Mismatch { .. }
+        )
     }
 }
 

@@ -30,7 +30,9 @@ impl Channels {
         match n {
             1 => Ok(Channels::Mono),
             2 => Ok(Channels::Stereo),
-            _ => Err(Error::Config(format!("{n} channels: duet carries mono or stereo"))),
+            _ => Err(Error::Config(format!(
+                "{n} channels: duet carries mono or stereo"
+            ))),
         }
     }
 }
@@ -182,7 +184,11 @@ impl VideoFrame {
     pub fn planes(&self) -> (&[u8], &[u8], &[u8]) {
         let y = (self.width * self.height) as usize;
         let c = y / 4;
-        (&self.data[..y], &self.data[y..y + c], &self.data[y + c..y + 2 * c])
+        (
+            &self.data[..y],
+            &self.data[y..y + c],
+            &self.data[y + c..y + 2 * c],
+        )
     }
 }
 

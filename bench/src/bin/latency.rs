@@ -140,8 +140,14 @@ fn run() -> Result<(), String> {
     let verdicts = [
         ("encode within 1.2x of openh264 direct", encode_ratio <= 1.2),
         ("decode within 1.2x of openh264 direct", decode_ratio <= 1.2),
-        ("video latency p50 <= encode p50 + decode p50 + 3 ms", overhead <= 3.0),
-        ("audio latency p50 <= frame + look-ahead + 5 ms", audio.latency_ms.p50 <= audio_budget),
+        (
+            "video latency p50 <= encode p50 + decode p50 + 3 ms",
+            overhead <= 3.0,
+        ),
+        (
+            "audio latency p50 <= frame + look-ahead + 5 ms",
+            audio.latency_ms.p50 <= audio_budget,
+        ),
         ("every stamp read back", video.stamp_errors == 0),
     ];
     for (what, ok) in verdicts {
@@ -149,7 +155,10 @@ fn run() -> Result<(), String> {
     }
     if report.seconds >= 30.0 {
         let ok = rss_growth.abs() <= 0.10;
-        eprintln!("{} RSS at the end within 10% of RSS at 10 s", if ok { "PASS" } else { "FAIL" });
+        eprintln!(
+            "{} RSS at the end within 10% of RSS at 10 s",
+            if ok { "PASS" } else { "FAIL" }
+        );
     }
     Ok(())
 }
