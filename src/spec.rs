@@ -139,6 +139,52 @@ impl fmt::Display for Size {
     }
 }
 
+/// An audio source that starts again from the top when it ends, numbering frames on, so a
+/// short sample can feed a call of any length.
+pub struct Looped<S, F> {
+    open: F,
+    source: S,
+    offset: u64,
+    last_seq: u64,
+}
+
+impl<S: AudioSource, F: FnMut() -> duet_media::Result<S> + Send> Looped<S, F> {
+    /// Opens the first pass with `open`, which is called again at every end.
+    pub fn new(mut open: F) -> duet_media::Result<Self> {
+        let source = open()?;
+        Ok(Self {
+            open,
+            source,
+            offset: 0,
+            last_seq: 0,
+        })
+    }
+}
+
+impl<S: AudioSource, F: FnMut() -> duet_media::Result<S> + Send> AudioSource for Looped<S, F> {
+    fn format(&self) -> AudioFormat {
+        self.source.format()
+    }
+
+    fn read(
+        &mut self,
+        now: Instant,
+        frame: &mut duet_media::AudioFrame,
+    ) -> duet_media::Result<duet_media::Read> {
+        let mut read = self.source.read(now, frame)?;
+        if read == duet_media::Read::End {
+            self.source = (self.open)()?;
+            self.offset = self.last_seq + 1;
+            read = self.source.read(now, frame)?;
+        }
+        if read == duet_media::Read::Frame {
+            frame.seq += self.offset;
+            self.last_seq = frame.seq;
+        }
+        Ok(read)
+    }
+}
+
 /// Opens the audio source chosen, producing `format`; `start` is when its first frame is due.
 /// `Ok(None)` for [`AudioChoice::None`].
 pub fn open_audio(
@@ -148,7 +194,9 @@ pub fn open_audio(
 ) -> duet_media::Result<Option<Box<dyn AudioSource>>> {
     Ok(Some(match choice {
         AudioChoice::Tone => Box::new(Tone::new(format, TONE_HZ, 0.5, start)),
-        AudioChoice::Speech => Box::new(WavSource::from_bytes("speech", SPEECH_WAV, format)?),
+        AudioChoice::Speech => Box::new(Looped::new(move || {
+            WavSource::from_bytes("speech", SPEECH_WAV, format)
+        })?),
         AudioChoice::Wav(path) => Box::new(WavSource::open(path, format)?),
         AudioChoice::Mic(name) => Box::new(Microphone::open(name.as_deref(), format)?),
         AudioChoice::Silence => Box::new(Silence::new(format, start)),
@@ -212,6 +260,25 @@ mod tests {
             .to_string()
             .contains("two"));
         assert_eq!("y4m:x.y4m".parse(), Ok(VideoChoice::Y4m("x.y4m".into())));
+    }
+
+    #[test]
+    fn speech_loops_with_continuous_numbering() {
+        let format = AudioFormat {
+            channels: duet_media::Channels::Mono,
+            frame: duet_media::FrameDuration::Ms60,
+        };
+        let start = Instant::now();
+        let mut speech = open_audio(&AudioChoice::Speech, format, start)
+            .unwrap()
+            .unwrap();
+        let mut frame = duet_media::AudioFrame::silent(format, start);
+        // The sample lasts about 10 s: 400 frames of 60 ms go round it more than twice.
+        for n in 0..400u64 {
+            let deadline = start + format.frame.duration() * n as u32;
+            assert_eq!(speech.read(deadline, &mut frame).unwrap(), duet_media::Read::Frame);
+            assert_eq!(frame.seq, n);
+        }
     }
 
     #[test]

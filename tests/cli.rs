@@ -1,0 +1,128 @@
+//! End-to-end tests of the `duet` binary: a short real-time loopback and its JSON report, and
+//! the one-line errors that bad input from the user must give.
+
+use std::process::{Command, Output};
+
+fn duet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_duet"))
+        .args(args)
+        .env(
+            "ALSA_CONFIG_PATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/media/testdata/asoundrc-null"),
+        )
+        .output()
+        .expect("run duet")
+}
+
+/// Asserts that `args` fail with exactly one line on stderr that contains `needle`.
+fn fails_naming(args: &[&str], needle: &str) {
+    let out = duet(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr:?}");
+    assert!(lines[0].contains(needle), "{args:?}: {stderr:?} lacks {needle:?}");
+    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+}
+
+#[test]
+fn loopback_reports_every_stage_as_json() {
+    let out = duet(&[
+        "loopback", "--seconds", "2", "--json", "--size", "320x240", "--video-kbps", "300",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let audio = &report["audio"];
+    let video = &report["video"];
+    assert!(audio["frames"].as_u64().unwrap() >= 80, "{audio}");
+    assert_eq!(audio["frame_ms"], 20);
+    for key in ["encode_us", "decode_us", "latency_ms"] {
+        let p = &audio[key];
+        assert!(p["p50"].as_f64().unwrap() > 0.0, "{key}: {p}");
+        assert!(p["p50"].as_f64() <= p["p99"].as_f64(), "{key}: {p}");
+    }
+    // Speech aligns with itself; the delay found is the codec's look-ahead, within 1 ms.
+    assert_eq!(audio["latency_source"], "signal");
+    let delay = audio["signal_delay_ms"].as_f64().expect("aligned");
+    let lookahead = audio["lookahead_ms"].as_f64().unwrap();
+    assert!((delay - lookahead).abs() < 1.0, "{audio}");
+    assert!(audio["snr_db"].as_f64().unwrap() > 5.0, "{audio}");
+
+    assert_eq!((video["width"].as_u64(), video["height"].as_u64()), (Some(320), Some(240)));
+    assert!(video["frames_shown"].as_u64().unwrap() >= 50, "{video}");
+    assert_eq!(video["stamp_errors"], 0, "{video}");
+    assert_eq!(video["latency_source"], "stamps");
+    assert!(video["psnr_db"].as_f64().unwrap() > 30.0, "{video}");
+    let latency = video["latency_ms"]["p50"].as_f64().unwrap();
+    assert!(latency > 0.0 && latency < 500.0, "{video}");
+    assert!(report["memory"]["rss_end_mb"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn loopback_writes_what_it_decoded() {
+    let dir = std::env::temp_dir().join(format!("duet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("out.wav");
+    let y4m = dir.join("out.y4m");
+    let out = duet(&[
+        "loopback",
+        "--seconds",
+        "1",
+        "--audio",
+        "tone",
+        "--size",
+        "160x120",
+        "--fps",
+        "10",
+        "--save-audio",
+        wav.to_str().unwrap(),
+        "--save-video",
+        y4m.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("loopback ran"), "{summary}");
+    // 1 s of 48 kHz mono 16-bit, give or take the last frames in flight.
+    let wav_len = std::fs::metadata(&wav).unwrap().len();
+    assert!((80_000..=100_000).contains(&wav_len), "{wav_len}");
+    let y4m_bytes = std::fs::read(&y4m).unwrap();
+    assert!(y4m_bytes.starts_with(b"YUV4MPEG2 W160 H120 F10:1"));
+    let frames = y4m_bytes.windows(6).filter(|w| w == b"FRAME\n").count();
+    assert!((8..=11).contains(&frames), "{frames} frames");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_input_ends_with_one_line_naming_it() {
+    fails_naming(&["loopback", "--audio", "bogus"], "unknown audio source \"bogus\"");
+    fails_naming(&["loopback", "--video", "hologram"], "unknown video source \"hologram\"");
+    fails_naming(&["loopback", "--size", "641x480"], "641x480");
+    fails_naming(&["loopback", "--size", "big"], "bad size \"big\"");
+    fails_naming(&["loopback", "--frame-ms", "15"], "frame of 15 ms");
+    fails_naming(
+        &["loopback", "--video", "y4m:/no/such/clip.y4m"],
+        "/no/such/clip.y4m",
+    );
+    fails_naming(
+        &["loopback", "--audio", "wav:/no/such/voice.wav"],
+        "/no/such/voice.wav",
+    );
+    fails_naming(&["loopback", "--video", "webcam"], "camera");
+    fails_naming(&["loopback", "--seconds", "-1"], "-1");
+}
+
+#[test]
+fn devices_lists_what_alsa_offers_and_says_when_there_is_no_camera() {
+    let out = duet(&["devices"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Audio inputs:"), "{text}");
+    assert!(text.contains("Audio outputs:"), "{text}");
+    // The test asoundrc defines a null PCM; this machine has no camera.
+    assert!(text.contains("null"), "{text}");
+    assert!(text.contains("Cameras:\n  none found"), "{text}");
+}
