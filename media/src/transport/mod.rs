@@ -1,0 +1,6 @@
+//! What sits between a call and the network: for now the seeded impairment layer that duet
+//! puts under the real WebRTC stack for tests and for `duet loopback --impair ...`.
+
+pub mod impair;
+
+pub use impair::{ImpairConfig, ImpairCounters, ImpairStats, ImpairedRuntime};
