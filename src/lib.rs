@@ -16,4 +16,5 @@
 #![forbid(unsafe_code)]
 
 pub mod report;
+pub mod social;
 pub mod spec;

@@ -12,7 +12,9 @@ use duet_media::audio::wav::WavSink;
 use duet_media::audio::{AudioSink, NullAudioSink};
 use duet_media::codec::h264::H264Config;
 use duet_media::codec::opus::OpusConfig;
+use duet_media::loopback::webrtc::WebrtcOptions;
 use duet_media::loopback::{self, AudioLoop, LoopbackConfig, VideoLoop};
+use duet_media::transport::impair::ImpairConfig;
 use duet_media::video::y4m::Y4mSink;
 use duet_media::video::{NullVideoSink, VideoSink};
 use duet_media::{AudioFormat, Channels, FrameDuration};
@@ -34,6 +36,18 @@ enum Command {
     Loopback(LoopbackArgs),
     /// List audio inputs and outputs (with their native formats) and cameras.
     Devices,
+    /// Run the signaling server (accounts, contacts, presence, chat, invitations).
+    Serve(duet::social::ServeArgs),
+    /// Manage accounts in the server's database.
+    User(duet::social::UserArgs),
+    /// Check a server, user and token, and save them for the other commands.
+    Login(duet::social::LoginArgs),
+    /// Add, accept, decline, block, unblock, remove or list contacts.
+    Contact(duet::social::ContactArgs),
+    /// Set your status (online, away, busy, invisible) and personal message.
+    Presence(duet::social::PresenceArgs),
+    /// Chat with a contact: sends each stdin line, prints what arrives.
+    Chat(duet::social::ChatArgs),
 }
 
 #[derive(clap::Args)]
@@ -77,6 +91,23 @@ struct LoopbackArgs {
     /// Print one JSON object on stdout instead of the summary.
     #[arg(long)]
     json: bool,
+    /// How media travels: direct (in-process, no network) or webrtc (two call sessions over
+    /// UDP on 127.0.0.1, DTLS-SRTP, RTCP, jitter buffers).
+    #[arg(long, default_value = "direct")]
+    transport: Transport,
+    /// With --transport webrtc: impair what both sides send, e.g.
+    /// loss=5%,burst=2,jitter=30ms,reorder=1%,dup=0.5%,rate=2mbps,seed=7.
+    #[arg(long)]
+    impair: Option<String>,
+}
+
+/// The path media takes in `duet loopback`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Transport {
+    /// Encoder output straight to the decoder, in process.
+    Direct,
+    /// Two WebRTC call sessions over real UDP sockets.
+    Webrtc,
 }
 
 fn main() -> ExitCode {
@@ -87,10 +118,27 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout as clap renders them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // A usage error is one line that names the problem.
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("duet: {first} (see duet --help)");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Loopback(args) => run_loopback(args),
         Command::Devices => devices(),
+        Command::Serve(args) => duet::social::serve(args),
+        Command::User(args) => duet::social::user(args),
+        Command::Login(args) => duet::social::login(args),
+        Command::Contact(args) => duet::social::contact(args),
+        Command::Presence(args) => duet::social::presence(args),
+        Command::Chat(args) => duet::social::chat(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -151,12 +199,30 @@ fn run_loopback(args: LoopbackArgs) -> Result<()> {
         }
     };
 
-    let report = loopback::run(LoopbackConfig {
+    let impair = match (&args.impair, args.transport) {
+        (None, _) => None,
+        (Some(spec), Transport::Webrtc) => Some(
+            spec.parse::<ImpairConfig>()
+                .with_context(|| format!("--impair {spec}"))?,
+        ),
+        (Some(_), Transport::Direct) => bail!("--impair needs --transport webrtc"),
+    };
+    let config = LoopbackConfig {
         start,
         duration: Duration::from_secs_f64(args.seconds),
         audio,
         video,
-    })?;
+    };
+    let report = match args.transport {
+        Transport::Direct => loopback::run(config)?,
+        Transport::Webrtc => loopback::webrtc::run(
+            config,
+            WebrtcOptions {
+                impair,
+                ..WebrtcOptions::default()
+            },
+        )?,
+    };
     if args.json {
         println!("{}", duet::report::to_json(&report));
     } else {

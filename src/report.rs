@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use duet_media::loopback::webrtc::NetworkReport;
 use duet_media::loopback::{AudioReport, LoopbackReport, VideoReport};
 use duet_media::stats::Percentiles;
 use serde_json::{json, Value};
@@ -58,8 +59,10 @@ fn video_json(v: &VideoReport) -> Value {
 }
 
 /// The whole report as one JSON object: `seconds`, `audio`, `video` (null when absent) and `memory`.
+/// A run over WebRTC adds `transport`, `impairment` and `connect_ms`, and the receive buffers'
+/// figures in `audio` and `video`.
 pub fn to_json(report: &LoopbackReport) -> Value {
-    json!({
+    let mut value = json!({
         "seconds": r3(report.seconds),
         "audio": report.audio.as_ref().map_or(Value::Null, audio_json),
         "video": report.video.as_ref().map_or(Value::Null, video_json),
@@ -68,7 +71,59 @@ pub fn to_json(report: &LoopbackReport) -> Value {
             "rss_10s_mb": r3(report.memory.rss_10s_mb),
             "rss_end_mb": r3(report.memory.rss_end_mb),
         },
-    })
+    });
+    if let Some(network) = &report.network {
+        add_network_json(&mut value, network);
+    }
+    value
+}
+
+/// Adds the WebRTC transport's and receive buffers' figures to a report object.
+fn add_network_json(value: &mut Value, n: &NetworkReport) {
+    let t = &n.transport;
+    value["connect_ms"] = json!(r3(n.connect_ms));
+    value["transport"] = json!({
+        "rtt_ms": opt(t.rtt_ms),
+        "packets_sent": t.packets_sent,
+        "packets_lost": t.packets_lost,
+        "retransmitted": t.retransmitted,
+        "nack_count": t.nack_count,
+        "pli_count": t.pli_count,
+        "target_kbps": opt(t.target_kbps),
+        "congestion_kbps": opt(t.congestion_kbps),
+        "remote_fraction_lost": r3(t.remote_fraction_lost),
+        "bitrate_changes": n.bitrate_changes,
+    });
+    value["impairment"] = n.impairment.map_or(Value::Null, |i| {
+        json!({
+            "sent": i.sent,
+            "delivered": i.delivered,
+            "dropped_loss": i.dropped_loss,
+            "dropped_queue": i.dropped_queue,
+            "duplicated": i.duplicated,
+            "reordered": i.reordered,
+        })
+    });
+    if let (Some(a), Some(audio)) = (
+        &n.audio,
+        value.get_mut("audio").and_then(Value::as_object_mut),
+    ) {
+        audio.insert("jitter_buffer_ms".into(), pct(&a.jitter_buffer_ms));
+        audio.insert(
+            "concealed_ratio".into(),
+            json!((a.concealed_ratio * 1e5).round() / 1e5),
+        );
+        audio.insert("fec_recovered".into(), json!(a.fec_recovered));
+        audio.insert("late_discarded".into(), json!(a.late_discarded));
+    }
+    if let (Some(v), Some(video)) = (
+        &n.video,
+        value.get_mut("video").and_then(Value::as_object_mut),
+    ) {
+        video.insert("frames_decoded".into(), json!(v.frames_decoded));
+        video.insert("freeze_count".into(), json!(v.freeze_count));
+        video.insert("total_freeze_ms".into(), json!(r3(v.total_freeze_ms)));
+    }
 }
 
 fn p(p: &Percentiles, unit: &str) -> String {
@@ -129,6 +184,35 @@ pub fn summary(report: &LoopbackReport) -> String {
             "  quality  PSNR {psnr}, {} stamp errors, {} decode errors",
             v.stamp_errors, v.decode_errors
         );
+    }
+    if let Some(n) = &report.network {
+        let t = &n.transport;
+        let rtt = t.rtt_ms.map_or("n/a".into(), |r| format!("{r:.1} ms"));
+        let target = t
+            .target_kbps
+            .map_or("n/a".into(), |k| format!("{k:.0} kbps"));
+        let _ = writeln!(
+            s,
+            "webrtc connected in {:.0} ms, RTT {rtt}, target {target}: {} packets sent, {} lost, {} retransmitted, {} NACKs, {} PLIs",
+            n.connect_ms, t.packets_sent, t.packets_lost, t.retransmitted, t.nack_count, t.pli_count
+        );
+        if let Some(a) = &n.audio {
+            let _ = writeln!(
+                s,
+                "  audio buffer {}, concealed {:.3}%, {} FEC-recovered, {} late",
+                p(&a.jitter_buffer_ms, "ms"),
+                a.concealed_ratio * 100.0,
+                a.fec_recovered,
+                a.late_discarded
+            );
+        }
+        if let Some(v) = &n.video {
+            let _ = writeln!(
+                s,
+                "  video {} decoded, {} dropped, {} freezes ({:.0} ms)",
+                v.frames_decoded, v.frames_dropped, v.freeze_count, v.total_freeze_ms
+            );
+        }
     }
     let _ = writeln!(
         s,

@@ -37,7 +37,10 @@ pub fn config_path() -> Result<PathBuf> {
     }
     let base = match std::env::var_os("XDG_CONFIG_HOME") {
         Some(x) if !x.is_empty() => PathBuf::from(x),
-        _ => PathBuf::from(std::env::var_os("HOME").context("neither DUET_CONFIG nor HOME is set")?).join(".config"),
+        _ => {
+            PathBuf::from(std::env::var_os("HOME").context("neither DUET_CONFIG nor HOME is set")?)
+                .join(".config")
+        }
     };
     Ok(base.join("duet").join("login.json"))
 }
@@ -45,7 +48,9 @@ pub fn config_path() -> Result<PathBuf> {
 /// Reads a saved login; a missing file is an empty one.
 pub fn load(path: &Path) -> Result<SavedLogin> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).with_context(|| format!("reading {}", path.display())),
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SavedLogin::default()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -79,7 +84,9 @@ pub fn normalize_url(url: &str) -> Result<String> {
     }
     if let Some((scheme, _)) = url.split_once("://") {
         if scheme != "ws" {
-            bail!("server URL {url:?}: only ws:// is supported (put a TLS proxy in front for wss://)");
+            bail!(
+                "server URL {url:?}: only ws:// is supported (put a TLS proxy in front for wss://)"
+            );
         }
         return Ok(url.to_owned());
     }
@@ -95,14 +102,21 @@ pub fn resolve(
     saved: &SavedLogin,
 ) -> Result<Credentials> {
     let pick = |flag: Option<&str>, var: &str, saved: &Option<String>| {
-        flag.map(str::to_owned).or_else(|| env(var).filter(|v| !v.is_empty())).or_else(|| saved.clone())
+        flag.map(str::to_owned)
+            .or_else(|| env(var).filter(|v| !v.is_empty()))
+            .or_else(|| saved.clone())
     };
     let server = pick(server, "DUET_SERVER", &saved.server)
         .context("no server: give --server, set DUET_SERVER, or run `duet login` first")?;
-    let user = pick(user, "DUET_USER", &saved.user).context("no user: give --user, set DUET_USER, or run `duet login` first")?;
-    let token =
-        pick(token, "DUET_TOKEN", &saved.token).context("no token: give --token, set DUET_TOKEN, or run `duet login` first")?;
-    Ok(Credentials { server: normalize_url(&server)?, user: UserName::new(&user)?, token })
+    let user = pick(user, "DUET_USER", &saved.user)
+        .context("no user: give --user, set DUET_USER, or run `duet login` first")?;
+    let token = pick(token, "DUET_TOKEN", &saved.token)
+        .context("no token: give --token, set DUET_TOKEN, or run `duet login` first")?;
+    Ok(Credentials {
+        server: normalize_url(&server)?,
+        user: UserName::new(&user)?,
+        token,
+    })
 }
 
 #[cfg(test)]
@@ -122,7 +136,10 @@ mod tests {
         assert_eq!(c.user.as_str(), "alice");
         assert_eq!(c.token, "env-token");
         let c = resolve(None, None, Some("flag-token"), env, &saved).unwrap();
-        assert_eq!((c.server.as_str(), c.token.as_str()), ("ws://saved:1/", "flag-token"));
+        assert_eq!(
+            (c.server.as_str(), c.token.as_str()),
+            ("ws://saved:1/", "flag-token")
+        );
         let missing = resolve(None, None, None, |_| None, &SavedLogin::default()).unwrap_err();
         assert!(missing.to_string().contains("no server"), "{missing}");
         assert!(normalize_url("https://x/").is_err());
@@ -134,9 +151,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("login.json");
         assert_eq!(load(&path).unwrap(), SavedLogin::default());
-        let login = SavedLogin { server: Some("ws://h:1/".into()), user: Some("bob".into()), token: Some("t".into()) };
+        let login = SavedLogin {
+            server: Some("ws://h:1/".into()),
+            user: Some("bob".into()),
+            token: Some("t".into()),
+        };
         save(&path, &login).unwrap();
         assert_eq!(load(&path).unwrap(), login);
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -10,7 +10,6 @@ pub mod config;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -190,14 +189,23 @@ pub struct ChatArgs {
 
 /// A runtime for one command.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Connects once (no reconnection: a command is short).
 pub async fn connect(creds: &Credentials) -> Result<(SignalingClient, Events)> {
-    let mut config = ClientConfig::new(creds.server.clone(), creds.user.clone(), creds.token.clone());
+    let mut config = ClientConfig::new(
+        creds.server.clone(),
+        creds.user.clone(),
+        creds.token.clone(),
+    );
     config.reconnect = false;
-    SignalingClient::connect(config).await.with_context(|| format!("connecting to {} as {}", creds.server, creds.user))
+    SignalingClient::connect(config)
+        .await
+        .with_context(|| format!("connecting to {} as {}", creds.server, creds.user))
 }
 
 /// `duet serve`: runs until Ctrl-C or SIGTERM.
@@ -205,8 +213,18 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     runtime()?.block_on(async {
         let server = Server::start(ServerConfig::new(args.listen, Some(args.db.clone())))
             .await
-            .with_context(|| format!("starting the server on {} with {}", args.listen, args.db.display()))?;
-        eprintln!("duet: signaling on {} (database {})", server.url(), args.db.display());
+            .with_context(|| {
+                format!(
+                    "starting the server on {} with {}",
+                    args.listen,
+                    args.db.display()
+                )
+            })?;
+        eprintln!(
+            "duet: signaling on {} (database {})",
+            server.url(),
+            args.db.display()
+        );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = tokio::signal::ctrl_c() => r?,
@@ -223,7 +241,8 @@ pub fn user(args: UserArgs) -> Result<()> {
     match args.action {
         UserAction::Add { name, db } => {
             let name = UserName::new(&name)?;
-            let mut store = SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
+            let mut store =
+                SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
             let token = store.create_user(&name)?;
             println!("{token}");
             Ok(())
@@ -246,7 +265,12 @@ pub fn login(args: LoginArgs) -> Result<()> {
         token: Some(creds.token.clone()),
     };
     config::save(&path, &saved)?;
-    println!("logged in to {} as {}; saved in {}", creds.server, creds.user, path.display());
+    println!(
+        "logged in to {} as {}; saved in {}",
+        creds.server,
+        creds.user,
+        path.display()
+    );
     Ok(())
 }
 
@@ -257,12 +281,30 @@ pub fn contact(args: ContactArgs) -> Result<()> {
         let (client, _events) = connect(&creds).await?;
         let name = |n: &str| UserName::new(n);
         let (body, done) = match &args.action {
-            ContactAction::Add { name: n } => (ClientMessage::ContactAdd { user: name(n)? }, format!("asked {n}")),
-            ContactAction::Accept { name: n } => (ClientMessage::ContactAccept { user: name(n)? }, format!("{n} is now a contact")),
-            ContactAction::Decline { name: n } => (ClientMessage::ContactDecline { user: name(n)? }, format!("declined {n}")),
-            ContactAction::Block { name: n } => (ClientMessage::ContactBlock { user: name(n)? }, format!("blocked {n}")),
-            ContactAction::Unblock { name: n } => (ClientMessage::ContactUnblock { user: name(n)? }, format!("unblocked {n}")),
-            ContactAction::Remove { name: n } => (ClientMessage::ContactRemove { user: name(n)? }, format!("removed {n}")),
+            ContactAction::Add { name: n } => (
+                ClientMessage::ContactAdd { user: name(n)? },
+                format!("asked {n}"),
+            ),
+            ContactAction::Accept { name: n } => (
+                ClientMessage::ContactAccept { user: name(n)? },
+                format!("{n} is now a contact"),
+            ),
+            ContactAction::Decline { name: n } => (
+                ClientMessage::ContactDecline { user: name(n)? },
+                format!("declined {n}"),
+            ),
+            ContactAction::Block { name: n } => (
+                ClientMessage::ContactBlock { user: name(n)? },
+                format!("blocked {n}"),
+            ),
+            ContactAction::Unblock { name: n } => (
+                ClientMessage::ContactUnblock { user: name(n)? },
+                format!("unblocked {n}"),
+            ),
+            ContactAction::Remove { name: n } => (
+                ClientMessage::ContactRemove { user: name(n)? },
+                format!("removed {n}"),
+            ),
             ContactAction::List => (ClientMessage::ContactList, String::new()),
         };
         let reply = client.request(body).await?;
@@ -277,7 +319,11 @@ pub fn contact(args: ContactArgs) -> Result<()> {
 
 /// The contact list as aligned lines: name, relationship, status, note.
 pub fn contact_table(contacts: &[Contact]) -> String {
-    let width = contacts.iter().map(|c| c.user.as_str().len()).max().unwrap_or(0);
+    let width = contacts
+        .iter()
+        .map(|c| c.user.as_str().len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for c in contacts {
         let link = match (c.link, c.blocked) {
@@ -287,8 +333,16 @@ pub fn contact_table(contacts: &[Contact]) -> String {
             (duet_signaling::protocol::Link::Incoming, _) => "asks you",
             (duet_signaling::protocol::Link::Stranger, _) => "-",
         };
-        let note = if c.note.is_empty() { String::new() } else { format!("  {:?}", c.note) };
-        out.push_str(&format!("{:width$}  {link:8}  {}{note}\n", c.user.as_str(), shown_text(c.status)));
+        let note = if c.note.is_empty() {
+            String::new()
+        } else {
+            format!("  {:?}", c.note)
+        };
+        out.push_str(&format!(
+            "{:width$}  {link:8}  {}{note}\n",
+            c.user.as_str(),
+            shown_text(c.status)
+        ));
     }
     if contacts.is_empty() {
         out.push_str("no contacts yet: `duet contact add NAME`\n");
@@ -311,9 +365,17 @@ pub fn presence(args: PresenceArgs) -> Result<()> {
     let creds = args.connect.resolve()?;
     runtime()?.block_on(async {
         let (client, _events) = connect(&creds).await?;
-        client.set_presence(args.status.into(), args.note.clone()).await?;
+        client
+            .set_presence(args.status.into(), args.note.clone())
+            .await?;
         client.close().await;
-        println!("status set to {:?}", args.status);
+        let status = Shown::from(Status::from(args.status));
+        let shown = if args.status == StatusArg::Invisible {
+            "invisible (contacts see offline)"
+        } else {
+            shown_text(status)
+        };
+        println!("status set to {shown}");
         Ok(())
     })
 }
@@ -334,7 +396,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             return Ok(());
         }
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
-        let r = chat::run(&client, events, &peer, stdin, std::io::stdout(), Duration::from_millis(300)).await;
+        let r = chat::run(&client, events, &peer, stdin, std::io::stdout()).await;
         client.close().await;
         r
     })

@@ -1,0 +1,265 @@
+//! What the hub remembers across restarts: accounts (token hashes only), contact relationships,
+//! the last chosen presence, and messages not yet confirmed by their recipient.
+//!
+//! [`Store`] is the interface the [`Hub`](crate::hub::Hub) calls synchronously; [`SqliteStore`]
+//! keeps it in one SQLite file, [`MemoryStore`] in memory (for tests and embedding).
+
+mod memory;
+mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{Link, Status, UserName};
+use crate::Error;
+
+/// An account as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// SHA-256 of the account's token. The token itself is never stored.
+    pub token_hash: [u8; 32],
+    /// The status last chosen.
+    pub status: Status,
+    /// The personal message last chosen.
+    pub note: String,
+}
+
+/// One side of a relationship: how `owner` stands towards `other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Relation {
+    /// Request sent, received, or accepted.
+    pub link: Link,
+    /// Whether `owner` blocks `other`.
+    pub blocked: bool,
+}
+
+impl Relation {
+    /// Whether the pair may chat, call and see each other, as far as this side goes.
+    pub fn is_open(self) -> bool {
+        self.link == Link::Accepted && !self.blocked
+    }
+}
+
+/// A message kept for a recipient until confirmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The JSON text of the [`ServerMessage`](crate::protocol::ServerMessage) to deliver.
+    pub body: String,
+}
+
+/// Storage behind a [`Hub`](crate::hub::Hub). Calls are synchronous and short.
+pub trait Store {
+    /// Creates an account; [`Error::UserExists`] if the name is taken.
+    fn add_user(&mut self, name: &UserName, token_hash: [u8; 32]) -> Result<(), Error>;
+    /// Looks an account up.
+    fn account(&mut self, name: &UserName) -> Result<Option<Account>, Error>;
+    /// Remembers the presence a user chose.
+    fn set_presence(&mut self, name: &UserName, status: Status, note: &str) -> Result<(), Error>;
+    /// Every relationship `owner` has, in name order.
+    fn relations(&mut self, owner: &UserName) -> Result<Vec<(UserName, Relation)>, Error>;
+    /// How `owner` stands towards `other`.
+    fn relation(&mut self, owner: &UserName, other: &UserName) -> Result<Option<Relation>, Error>;
+    /// Sets or (with `None`) forgets how `owner` stands towards `other`.
+    fn set_relation(
+        &mut self,
+        owner: &UserName,
+        other: &UserName,
+        rel: Option<Relation>,
+    ) -> Result<(), Error>;
+    /// Keeps `body` for `recipient`. `origin` is the sender and its message id, for chat messages;
+    /// if that pair is already kept, nothing is added and the kept `seq` is returned.
+    fn push_undelivered(
+        &mut self,
+        recipient: &UserName,
+        seq: u64,
+        origin: Option<(&UserName, &str)>,
+        body: &str,
+    ) -> Result<Option<u64>, Error>;
+    /// Everything kept for `recipient`, oldest first.
+    fn undelivered(&mut self, recipient: &UserName) -> Result<Vec<Stored>, Error>;
+    /// Forgets a kept message once its recipient confirmed it.
+    fn remove_undelivered(&mut self, seq: u64) -> Result<(), Error>;
+    /// The lowest sequence number never handed out.
+    fn seq_floor(&mut self) -> Result<u64, Error>;
+    /// Raises [`seq_floor`](Store::seq_floor): numbers below `floor` are reserved.
+    fn set_seq_floor(&mut self, floor: u64) -> Result<(), Error>;
+
+    /// Creates an account with a fresh token and returns the token (the store keeps only its hash).
+    fn create_user(&mut self, name: &UserName) -> Result<String, Error> {
+        let token = new_token();
+        self.add_user(name, hash_token(&token))?;
+        Ok(token)
+    }
+}
+
+/// A fresh account token: 32 random bytes as 64 hex digits.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The SHA-256 of a token. Tokens are 256 random bits, so a fast hash is enough to make a
+/// stolen database useless for logging in.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The text of a status in storage.
+pub(crate) fn status_text(s: Status) -> &'static str {
+    match s {
+        Status::Online => "online",
+        Status::Away => "away",
+        Status::Busy => "busy",
+        Status::Invisible => "invisible",
+    }
+}
+
+/// A status read from storage (unknown text reads as online).
+pub(crate) fn status_from(text: &str) -> Status {
+    match text {
+        "away" => Status::Away,
+        "busy" => Status::Busy,
+        "invisible" => Status::Invisible,
+        _ => Status::Online,
+    }
+}
+
+/// The text of a link in storage.
+pub(crate) fn link_text(l: Link) -> &'static str {
+    match l {
+        Link::Stranger => "stranger",
+        Link::Outgoing => "outgoing",
+        Link::Incoming => "incoming",
+        Link::Accepted => "accepted",
+    }
+}
+
+/// A link read from storage.
+pub(crate) fn link_from(text: &str) -> Result<Link, Error> {
+    Ok(match text {
+        "stranger" => Link::Stranger,
+        "outgoing" => Link::Outgoing,
+        "incoming" => Link::Incoming,
+        "accepted" => Link::Accepted,
+        other => {
+            return Err(Error::Invalid {
+                what: "stored contact link",
+                problem: other.to_owned(),
+            })
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> UserName {
+        UserName::new(s).unwrap()
+    }
+
+    /// The behaviour every store must have.
+    pub(crate) fn exercise(store: &mut dyn Store) {
+        let (a, b) = (name("alice"), name("bob"));
+        let token = store.create_user(&a).unwrap();
+        assert_eq!(token.len(), 64);
+        assert!(matches!(store.create_user(&a), Err(Error::UserExists(_))));
+        let acct = store.account(&a).unwrap().unwrap();
+        assert_eq!(acct.token_hash, hash_token(&token));
+        assert_eq!((acct.status, acct.note.as_str()), (Status::Online, ""));
+        store.set_presence(&a, Status::Away, "lunch").unwrap();
+        assert_eq!(store.account(&a).unwrap().unwrap().status, Status::Away);
+        assert_eq!(store.account(&b).unwrap(), None);
+
+        let rel = Relation {
+            link: Link::Outgoing,
+            blocked: false,
+        };
+        store.set_relation(&a, &b, Some(rel)).unwrap();
+        store
+            .set_relation(
+                &a,
+                &name("carol"),
+                Some(Relation {
+                    link: Link::Stranger,
+                    blocked: true,
+                }),
+            )
+            .unwrap();
+        assert_eq!(store.relation(&a, &b).unwrap(), Some(rel));
+        assert_eq!(store.relations(&a).unwrap().len(), 2);
+        assert_eq!(store.relations(&a).unwrap()[0].0, b);
+        store.set_relation(&a, &b, None).unwrap();
+        assert_eq!(store.relation(&a, &b).unwrap(), None);
+
+        assert_eq!(
+            store
+                .push_undelivered(&b, 10, Some((&a, "m1")), "one")
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.push_undelivered(&b, 11, None, "two").unwrap(), None);
+        assert_eq!(
+            store
+                .push_undelivered(&b, 12, Some((&a, "m1")), "again")
+                .unwrap(),
+            Some(10)
+        );
+        let kept: Vec<u64> = store
+            .undelivered(&b)
+            .unwrap()
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(kept, vec![10, 11]);
+        store.remove_undelivered(10).unwrap();
+        assert_eq!(
+            store.undelivered(&b).unwrap(),
+            vec![Stored {
+                seq: 11,
+                body: "two".into()
+            }]
+        );
+        assert!(store.undelivered(&a).unwrap().is_empty());
+
+        assert_eq!(store.seq_floor().unwrap(), 1);
+        store.set_seq_floor(4097).unwrap();
+        assert_eq!(store.seq_floor().unwrap(), 4097);
+    }
+
+    #[test]
+    fn memory_store_behaves() {
+        exercise(&mut MemoryStore::default());
+    }
+
+    #[test]
+    fn sqlite_store_behaves_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("duet.db");
+        exercise(&mut SqliteStore::open(&path).unwrap());
+        let mut again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.seq_floor().unwrap(), 4097);
+        assert_eq!(again.undelivered(&name("bob")).unwrap().len(), 1);
+        assert_eq!(
+            again.account(&name("alice")).unwrap().unwrap().note,
+            "lunch"
+        );
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (t1, t2) = (new_token(), new_token());
+        assert_ne!(t1, t2);
+        assert!(t1.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(hash_token(&t1), hash_token(&t2));
+        assert_eq!(
+            hex::encode(hash_token("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
