@@ -93,6 +93,7 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
         "congestion_kbps": opt(t.congestion_kbps),
         "remote_fraction_lost": r3(t.remote_fraction_lost),
         "bitrate_changes": n.bitrate_changes,
+        "receiver_rtt_ms": opt(n.receiver_rtt_ms),
     });
     value["impairment"] = n.impairment.map_or(Value::Null, |i| {
         json!({

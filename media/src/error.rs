@@ -21,6 +21,10 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A call could not be set up or went on no longer: a peer's signal could not be applied
+    /// (bad SDP or candidate), or the WebRTC stack failed.
+    #[error("call: {0}")]
+    Call(String),
 }
 
 impl Error {
@@ -28,7 +32,7 @@ impl Error {
     pub fn is_recoverable(&self) -> bool {
         match self {
             Error::Codec(e) => e.is_recoverable(),
-            Error::Device(_) | Error::Source(_) | Error::Config(_) => false,
+            Error::Device(_) | Error::Source(_) | Error::Config(_) | Error::Call(_) => false,
         }
     }
 }

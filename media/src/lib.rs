@@ -28,7 +28,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod adapt;
 pub mod audio;
+pub mod call;
 pub mod codec;
 pub mod error;
 pub mod frame;
@@ -38,6 +40,7 @@ pub mod measure;
 pub mod packetize;
 pub mod rtp;
 pub mod stats;
+pub mod transport;
 pub mod video;
 
 pub use error::{CodecError, DeviceError, Error, Result, SourceError};

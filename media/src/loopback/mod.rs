@@ -19,6 +19,7 @@ use crate::video::{VideoSink, VideoSource};
 
 mod audio;
 mod video;
+pub mod webrtc;
 
 /// What to run through the loopback.
 pub struct LoopbackConfig {
@@ -64,6 +65,9 @@ pub struct LoopbackReport {
     pub video: Option<VideoReport>,
     /// Resident memory of the process during the run.
     pub memory: MemoryReport,
+    /// The call's transport and receive-buffer figures, when the run went over WebRTC
+    /// ([`webrtc::run`]).
+    pub network: Option<webrtc::NetworkReport>,
 }
 
 /// Figures of the audio path.
@@ -196,6 +200,7 @@ pub fn run(config: LoopbackConfig) -> Result<LoopbackReport, Error> {
             rss_10s_mb: rss_10s.unwrap_or(rss_end),
             rss_end_mb: rss_end,
         },
+        network: None,
     })
 }
 

@@ -1,0 +1,223 @@
+//! Calls over WebRTC: a [`CallSession`] is one side of a 1:1 call carrying Opus audio, H.264
+//! video, or both, over the `webrtc` crate (ICE, DTLS-SRTP, RTCP), with duet's own jitter
+//! buffers, decoders and sinks on the receiving side.
+//!
+//! The session knows no signaling server. It emits [`Signal`] values (offer, answer, ICE
+//! candidates, end) as [`CallEvent::Signal`] and takes the peer's through
+//! [`CallSession::handle_signal`], so any channel can carry them in order. The SDP it writes
+//! offers Opus (`useinbandfec=1`, 48000/2) and H.264 constrained baseline
+//! (`profile-level-id=42e01f;packetization-mode=1`), as a browser does, so a browser can be
+//! the other side.
+//!
+//! ```text
+//!  encoder ─► MediaSender ─► RTP ─► local track ─► interceptors ─► SRTP/UDP ─► peer
+//!  peer ─► SRTP/UDP ─► interceptors ─► remote track ─┬► AudioPlayout (pulled every 10 ms) ─► AudioSink
+//!                                                    └► VideoJitterBuffer ─► H264Decoder ─► VideoSink
+//!                                                          └─ NACK / PLI ─► peer
+//! ```
+//!
+//! A call ends, with a [`CallEvent::Ended`] naming the [`EndReason`], when either side hangs up
+//! ([`CallSession::hang_up`] sends [`Signal::End`]), when ICE fails or the connection closes,
+//! when nothing at all arrives from the peer for [`CallConfig::silence_timeout`], or when the
+//! connection does not come up within [`CallConfig::connect_timeout`].
+//!
+//! The session runs on the tokio runtime it is created in; its receive paths run on two
+//! threads of their own, so decoding never holds up the network.
+
+mod peer;
+mod receive;
+mod send;
+mod session;
+pub mod signal;
+pub mod stats;
+mod tap;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use webrtc::runtime::Runtime;
+
+use crate::adapt::AdaptConfig;
+use crate::audio::AudioSink;
+use crate::error::Error;
+use crate::frame::AudioFormat;
+use crate::jitter::audio::AudioJitterConfig;
+use crate::jitter::video::VideoJitterConfig;
+use crate::video::VideoSink;
+
+pub use send::MediaSender;
+pub use session::CallSession;
+pub use signal::Signal;
+pub use stats::{AudioCallStats, CallStats, TransportStats, VideoCallStats};
+
+/// How one side of a call is set up.
+#[derive(Clone)]
+pub struct CallConfig {
+    /// Local address the UDP socket binds; port 0 picks a free one. No STUN or TURN server
+    /// is used: the host candidate of this address is the only one offered.
+    pub bind: SocketAddr,
+    /// Send and receive Opus audio in this format (the sink gets 10 ms periods of it).
+    pub audio: Option<AudioFormat>,
+    /// Send and receive H.264 video.
+    pub video: bool,
+    /// Settings of the video jitter buffer.
+    pub video_jitter: VideoJitterConfig,
+    /// The call ends when nothing (no RTP, no RTCP) has come from the peer for this long.
+    pub silence_timeout: Duration,
+    /// The call ends when the connection is not up this long after the session was created.
+    pub connect_timeout: Duration,
+    /// Lowest, initial and highest estimate of the congestion controller, bit/s.
+    pub bitrate_bps: (u32, u32, u32),
+    /// Adapt the encoders to the path: with limits here, the session runs a
+    /// [`BitrateController`](crate::adapt::BitrateController) on the peer's receiver reports and
+    /// the congestion estimate, and hands its decisions out through
+    /// [`MediaSender::next_video_change`] and [`MediaSender::next_audio_change`].
+    pub adapt: Option<AdaptConfig>,
+    /// The async runtime the WebRTC stack uses for its sockets and timers; `None` is plain
+    /// tokio. A wrapping runtime can impair the network under the real stack.
+    pub runtime: Option<Arc<dyn Runtime>>,
+}
+
+impl fmt::Debug for CallConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallConfig")
+            .field("bind", &self.bind)
+            .field("audio", &self.audio)
+            .field("video", &self.video)
+            .field("silence_timeout", &self.silence_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("bitrate_bps", &self.bitrate_bps)
+            .field("adapt", &self.adapt)
+            .field("custom_runtime", &self.runtime.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallConfig {
+    /// A call on 127.0.0.1 with the given media, a 10 s silence timeout, 20 s to connect, a
+    /// congestion estimate between 100 kbit/s and 5 Mbit/s starting at 1 Mbit/s, and no
+    /// bitrate adaptation.
+    pub fn new(audio: Option<AudioFormat>, video: bool) -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            audio,
+            video,
+            video_jitter: VideoJitterConfig::default(),
+            silence_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(20),
+            bitrate_bps: (100_000, 1_000_000, 5_000_000),
+            adapt: None,
+            runtime: None,
+        }
+    }
+
+    /// Checks every value: some media, usable buffers, non-zero timeouts, ordered bitrates.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.audio.is_none() && !self.video {
+            return Err(Error::Config("a call needs audio, video or both".into()));
+        }
+        if let Some(format) = self.audio {
+            AudioJitterConfig::new(format).validate()?;
+        }
+        self.video_jitter.validate()?;
+        if self.silence_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::Config(
+                "call timeouts must be longer than zero".into(),
+            ));
+        }
+        if let Some(adapt) = &self.adapt {
+            adapt.validate()?;
+        }
+        let (min, start, max) = self.bitrate_bps;
+        if min == 0 || min > start || start > max {
+            return Err(Error::Config(format!(
+                "bitrates {min}, {start}, {max} bit/s: need 0 < min <= start <= max"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the media received in a call goes. A kind the call carries but that has no sink
+/// here is still received, decoded and counted, then discarded.
+#[derive(Default)]
+pub struct CallSinks {
+    /// Takes the decoded audio, 10 ms at a time.
+    pub audio: Option<Box<dyn AudioSink>>,
+    /// Takes each decoded picture.
+    pub video: Option<Box<dyn VideoSink>>,
+}
+
+impl fmt::Debug for CallSinks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallSinks")
+            .field("audio", &self.audio.is_some())
+            .field("video", &self.video.is_some())
+            .finish()
+    }
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// This side hung up ([`CallSession::hang_up`], or the session was dropped).
+    HungUp(String),
+    /// The peer hung up: its [`Signal::End`] arrived.
+    RemoteHungUp(String),
+    /// The connection was closed underneath the call.
+    Closed,
+    /// ICE found no working path, or lost it for good.
+    IceFailed,
+    /// The connection failed after ICE: the DTLS handshake did not complete or broke.
+    ConnectionFailed,
+    /// Nothing came from the peer for this long.
+    PeerSilent(Duration),
+    /// The connection did not come up in this time.
+    ConnectTimeout(Duration),
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::HungUp(reason) => write!(f, "hung up ({reason})"),
+            EndReason::RemoteHungUp(reason) => write!(f, "the peer hung up ({reason})"),
+            EndReason::Closed => f.write_str("the connection closed"),
+            EndReason::IceFailed => f.write_str("ICE failed: no path to the peer"),
+            EndReason::ConnectionFailed => f.write_str("the secure connection (DTLS) failed"),
+            EndReason::PeerSilent(d) => write!(f, "nothing from the peer for {d:?}"),
+            EndReason::ConnectTimeout(d) => write!(f, "not connected after {d:?}"),
+        }
+    }
+}
+
+/// What a session tells its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallEvent {
+    /// Carry this to the peer's session, in order.
+    Signal(Signal),
+    /// The connection is up (ICE and DTLS done): media flows from now on.
+    Connected,
+    /// The call is over; no event follows.
+    Ended(EndReason),
+}
+
+/// The events of one [`CallSession`], in the order they happened.
+#[derive(Debug)]
+pub struct CallEvents {
+    rx: UnboundedReceiver<CallEvent>,
+}
+
+impl CallEvents {
+    /// The next event; `None` once the session is gone and every event was taken.
+    pub async fn recv(&mut self) -> Option<CallEvent> {
+        self.rx.recv().await
+    }
+
+    /// The next event if there is one now.
+    pub fn try_recv(&mut self) -> Option<CallEvent> {
+        self.rx.try_recv().ok()
+    }
+}

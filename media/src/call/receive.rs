@@ -1,0 +1,365 @@
+//! The receiving half of a call: one thread plays the audio (jitter buffer, Opus decoder and
+//! time-stretcher, pulled every 10 ms into the audio sink), one assembles and decodes the video
+//! (jitter buffer, H.264 decoder, video sink) and hands its NACKs and keyframe requests back
+//! to the network. Packets reach them through channels, stamped with their arrival time.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::stats::{ms, AudioCallStats, VideoCallStats};
+use crate::audio::AudioSink;
+use crate::codec::h264::H264Decoder;
+use crate::error::Error;
+use crate::frame::{AudioFormat, AudioFrame, FrameDuration, VideoFrame};
+use crate::jitter::audio::{AudioJitterConfig, AudioPlayout};
+use crate::jitter::video::{VideoJitterBuffer, VideoJitterConfig, VideoOutput};
+use crate::rtp::RtpPacket;
+use crate::stats::Samples;
+use crate::video::VideoSink;
+
+/// The playout period: how much audio is pulled from the jitter buffer at a time.
+const PERIOD: Duration = Duration::from_millis(10);
+/// How often the audio buffer's delay is sampled for the stats.
+const DELAY_SAMPLE_PERIODS: u64 = 10;
+/// Delay samples kept: an hour at one every 100 ms.
+const DELAY_SAMPLES: usize = 36_000;
+/// The video thread wakes at least this often to look at the stop flag.
+const VIDEO_IDLE: Duration = Duration::from_millis(50);
+/// Shortest interval between two keyframe requests the decoder causes.
+const DECODER_PLI_INTERVAL: Duration = Duration::from_millis(300);
+
+/// One received RTP packet and when it arrived.
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    pub at: Instant,
+    pub packet: RtpPacket,
+}
+
+/// RTCP feedback the video receiver asks the network to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Feedback {
+    /// A generic NACK for these sequence numbers of `media_ssrc`.
+    Nack { media_ssrc: u32, seqs: Vec<u16> },
+    /// A picture loss indication for `media_ssrc`.
+    KeyframeRequest { media_ssrc: u32 },
+}
+
+/// What the receive threads share with the session.
+#[derive(Debug, Default)]
+pub(crate) struct ReceiveShared {
+    /// Set when the call ends: the threads stop.
+    pub stop: AtomicBool,
+    /// The round trip to the peer, microseconds plus one (0 when unknown).
+    pub rtt_us: AtomicU64,
+    pub audio: Mutex<AudioShared>,
+    pub video: Mutex<VideoShared>,
+    /// Keyframe requests the decoder caused (beyond the jitter buffer's).
+    pub decoder_plis: AtomicU64,
+}
+
+/// The audio thread's published state.
+#[derive(Debug)]
+pub(crate) struct AudioShared {
+    pub stats: AudioCallStats,
+    pub delay_ms: Samples,
+    pub playout_us: Samples,
+}
+
+impl Default for AudioShared {
+    fn default() -> Self {
+        Self {
+            stats: AudioCallStats::default(),
+            delay_ms: Samples::with_capacity(DELAY_SAMPLES),
+            playout_us: Samples::with_capacity(DELAY_SAMPLES),
+        }
+    }
+}
+
+/// The video thread's published state.
+#[derive(Debug)]
+pub(crate) struct VideoShared {
+    pub stats: VideoCallStats,
+    pub decode_ms: Samples,
+}
+
+impl Default for VideoShared {
+    fn default() -> Self {
+        Self {
+            stats: VideoCallStats::default(),
+            decode_ms: Samples::with_capacity(DELAY_SAMPLES),
+        }
+    }
+}
+
+impl ReceiveShared {
+    /// The audio figures, with the delay percentiles worked out now.
+    pub(crate) fn audio_stats(&self) -> AudioCallStats {
+        let audio = lock(&self.audio);
+        AudioCallStats {
+            jitter_buffer_ms: audio.delay_ms.percentiles(),
+            playout_us: audio.playout_us.percentiles(),
+            ..audio.stats.clone()
+        }
+    }
+
+    /// The video figures.
+    pub(crate) fn video_stats(&self) -> VideoCallStats {
+        let video = lock(&self.video);
+        VideoCallStats {
+            decode_ms: video.decode_ms.percentiles(),
+            ..video.stats.clone()
+        }
+    }
+}
+
+/// Starts the audio playout thread: packets from `packets`, 10 ms periods into `sink`.
+pub(crate) fn spawn_audio(
+    format: AudioFormat,
+    mut sink: Box<dyn AudioSink>,
+    packets: Receiver<Arrival>,
+    shared: Arc<ReceiveShared>,
+) -> Result<JoinHandle<Result<(), Error>>, Error> {
+    let config = AudioJitterConfig::new(format);
+    let mut playout = AudioPlayout::new(config, Instant::now())?;
+    let period_format = AudioFormat {
+        channels: format.channels,
+        frame: FrameDuration::Ms10,
+    };
+    thread::Builder::new()
+        .name("call-audio".into())
+        .spawn(move || {
+            let mut frame = AudioFrame::silent(period_format, Instant::now());
+            let mut next = Instant::now() + PERIOD;
+            let mut periods: u64 = 0;
+            let result = loop {
+                if shared.stop.load(Ordering::Relaxed) {
+                    break Ok(());
+                }
+                let now = Instant::now();
+                if now >= next {
+                    playout.pull(now, &mut frame.samples);
+                    lock(&shared.audio)
+                        .playout_us
+                        .push(now.elapsed().as_secs_f64() * 1e6);
+                    frame.seq = periods;
+                    frame.capture = now;
+                    if let Err(e) = sink.write(now, &frame) {
+                        break Err(e);
+                    }
+                    periods += 1;
+                    next += PERIOD;
+                    if now > next + 10 * PERIOD {
+                        // Far behind (the machine stalled): start the clock again.
+                        next = now + PERIOD;
+                    }
+                    if periods % DELAY_SAMPLE_PERIODS == 0 {
+                        publish_audio(&shared, &playout, periods, true);
+                    }
+                    continue;
+                }
+                match packets.recv_timeout(next - now) {
+                    Ok(arrival) => playout.insert(arrival.at, arrival.packet),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break Ok(()),
+                }
+            };
+            publish_audio(&shared, &playout, periods, false);
+            let finished = sink.finish();
+            result.and(finished)
+        })
+        .map_err(|e| Error::Call(format!("cannot start the audio playout thread: {e}")))
+}
+
+fn publish_audio(shared: &ReceiveShared, playout: &AudioPlayout, periods: u64, sample: bool) {
+    let jitter = playout.stats();
+    let mut audio = lock(&shared.audio);
+    if sample && jitter.total_samples_received > 0 {
+        audio.delay_ms.push(ms(playout.current_delay()));
+    }
+    audio.stats.concealed_ratio = if jitter.total_samples_received > 0 {
+        jitter.concealed_samples as f64 / jitter.total_samples_received as f64
+    } else {
+        0.0
+    };
+    audio.stats.fec_recovered = jitter.fec_packets_received;
+    audio.stats.late_discarded = jitter.packets_discarded;
+    audio.stats.periods_played = periods;
+    audio.stats.decode_errors = playout.decoder_stats().errors;
+    audio.stats.jitter = jitter;
+}
+
+/// The video thread's working state.
+struct VideoReceiver {
+    buffer: VideoJitterBuffer,
+    decoder: H264Decoder,
+    picture: VideoFrame,
+    sink: Box<dyn VideoSink>,
+    feedback: UnboundedSender<Feedback>,
+    shared: Arc<ReceiveShared>,
+    media_ssrc: u32,
+    rtt_us: u64,
+    decoded: u64,
+    decode_errors: u64,
+    last_decoder_pli: Option<Instant>,
+}
+
+/// Starts the video thread: packets from `packets`, pictures into `sink`, NACKs and keyframe
+/// requests into `feedback`.
+pub(crate) fn spawn_video(
+    config: VideoJitterConfig,
+    sink: Box<dyn VideoSink>,
+    packets: Receiver<Arrival>,
+    feedback: UnboundedSender<Feedback>,
+    shared: Arc<ReceiveShared>,
+) -> Result<JoinHandle<Result<(), Error>>, Error> {
+    let now = Instant::now();
+    let mut receiver = VideoReceiver {
+        buffer: VideoJitterBuffer::new(config, now)?,
+        decoder: H264Decoder::new()?,
+        picture: VideoFrame::black(16, 16, now)?,
+        sink,
+        feedback,
+        shared,
+        media_ssrc: 0,
+        rtt_us: 0,
+        decoded: 0,
+        decode_errors: 0,
+        last_decoder_pli: None,
+    };
+    thread::Builder::new()
+        .name("call-video".into())
+        .spawn(move || {
+            let result = receiver.run(&packets);
+            receiver.publish();
+            let finished = receiver.sink.finish();
+            result.and(finished)
+        })
+        .map_err(|e| Error::Call(format!("cannot start the video receive thread: {e}")))
+}
+
+impl VideoReceiver {
+    fn run(&mut self, packets: &Receiver<Arrival>) -> Result<(), Error> {
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let wake = self
+                .buffer
+                .poll_timeout()
+                .map_or(now + VIDEO_IDLE, |t| t.min(now + VIDEO_IDLE));
+            match packets.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(arrival) => {
+                    self.insert(arrival);
+                    while let Ok(arrival) = packets.try_recv() {
+                        self.insert(arrival);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let rtt_us = self.shared.rtt_us.load(Ordering::Relaxed);
+            if rtt_us != self.rtt_us && rtt_us > 0 {
+                self.rtt_us = rtt_us;
+                self.buffer.set_rtt(Duration::from_micros(rtt_us - 1));
+            }
+            let now = Instant::now();
+            self.buffer.handle_timeout(now);
+            while let Some(output) = self.buffer.poll_output(now) {
+                match output {
+                    VideoOutput::Frame(frame) => {
+                        self.decode(&frame.data, frame.received)?;
+                        self.buffer.recycle(frame.data);
+                    }
+                    VideoOutput::Nack(seqs) => self.send(Feedback::Nack {
+                        media_ssrc: self.media_ssrc,
+                        seqs,
+                    }),
+                    VideoOutput::KeyframeRequest => self.send(Feedback::KeyframeRequest {
+                        media_ssrc: self.media_ssrc,
+                    }),
+                }
+            }
+            self.publish();
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, arrival: Arrival) {
+        self.media_ssrc = arrival.packet.ssrc;
+        self.buffer.insert(arrival.at, arrival.packet);
+    }
+
+    fn send(&self, feedback: Feedback) {
+        // The network side is gone only when the call is ending.
+        let _ = self.feedback.send(feedback);
+    }
+
+    /// Decodes one access unit and shows its picture; asks for a keyframe when the decoder
+    /// cannot go on.
+    fn decode(&mut self, data: &[u8], received: Instant) -> Result<(), Error> {
+        let started = Instant::now();
+        let result = self.decoder.decode(data, &mut self.picture);
+        lock(&self.shared.video)
+            .decode_ms
+            .push(ms(started.elapsed()));
+        match result {
+            Ok(true) => {
+                self.picture.seq = self.decoded;
+                self.picture.capture = received;
+                self.decoded += 1;
+                self.sink.write(Instant::now(), &self.picture)
+            }
+            Ok(false) => {
+                if self.decoder.needs_keyframe() {
+                    self.decoder_pli();
+                }
+                Ok(())
+            }
+            Err(e) if e.is_recoverable() => {
+                tracing::debug!("video frame dropped: {e}");
+                self.decode_errors += 1;
+                self.decoder_pli();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn decoder_pli(&mut self) {
+        let now = Instant::now();
+        if self
+            .last_decoder_pli
+            .is_some_and(|t| now < t + DECODER_PLI_INTERVAL)
+        {
+            return;
+        }
+        self.last_decoder_pli = Some(now);
+        self.shared.decoder_plis.fetch_add(1, Ordering::Relaxed);
+        self.send(Feedback::KeyframeRequest {
+            media_ssrc: self.media_ssrc,
+        });
+    }
+
+    fn publish(&self) {
+        let jitter = self.buffer.stats();
+        let decoder = self.decoder.stats();
+        let mut shared = lock(&self.shared.video);
+        let video = &mut shared.stats;
+        video.frames_decoded = self.decoded;
+        video.frames_dropped = jitter.frames_dropped + self.decode_errors + decoder.skipped;
+        video.freeze_count = jitter.freeze_count;
+        video.total_freeze_ms = ms(jitter.total_freezes_duration);
+        video.decode_errors = self.decode_errors;
+        if self.decoded > 0 {
+            video.size = (self.picture.width, self.picture.height);
+        }
+        video.jitter = jitter;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,315 @@
+//! The sending half of a call: encoded Opus packets and H.264 access units become RTP packets
+//! (48 kHz timestamps for audio, 90 kHz for video, the marker on the last packet of a frame)
+//! and go to the WebRTC stack's local tracks, whose NACK responder keeps the send history.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use rtc::rtp;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+
+use super::tap::TapState;
+use crate::adapt::{Reconfigure, Targets};
+use crate::codec::h264::EncodedVideo;
+use crate::error::Error;
+use crate::packetize::H264Packetizer;
+
+/// Largest RTP payload sent: room for the IP, UDP, RTP (with extensions) and SRTP overheads.
+pub(crate) const MTU_PAYLOAD: usize = 1200;
+
+/// The RTP clock of video.
+const VIDEO_CLOCK: u64 = 90_000;
+
+/// Hands a call's encoded media to the network. Cheap to clone; every clone feeds the same
+/// session, from any thread.
+///
+/// Until the call is connected (and after it ends) frames are dropped: the send methods then
+/// return `Ok(false)`. Ask [`keyframe_requested`](Self::keyframe_requested) before encoding
+/// each video frame: it is true once the connection comes up and whenever the peer has asked
+/// for a keyframe (PLI or FIR).
+#[derive(Clone, Debug)]
+pub struct MediaSender {
+    state: Arc<SendState>,
+}
+
+/// The per-stream RTP state behind every [`MediaSender`].
+#[derive(Debug)]
+pub(crate) struct SendState {
+    connected: AtomicBool,
+    tap: Arc<TapState>,
+    audio: Option<Mutex<AudioTx>>,
+    video: Option<Mutex<VideoTx>>,
+    /// Frames dropped because the call was not connected.
+    dropped: AtomicU64,
+    /// The encoder settings bitrate adaptation asks for, not yet taken.
+    changes: Mutex<Changes>,
+}
+
+#[derive(Debug, Default)]
+struct Changes {
+    targets: Option<Targets>,
+    video: Option<Reconfigure>,
+    audio: Option<Reconfigure>,
+}
+
+#[derive(Debug)]
+struct AudioTx {
+    ssrc: u32,
+    payload_type: Option<u8>,
+    seq: u16,
+    timestamp: u32,
+    started: bool,
+    out: Option<UnboundedSender<rtp::Packet>>,
+}
+
+#[derive(Debug)]
+struct VideoTx {
+    ssrc: u32,
+    payload_type: Option<u8>,
+    seq: u16,
+    /// The capture instant of the first frame sent, and its RTP timestamp.
+    clock: Option<(Instant, u32)>,
+    timestamp_base: u32,
+    packetizer: H264Packetizer,
+    payloads: Vec<Bytes>,
+    out: Option<UnboundedSender<rtp::Packet>>,
+}
+
+/// The packets one local track sends, waiting for [`pump`].
+pub(crate) type Outbox = UnboundedReceiver<rtp::Packet>;
+
+impl SendState {
+    /// Sending state for an audio stream on `audio_ssrc` and a video stream on `video_ssrc`;
+    /// `seed` picks the initial sequence numbers and timestamps. Returns the outboxes to pump.
+    pub(crate) fn new(
+        tap: Arc<TapState>,
+        audio_ssrc: Option<u32>,
+        video_ssrc: Option<u32>,
+        seed: u64,
+    ) -> Result<(Self, Option<Outbox>, Option<Outbox>), Error> {
+        let mut audio_box = None;
+        let audio = audio_ssrc.map(|ssrc| {
+            let (tx, rx) = unbounded_channel();
+            audio_box = Some(rx);
+            Mutex::new(AudioTx {
+                ssrc,
+                payload_type: None,
+                seq: seed as u16,
+                timestamp: (seed >> 16) as u32,
+                started: false,
+                out: Some(tx),
+            })
+        });
+        let mut video_box = None;
+        let video = match video_ssrc {
+            Some(ssrc) => {
+                let (tx, rx) = unbounded_channel();
+                video_box = Some(rx);
+                Some(Mutex::new(VideoTx {
+                    ssrc,
+                    payload_type: None,
+                    seq: (seed >> 8) as u16,
+                    clock: None,
+                    timestamp_base: (seed >> 32) as u32,
+                    packetizer: H264Packetizer::new(MTU_PAYLOAD)?,
+                    payloads: Vec::new(),
+                    out: Some(tx),
+                }))
+            }
+            None => None,
+        };
+        let state = Self {
+            connected: AtomicBool::new(false),
+            tap,
+            audio,
+            video,
+            dropped: AtomicU64::new(0),
+            changes: Mutex::new(Changes::default()),
+        };
+        Ok((state, audio_box, video_box))
+    }
+
+    /// Sets the payload types negotiated for our streams and starts sending.
+    pub(crate) fn connect(&self, audio_pt: Option<u8>, video_pt: Option<u8>) {
+        if let Some(audio) = &self.audio {
+            lock(audio).payload_type = audio_pt;
+        }
+        if let Some(video) = &self.video {
+            lock(video).payload_type = video_pt;
+        }
+        self.tap.want_keyframe();
+        self.connected.store(true, Ordering::Release);
+    }
+
+    /// Stops sending for good: the pumps drain and end.
+    pub(crate) fn close(&self) {
+        self.connected.store(false, Ordering::Release);
+        if let Some(audio) = &self.audio {
+            lock(audio).out = None;
+        }
+        if let Some(video) = &self.video {
+            lock(video).out = None;
+        }
+    }
+
+    /// Hands a decision of bitrate adaptation to the encoders, replacing one not yet taken.
+    pub(crate) fn reconfigure(&self, change: Reconfigure, targets: Targets) {
+        let mut changes = lock(&self.changes);
+        changes.targets = Some(targets);
+        match change {
+            Reconfigure::Video { .. } => changes.video = Some(change),
+            Reconfigure::Audio { .. } => changes.audio = Some(change),
+        }
+    }
+
+    /// Records the settings adaptation starts from.
+    pub(crate) fn set_targets(&self, targets: Targets) {
+        lock(&self.changes).targets = Some(targets);
+    }
+
+    /// Frames dropped because the call was not connected.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl MediaSender {
+    pub(crate) fn new(state: Arc<SendState>) -> Self {
+        Self { state }
+    }
+
+    /// True while the call is connected and frames are sent.
+    pub fn is_connected(&self) -> bool {
+        self.state.connected.load(Ordering::Acquire)
+    }
+
+    /// Sends one Opus packet holding `samples_per_channel` samples (at 48 kHz).
+    ///
+    /// `Ok(false)` when the call is not connected or carries no audio: the packet is dropped.
+    pub fn send_audio(&self, packet: &[u8], samples_per_channel: u32) -> Result<bool, Error> {
+        let Some(audio) = &self.state.audio else {
+            return Ok(false);
+        };
+        if packet.is_empty() {
+            return Err(Error::Config("an empty Opus packet cannot be sent".into()));
+        }
+        let mut tx = lock(audio);
+        let (Some(pt), Some(out), true) = (tx.payload_type, tx.out.clone(), self.is_connected())
+        else {
+            self.state.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        };
+        let header = rtp::header::Header {
+            version: 2,
+            marker: !tx.started,
+            payload_type: pt,
+            sequence_number: tx.seq,
+            timestamp: tx.timestamp,
+            ssrc: tx.ssrc,
+            ..Default::default()
+        };
+        tx.started = true;
+        tx.seq = tx.seq.wrapping_add(1);
+        tx.timestamp = tx.timestamp.wrapping_add(samples_per_channel);
+        drop(tx);
+        let packet = rtp::Packet {
+            header,
+            payload: Bytes::copy_from_slice(packet),
+        };
+        Ok(out.send(packet).is_ok())
+    }
+
+    /// Sends one H.264 access unit, fragmented per RFC 6184 (packetization-mode 1), its RTP
+    /// timestamp taken from `frame.capture`.
+    ///
+    /// `Ok(false)` when the call is not connected or carries no video: the frame is dropped.
+    pub fn send_video(&self, frame: &EncodedVideo) -> Result<bool, Error> {
+        let Some(video) = &self.state.video else {
+            return Ok(false);
+        };
+        let mut tx = lock(video);
+        let (Some(pt), Some(out), true) = (tx.payload_type, tx.out.clone(), self.is_connected())
+        else {
+            self.state.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        };
+        let first = (frame.capture, tx.timestamp_base);
+        let (epoch, base) = *tx.clock.get_or_insert(first);
+        let elapsed = frame.capture.saturating_duration_since(epoch);
+        let ticks = elapsed.as_micros() * u128::from(VIDEO_CLOCK) / 1_000_000;
+        let timestamp = base.wrapping_add(ticks as u32);
+        let VideoTx {
+            packetizer,
+            payloads,
+            ..
+        } = &mut *tx;
+        packetizer.packetize(&frame.data, payloads)?;
+        let count = tx.payloads.len();
+        for i in 0..count {
+            let Some(payload) = tx.payloads.get(i).cloned() else {
+                break;
+            };
+            let header = rtp::header::Header {
+                version: 2,
+                marker: i + 1 == count,
+                payload_type: pt,
+                sequence_number: tx.seq,
+                timestamp,
+                ssrc: tx.ssrc,
+                ..Default::default()
+            };
+            tx.seq = tx.seq.wrapping_add(1);
+            if out.send(rtp::Packet { header, payload }).is_err() {
+                return Ok(false);
+            }
+        }
+        tx.payloads.clear();
+        Ok(true)
+    }
+
+    /// True once after the connection came up or the peer asked for a keyframe: encode the
+    /// next frame as one ([`H264Encoder::request_keyframe`](crate::codec::h264::H264Encoder::request_keyframe)).
+    pub fn keyframe_requested(&self) -> bool {
+        self.state.tap.take_keyframe_request()
+    }
+
+    /// The congestion controller's estimate of what the path carries, bit/s, once it has one.
+    pub fn target_bitrate_bps(&self) -> Option<u64> {
+        self.state.tap.target_bps()
+    }
+
+    /// The next change of the video encoder that bitrate adaptation asks for
+    /// ([`Reconfigure::Video`]: a bitrate and a picture size), once; `None` when there is none
+    /// or the call was set up without [`CallConfig::adapt`](super::CallConfig::adapt).
+    pub fn next_video_change(&self) -> Option<Reconfigure> {
+        lock(&self.state.changes).video.take()
+    }
+
+    /// The next change of the Opus encoder that bitrate adaptation asks for
+    /// ([`Reconfigure::Audio`]: bitrate, FEC, expected loss), once.
+    pub fn next_audio_change(&self) -> Option<Reconfigure> {
+        lock(&self.state.changes).audio.take()
+    }
+
+    /// The encoder settings bitrate adaptation currently aims at, when it runs.
+    pub fn targets(&self) -> Option<Targets> {
+        lock(&self.state.changes).targets
+    }
+}
+
+/// Moves one track's packets into the WebRTC stack until the session closes its outbox.
+pub(crate) async fn pump(track: Arc<TrackLocalStaticRTP>, mut outbox: Outbox) {
+    while let Some(packet) = outbox.recv().await {
+        if let Err(e) = track.write_rtp(packet).await {
+            tracing::debug!("RTP packet not sent: {e}");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,498 @@
+//! [`CallSession`]: setting up the stack and the media paths, offer and answer, candidates in
+//! order, and the end of the call. The control task that watches the connection is in
+//! `control`.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+
+use super::peer::{self, call_error, PeerSetup};
+use super::receive::{self, Arrival, Feedback, ReceiveShared};
+use super::send::{self, MediaSender, SendState};
+use super::stats::CallStats;
+use super::tap::TapState;
+use super::{CallConfig, CallEvent, CallEvents, CallSinks, EndReason, Signal};
+use crate::adapt::BitrateController;
+use crate::audio::NullAudioSink;
+use crate::error::Error;
+use crate::video::NullVideoSink;
+
+mod control;
+
+use control::control;
+
+/// How often the control task looks at timeouts and statistics.
+const TICK: Duration = Duration::from_millis(250);
+/// How often the WebRTC stack's statistics are fetched.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// One side of a 1:1 call. See the [module docs](super) for the whole picture.
+///
+/// Create it inside a tokio runtime with [`new`](Self::new); the caller calls
+/// [`start`](Self::start) to make the offer, the callee passes the offer it received to
+/// [`handle_signal`](Self::handle_signal), and both carry every [`CallEvent::Signal`] to the
+/// other side. Encoded media goes in through the [`MediaSender`] of [`sender`](Self::sender);
+/// received media comes out in the [`CallSinks`]. Dropping the session hangs up.
+pub struct CallSession {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for CallSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallSession")
+            .field("config", &self.inner.config)
+            .field("ended", &lock(&self.inner.phase).ended)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    pc: Arc<dyn PeerConnection>,
+    runtime: Handle,
+    config: CallConfig,
+    created: Instant,
+    events: UnboundedSender<CallEvent>,
+    tap: Arc<TapState>,
+    send: Arc<SendState>,
+    receive: Arc<ReceiveShared>,
+    tracks: Vec<Arc<TrackLocalStaticRTP>>,
+    /// Our SSRC used as the sender of the RTCP feedback we write.
+    feedback_ssrc: u32,
+    phase: Mutex<Phase>,
+    routes: Mutex<Routes>,
+    threads: Mutex<Vec<JoinHandle<Result<(), Error>>>>,
+    stack: Mutex<StackFigures>,
+    adapt: Mutex<Option<Adapter>>,
+    ended: Notify,
+}
+
+/// Bitrate adaptation and what it has been fed so far.
+struct Adapter {
+    controller: BitrateController,
+    reports: u64,
+}
+
+#[derive(Default)]
+struct Phase {
+    offered: bool,
+    tracks_added: bool,
+    remote_set: bool,
+    /// The peer's candidates that came before its description.
+    pending: Vec<RTCIceCandidateInit>,
+    /// Our description has been emitted: our candidates may follow it.
+    described: bool,
+    /// Our candidates found before our description was emitted.
+    held: Vec<Signal>,
+    connected_at: Option<Instant>,
+    ended: Option<EndReason>,
+}
+
+/// Where the peer's packets go, until the call ends.
+#[derive(Default)]
+struct Routes {
+    audio: Option<std_mpsc::Sender<Arrival>>,
+    video: Option<std_mpsc::Sender<Arrival>>,
+    feedback: Option<UnboundedReceiver<Feedback>>,
+}
+
+/// The figures last read from the WebRTC stack's statistics.
+#[derive(Debug, Clone, Default)]
+struct StackFigures {
+    packets_sent: u64,
+    bytes_sent: u64,
+    packets_received: u64,
+    packets_lost: u64,
+    remote_packets_lost: u64,
+    ice_rtt_ms: Option<f64>,
+}
+
+impl CallSession {
+    /// Binds the socket, sets up the WebRTC stack, the send and receive paths, and returns the
+    /// session with its events. Must be called inside a tokio runtime, which the session then
+    /// uses for its tasks.
+    pub async fn new(config: CallConfig, sinks: CallSinks) -> Result<(Self, CallEvents), Error> {
+        config.validate()?;
+        let runtime = Handle::try_current().map_err(|_| {
+            Error::Call("a call session must be created inside a tokio runtime".into())
+        })?;
+        let created = Instant::now();
+        let seed = random_seed();
+        let audio_ssrc = config.audio.map(|_| (seed as u32) | 1);
+        let video_ssrc = config.video.then_some(((seed >> 32) as u32) & !1);
+        let local: Vec<u32> = audio_ssrc.into_iter().chain(video_ssrc).collect();
+        let tap = Arc::new(TapState::new(created, video_ssrc, local));
+        let channels = config.audio.map(|f| f.channels);
+
+        let (peer_tx, peer_rx) = unbounded_channel();
+        let pc = peer::connect(
+            PeerSetup {
+                bind: config.bind,
+                channels,
+                bitrate: config.bitrate_bps,
+                runtime: config.runtime.clone(),
+            },
+            tap.clone(),
+            peer_tx,
+        )
+        .await?;
+
+        let (send, audio_box, video_box) =
+            SendState::new(tap.clone(), audio_ssrc, video_ssrc, seed.rotate_left(23))?;
+        let mut tracks = Vec::new();
+        if let (Some(ssrc), Some(outbox)) = (audio_ssrc, audio_box) {
+            let track = peer::local_track(RtpCodecKind::Audio, ssrc, channels);
+            runtime.spawn(send::pump(track.clone(), outbox));
+            tracks.push(track);
+        }
+        if let (Some(ssrc), Some(outbox)) = (video_ssrc, video_box) {
+            let track = peer::local_track(RtpCodecKind::Video, ssrc, None);
+            runtime.spawn(send::pump(track.clone(), outbox));
+            tracks.push(track);
+        }
+
+        let receive = Arc::new(ReceiveShared::default());
+        let mut routes = Routes::default();
+        let mut threads = Vec::new();
+        if let Some(format) = config.audio {
+            let (tx, rx) = std_mpsc::channel();
+            let sink = sinks
+                .audio
+                .unwrap_or_else(|| Box::new(NullAudioSink::default()));
+            threads.push(receive::spawn_audio(format, sink, rx, receive.clone())?);
+            routes.audio = Some(tx);
+        }
+        if config.video {
+            let (tx, rx) = std_mpsc::channel();
+            let (feedback_tx, feedback_rx) = unbounded_channel();
+            let sink = sinks
+                .video
+                .unwrap_or_else(|| Box::new(NullVideoSink::default()));
+            threads.push(receive::spawn_video(
+                config.video_jitter,
+                sink,
+                rx,
+                feedback_tx,
+                receive.clone(),
+            )?);
+            routes.video = Some(tx);
+            routes.feedback = Some(feedback_rx);
+        }
+
+        let adapt = match &config.adapt {
+            Some(limits) => {
+                let controller = BitrateController::new(limits.clone(), created)?;
+                send.set_targets(controller.targets());
+                Some(Adapter {
+                    controller,
+                    reports: 0,
+                })
+            }
+            None => None,
+        };
+        let (events_tx, events_rx) = unbounded_channel();
+        let inner = Arc::new(Inner {
+            pc,
+            runtime: runtime.clone(),
+            config,
+            created,
+            events: events_tx,
+            tap,
+            send: Arc::new(send),
+            receive,
+            tracks,
+            feedback_ssrc: video_ssrc.or(audio_ssrc).unwrap_or(1),
+            phase: Mutex::new(Phase::default()),
+            routes: Mutex::new(routes),
+            threads: Mutex::new(threads),
+            stack: Mutex::new(StackFigures::default()),
+            adapt: Mutex::new(adapt),
+            ended: Notify::new(),
+        });
+        runtime.spawn(control(inner.clone(), peer_rx));
+        Ok((Self { inner }, CallEvents { rx: events_rx }))
+    }
+
+    /// Starts the call from this side: emits the offer (then, as they are found, this side's
+    /// ICE candidates). Call once, on one side only; the other side answers.
+    pub async fn start(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        {
+            let mut phase = lock(&inner.phase);
+            if phase.ended.is_some() {
+                return Err(Error::Call("the call has ended".into()));
+            }
+            if phase.offered || phase.remote_set {
+                return Err(Error::Call("this call is already being negotiated".into()));
+            }
+            phase.offered = true;
+        }
+        inner.add_tracks().await?;
+        let offer = inner.pc.create_offer(None).await.map_err(call_error)?;
+        let sdp = offer.sdp.clone();
+        inner
+            .pc
+            .set_local_description(offer)
+            .await
+            .map_err(call_error)?;
+        inner.emit_description(Signal::Offer { sdp });
+        Ok(())
+    }
+
+    /// Applies a signal from the peer: answers an offer (emitting the answer), takes an answer
+    /// or a candidate, or ends the call on [`Signal::End`]. A signal that cannot be applied (bad
+    /// SDP or candidate, an answer without an offer) is an error and leaves the call as it was.
+    pub async fn handle_signal(&self, signal: Signal) -> Result<(), Error> {
+        let inner = &self.inner;
+        let ended = lock(&inner.phase).ended.is_some();
+        match signal {
+            Signal::End { reason } => {
+                inner.end(EndReason::RemoteHungUp(reason));
+                Ok(())
+            }
+            // Candidates still in flight when the call ended are of no use any more.
+            Signal::Candidate { .. } if ended => Ok(()),
+            _ if ended => Err(Error::Call("the call has ended".into())),
+            Signal::Offer { sdp } => {
+                let offer = RTCSessionDescription::offer(sdp)
+                    .map_err(|e| Error::Call(format!("the peer's offer is not valid SDP: {e}")))?;
+                inner
+                    .pc
+                    .set_remote_description(offer)
+                    .await
+                    .map_err(|e| Error::Call(format!("the peer's offer cannot be applied: {e}")))?;
+                inner.remote_described().await;
+                inner.add_tracks().await?;
+                let answer = inner.pc.create_answer(None).await.map_err(call_error)?;
+                let sdp = answer.sdp.clone();
+                inner
+                    .pc
+                    .set_local_description(answer)
+                    .await
+                    .map_err(call_error)?;
+                inner.emit_description(Signal::Answer { sdp });
+                Ok(())
+            }
+            Signal::Answer { sdp } => {
+                if !lock(&inner.phase).offered {
+                    return Err(Error::Call("an answer came but no offer was made".into()));
+                }
+                let answer = RTCSessionDescription::answer(sdp)
+                    .map_err(|e| Error::Call(format!("the peer's answer is not valid SDP: {e}")))?;
+                inner.pc.set_remote_description(answer).await.map_err(|e| {
+                    Error::Call(format!("the peer's answer cannot be applied: {e}"))
+                })?;
+                inner.remote_described().await;
+                Ok(())
+            }
+            Signal::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+            } => {
+                let init = RTCIceCandidateInit {
+                    candidate,
+                    sdp_mid,
+                    sdp_mline_index,
+                    ..Default::default()
+                };
+                {
+                    let mut phase = lock(&inner.phase);
+                    if !phase.remote_set {
+                        phase.pending.push(init);
+                        return Ok(());
+                    }
+                }
+                inner.add_candidate(init).await
+            }
+        }
+    }
+
+    /// Hangs up: emits [`Signal::End`] with `reason` for the peer, then ends the call. Does
+    /// nothing once the call has ended.
+    pub fn hang_up(&self, reason: &str) {
+        if lock(&self.inner.phase).ended.is_some() {
+            return;
+        }
+        self.inner.emit(Signal::End {
+            reason: reason.to_string(),
+        });
+        self.inner.end(EndReason::HungUp(reason.to_string()));
+    }
+
+    /// Where encoded frames go in.
+    pub fn sender(&self) -> MediaSender {
+        MediaSender::new(self.inner.send.clone())
+    }
+
+    /// True from the moment the connection is up until the call ends.
+    pub fn is_connected(&self) -> bool {
+        let phase = lock(&self.inner.phase);
+        phase.connected_at.is_some() && phase.ended.is_none()
+    }
+
+    /// Why the call ended, once it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        lock(&self.inner.phase).ended.clone()
+    }
+
+    /// The call's figures now: duet's buffers as they are, the WebRTC stack's as last fetched
+    /// (every second; [`refresh_stats`](Self::refresh_stats) fetches them first).
+    pub fn stats(&self) -> CallStats {
+        self.inner.stats()
+    }
+
+    /// Fetches the WebRTC stack's statistics, then returns [`stats`](Self::stats).
+    pub async fn refresh_stats(&self) -> CallStats {
+        self.inner.refresh_stack().await;
+        self.inner.stats()
+    }
+
+    /// Hangs up if the call is still on, then waits for the receive threads to stop and
+    /// finish their sinks. Returns the first error a sink or decoder setup reported.
+    pub async fn close(self) -> Result<(), Error> {
+        self.hang_up("closed");
+        let threads: Vec<_> = lock(&self.inner.threads).drain(..).collect();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut result = Ok(());
+            for thread in threads {
+                let outcome = thread
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Call("a receive thread panicked".into())));
+                if result.is_ok() {
+                    result = outcome;
+                }
+            }
+            result
+        })
+        .await;
+        joined.map_err(|e| Error::Call(format!("waiting for the receive threads: {e}")))?
+    }
+}
+
+impl Drop for CallSession {
+    fn drop(&mut self) {
+        self.hang_up("session dropped");
+    }
+}
+
+impl Inner {
+    fn emit(&self, signal: Signal) {
+        let _ = self.events.send(CallEvent::Signal(signal));
+    }
+
+    /// Emits our offer or answer, then the candidates found while it was being applied, so
+    /// that the peer always gets the description first.
+    fn emit_description(&self, description: Signal) {
+        let mut phase = lock(&self.phase);
+        self.emit(description);
+        phase.described = true;
+        for candidate in std::mem::take(&mut phase.held) {
+            self.emit(candidate);
+        }
+    }
+
+    /// Emits one of our candidates, or holds it until our description has gone out.
+    fn emit_candidate(&self, init: RTCIceCandidateInit) {
+        let signal = Signal::Candidate {
+            candidate: init.candidate,
+            sdp_mid: init.sdp_mid,
+            sdp_mline_index: init.sdp_mline_index,
+        };
+        let mut phase = lock(&self.phase);
+        if phase.described {
+            self.emit(signal);
+        } else {
+            phase.held.push(signal);
+        }
+    }
+
+    /// Adds our tracks to the connection, once.
+    async fn add_tracks(&self) -> Result<(), Error> {
+        {
+            let mut phase = lock(&self.phase);
+            if phase.tracks_added {
+                return Ok(());
+            }
+            phase.tracks_added = true;
+        }
+        for track in &self.tracks {
+            self.pc
+                .add_track(track.clone() as Arc<dyn TrackLocal>)
+                .await
+                .map_err(call_error)?;
+        }
+        Ok(())
+    }
+
+    /// The remote description is set: candidates that came early can be applied.
+    async fn remote_described(&self) {
+        let pending = {
+            let mut phase = lock(&self.phase);
+            phase.remote_set = true;
+            std::mem::take(&mut phase.pending)
+        };
+        for init in pending {
+            if let Err(e) = self.add_candidate(init).await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    async fn add_candidate(&self, init: RTCIceCandidateInit) -> Result<(), Error> {
+        let text = init.candidate.clone();
+        self.pc.add_ice_candidate(init).await.map_err(|e| {
+            Error::Call(format!(
+                "the peer's ICE candidate {text:?} is not usable: {e}"
+            ))
+        })
+    }
+
+    /// Ends the call once: stops sending and receiving, tells the owner, wakes the control
+    /// task to close the connection. False when it had already ended.
+    fn end(&self, reason: EndReason) -> bool {
+        {
+            let mut phase = lock(&self.phase);
+            if phase.ended.is_some() {
+                return false;
+            }
+            phase.ended = Some(reason.clone());
+        }
+        tracing::debug!("call ended: {reason}");
+        self.receive
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.send.close();
+        *lock(&self.routes) = Routes::default();
+        let _ = self.events.send(CallEvent::Ended(reason));
+        self.ended.notify_one();
+        true
+    }
+
+    fn is_ended(&self) -> bool {
+        lock(&self.phase).ended.is_some()
+    }
+}
+
+fn random_seed() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.finish()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,292 @@
+//! The session's control task and the readers of the peer's tracks: the stack's events, the
+//! timeouts (connecting, a silent peer), bitrate adaptation, the statistics, and the RTCP
+//! feedback of the video receiver.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
+    nack_pairs_from_sequence_numbers, TransportLayerNack,
+};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use tokio::sync::mpsc::UnboundedReceiver;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    RTCIceConnectionState, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
+};
+
+use super::{lock, Inner, StackFigures, STATS_EVERY, TICK};
+use crate::call::peer::{self, PeerEvent};
+use crate::call::receive::{Arrival, Feedback};
+use crate::call::stats::{ms, CallStats, TransportStats};
+use crate::call::{CallEvent, EndReason};
+use crate::rtp::RtpPacket;
+
+impl Inner {
+    async fn on_peer_event(self: &Arc<Self>, event: PeerEvent) {
+        match event {
+            PeerEvent::Candidate(init) => self.emit_candidate(init),
+            PeerEvent::Connection(RTCPeerConnectionState::Connected) => self.connected().await,
+            PeerEvent::Ice(RTCIceConnectionState::Failed) => {
+                self.end(EndReason::IceFailed);
+            }
+            PeerEvent::Connection(RTCPeerConnectionState::Failed) => {
+                self.end(EndReason::ConnectionFailed);
+            }
+            PeerEvent::Connection(RTCPeerConnectionState::Closed) => {
+                self.end(EndReason::Closed);
+            }
+            PeerEvent::Connection(_) | PeerEvent::Ice(_) => {}
+            PeerEvent::Track(track) => self.on_track(track),
+        }
+    }
+
+    /// The connection is up: learn the payload types negotiated, start sending, tell the owner.
+    async fn connected(&self) {
+        {
+            let phase = lock(&self.phase);
+            if phase.connected_at.is_some() || phase.ended.is_some() {
+                return;
+            }
+        }
+        let (audio_pt, video_pt) = peer::negotiated_payload_types(&self.pc).await;
+        let mut phase = lock(&self.phase);
+        if phase.ended.is_some() {
+            return;
+        }
+        phase.connected_at = Some(Instant::now());
+        self.send.connect(audio_pt, video_pt);
+        let _ = self.events.send(CallEvent::Connected);
+    }
+
+    /// Starts reading one of the peer's tracks into the receive thread of its kind.
+    fn on_track(self: &Arc<Self>, track: Arc<dyn TrackRemote>) {
+        let inner = self.clone();
+        self.runtime.spawn(async move {
+            let kind = track.kind().await;
+            let (route, feedback) = {
+                let mut routes = lock(&inner.routes);
+                match kind {
+                    RtpCodecKind::Audio => (routes.audio.clone(), None),
+                    RtpCodecKind::Video => (routes.video.clone(), routes.feedback.take()),
+                    _ => (None, None),
+                }
+            };
+            let ssrc = inner.feedback_ssrc;
+            drop(inner);
+            read_track(track, route, feedback, ssrc).await;
+        });
+    }
+
+    /// Timeouts (connecting, a silent peer) and the periodic statistics.
+    async fn on_tick(&self, stats_due: &mut Instant) {
+        let now = Instant::now();
+        let connected_at = lock(&self.phase).connected_at;
+        match connected_at {
+            None => {
+                if now.duration_since(self.created) > self.config.connect_timeout {
+                    self.end(EndReason::ConnectTimeout(self.config.connect_timeout));
+                    return;
+                }
+            }
+            Some(at) => {
+                let heard = self.tap.last_inbound().map_or(at, |t| t.max(at));
+                if now.saturating_duration_since(heard) > self.config.silence_timeout {
+                    self.end(EndReason::PeerSilent(self.config.silence_timeout));
+                    return;
+                }
+            }
+        }
+        if connected_at.is_some() {
+            self.adapt(now);
+        }
+        if now >= *stats_due {
+            *stats_due = now + STATS_EVERY;
+            self.refresh_stack().await;
+        }
+        let rtt = self.rtt_ms();
+        if let Some(rtt) = rtt {
+            let us = (rtt * 1000.0) as u64 + 1;
+            self.receive.rtt_us.store(us, Ordering::Relaxed);
+        }
+    }
+
+    /// Feeds bitrate adaptation the peer's latest receiver report and the congestion
+    /// estimate, and passes its decisions to the encoders.
+    fn adapt(&self, now: Instant) {
+        let mut adapt = lock(&self.adapt);
+        let Some(adapter) = adapt.as_mut() else {
+            return;
+        };
+        let (reports, fraction_lost) = self.tap.loss();
+        if reports != adapter.reports {
+            adapter.reports = reports;
+            let (rtt, _) = self.tap.rtt();
+            adapter
+                .controller
+                .on_receiver_report(now, fraction_lost, rtt);
+        }
+        if let Some(bps) = self.tap.target_bps() {
+            adapter.controller.on_estimate(now, bps);
+        }
+        adapter.controller.handle_timeout(now);
+        while let Some(change) = adapter.controller.poll_output() {
+            self.send.reconfigure(change, adapter.controller.targets());
+        }
+    }
+
+    /// The round trip: from receiver reports when we send, else from ICE checks.
+    fn rtt_ms(&self) -> Option<f64> {
+        let (rtt, _) = self.tap.rtt();
+        rtt.map(ms).or(lock(&self.stack).ice_rtt_ms)
+    }
+
+    pub(super) async fn refresh_stack(&self) {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let mut figures = StackFigures::default();
+        for outbound in report.outbound_rtp_streams() {
+            figures.packets_sent += outbound.sent_rtp_stream_stats.packets_sent;
+            figures.bytes_sent += outbound.sent_rtp_stream_stats.bytes_sent;
+        }
+        for inbound in report.inbound_rtp_streams() {
+            let received = &inbound.received_rtp_stream_stats;
+            figures.packets_received += received.packets_received;
+            figures.packets_lost += received.packets_lost.max(0) as u64;
+        }
+        for entry in report.iter() {
+            if let RTCStatsReportEntry::RemoteInboundRtp(remote) = entry {
+                figures.remote_packets_lost +=
+                    remote.received_rtp_stream_stats.packets_lost.max(0) as u64;
+            }
+        }
+        figures.ice_rtt_ms = report
+            .candidate_pairs()
+            .filter(|pair| pair.nominated && pair.current_round_trip_time > 0.0)
+            .map(|pair| pair.current_round_trip_time * 1000.0)
+            .next();
+        *lock(&self.stack) = figures;
+    }
+
+    pub(super) fn stats(&self) -> CallStats {
+        let stack = lock(&self.stack).clone();
+        let audio = self.receive.audio_stats();
+        let video = self.receive.video_stats();
+        let decoder_plis = self.receive.decoder_plis.load(Ordering::Relaxed);
+        CallStats {
+            transport: TransportStats {
+                rtt_ms: self.rtt_ms(),
+                packets_sent: stack.packets_sent,
+                bytes_sent: stack.bytes_sent,
+                packets_received: stack.packets_received,
+                packets_lost: stack.packets_lost,
+                remote_packets_lost: stack.remote_packets_lost,
+                remote_fraction_lost: self.tap.loss().1,
+                retransmitted: self.tap.retransmitted(),
+                nack_count: video.jitter.nack_count,
+                nacks_received: self.tap.nacks_received(),
+                pli_count: video.jitter.pli_count + decoder_plis,
+                plis_received: self.tap.keyframe_requests(),
+                target_kbps: lock(&self.adapt)
+                    .as_ref()
+                    .map(|a| a.controller.estimate_bps())
+                    .or(self.tap.target_bps())
+                    .map(|bps| bps as f64 / 1000.0),
+                congestion_kbps: self.tap.target_bps().map(|bps| bps as f64 / 1000.0),
+                frames_not_sent: self.send.dropped(),
+            },
+            audio,
+            video,
+        }
+    }
+}
+
+/// The session's control task: the stack's events, timeouts and statistics, until the call
+/// ends; then it closes the connection.
+pub(super) async fn control(inner: Arc<Inner>, mut events: UnboundedReceiver<PeerEvent>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut stats_due = Instant::now() + STATS_EVERY;
+    while !inner.is_ended() {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => inner.on_peer_event(event).await,
+                None => break,
+            },
+            _ = tick.tick() => inner.on_tick(&mut stats_due).await,
+            _ = inner.ended.notified() => {}
+        }
+    }
+    // Statistics as the call ended, then the connection goes.
+    inner.refresh_stack().await;
+    if let Err(e) = inner.pc.close().await {
+        tracing::debug!("closing the connection: {e}");
+    }
+}
+
+/// Reads one of the peer's tracks: RTP into `route` (stamped with its arrival), and the
+/// receive thread's NACKs and keyframe requests out as RTCP. Ends with the track.
+async fn read_track(
+    track: Arc<dyn TrackRemote>,
+    route: Option<std_mpsc::Sender<Arrival>>,
+    mut feedback: Option<UnboundedReceiver<Feedback>>,
+    sender_ssrc: u32,
+) {
+    loop {
+        tokio::select! {
+            event = track.poll() => match event {
+                Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                    let Some(route) = &route else { continue };
+                    let arrival = Arrival {
+                        at: Instant::now(),
+                        packet: RtpPacket {
+                            seq: packet.header.sequence_number,
+                            timestamp: packet.header.timestamp,
+                            ssrc: packet.header.ssrc,
+                            marker: packet.header.marker,
+                            payload_type: packet.header.payload_type,
+                            payload: packet.payload,
+                        },
+                    };
+                    if route.send(arrival).is_err() {
+                        // The receive thread has stopped: the call is over.
+                        break;
+                    }
+                }
+                Some(TrackRemoteEvent::OnEnded) | None => break,
+                Some(_) => {}
+            },
+            request = next_feedback(&mut feedback) => match request {
+                Some(request) => {
+                    if let Err(e) = track.write_rtcp(rtcp_for(request, sender_ssrc)).await {
+                        tracing::debug!("RTCP feedback not sent: {e}");
+                    }
+                }
+                None => feedback = None,
+            },
+        }
+    }
+}
+
+async fn next_feedback(feedback: &mut Option<UnboundedReceiver<Feedback>>) -> Option<Feedback> {
+    match feedback {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn rtcp_for(request: Feedback, sender_ssrc: u32) -> Vec<Box<dyn rtc::rtcp::Packet>> {
+    match request {
+        Feedback::Nack { media_ssrc, seqs } => vec![Box::new(TransportLayerNack {
+            sender_ssrc,
+            media_ssrc,
+            nacks: nack_pairs_from_sequence_numbers(&seqs),
+        })],
+        Feedback::KeyframeRequest { media_ssrc } => vec![Box::new(PictureLossIndication {
+            sender_ssrc,
+            media_ssrc,
+        })],
+    }
+}

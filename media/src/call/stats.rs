@@ -1,0 +1,106 @@
+//! What a call measured: the transport (from the WebRTC stack's statistics and RTCP), the
+//! audio playout and the video receive path (from duet's own jitter buffers and decoders).
+
+use std::time::Duration;
+
+use crate::jitter::audio::AudioJitterStats;
+use crate::jitter::video::VideoJitterStats;
+use crate::stats::Percentiles;
+
+/// A snapshot of one side of a call. See [`CallSession::stats`](super::CallSession::stats).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallStats {
+    /// The connection and its RTP streams.
+    pub transport: TransportStats,
+    /// The audio received and played.
+    pub audio: AudioCallStats,
+    /// The video received and decoded.
+    pub video: VideoCallStats,
+}
+
+/// Figures of the connection, both directions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TransportStats {
+    /// Round-trip time, ms: from the peer's receiver reports when we send media, else from
+    /// the ICE connectivity checks. `None` before the first measurement.
+    pub rtt_ms: Option<f64>,
+    /// RTP packets sent, retransmissions included (`packetsSent`).
+    pub packets_sent: u64,
+    /// Payload bytes sent (`bytesSent`).
+    pub bytes_sent: u64,
+    /// RTP packets received (`packetsReceived`).
+    pub packets_received: u64,
+    /// Packets of the peer's streams that never arrived, retransmissions counted as arrivals
+    /// (`packetsLost`).
+    pub packets_lost: u64,
+    /// Packets of our streams the peer reports lost (RTCP receiver reports).
+    pub remote_packets_lost: u64,
+    /// Fraction of our packets the peer lost over the interval of its latest receiver report
+    /// (the worst of our streams), 0 to 1.
+    pub remote_fraction_lost: f64,
+    /// Packets we sent again because the peer asked (answered NACKs).
+    pub retransmitted: u64,
+    /// NACK messages we sent for the peer's video (`nackCount`).
+    pub nack_count: u64,
+    /// NACK messages the peer sent for ours.
+    pub nacks_received: u64,
+    /// Keyframe requests (PLI) we sent (`pliCount`).
+    pub pli_count: u64,
+    /// Keyframe requests (PLI, FIR) the peer sent for our video.
+    pub plis_received: u64,
+    /// The total send rate aimed at, kbit/s: bitrate adaptation's estimate when it runs,
+    /// else the congestion controller's.
+    pub target_kbps: Option<f64>,
+    /// The congestion controller's own estimate (GCC over transport-wide feedback), kbit/s.
+    pub congestion_kbps: Option<f64>,
+    /// Frames handed to the sender before the call was connected, and so dropped.
+    pub frames_not_sent: u64,
+}
+
+/// Figures of the audio received: the jitter buffer and the playout.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AudioCallStats {
+    /// The buffering delay the jitter buffer held, sampled every 100 ms while playing, ms.
+    pub jitter_buffer_ms: Percentiles,
+    /// Concealed samples over samples played (`concealedSamples / totalSamplesReceived`).
+    pub concealed_ratio: f64,
+    /// Lost frames rebuilt from the FEC of the next packet (`fecPacketsReceived`).
+    pub fec_recovered: u64,
+    /// Packets that came too late to be played, or overflowed the buffer (`packetsDiscarded`).
+    pub late_discarded: u64,
+    /// Packets the Opus decoder rejected (concealed instead).
+    pub decode_errors: u64,
+    /// Playout periods (10 ms) handed to the sink.
+    pub periods_played: u64,
+    /// Time to produce one period (jitter buffer, Opus decoding, time-stretching), µs.
+    pub playout_us: Percentiles,
+    /// Every counter of the jitter buffer, W3C-named.
+    pub jitter: AudioJitterStats,
+}
+
+/// Figures of the video received: the jitter buffer and the decoder.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VideoCallStats {
+    /// Pictures decoded and handed to the sink (`framesDecoded`).
+    pub frames_decoded: u64,
+    /// Frames that never became a picture: dropped by the jitter buffer (incomplete,
+    /// undecodable) or rejected by the decoder (`framesDropped`).
+    pub frames_dropped: u64,
+    /// Output gaps long enough to count as freezes (`freezeCount`).
+    pub freeze_count: u64,
+    /// Their total duration, ms (`totalFreezesDuration`).
+    pub total_freeze_ms: f64,
+    /// Access units the decoder rejected.
+    pub decode_errors: u64,
+    /// H.264 decode time per access unit, ms.
+    pub decode_ms: Percentiles,
+    /// Width and height of the last picture decoded.
+    pub size: (u32, u32),
+    /// Every counter of the jitter buffer, W3C-named.
+    pub jitter: VideoJitterStats,
+}
+
+/// Milliseconds of a duration, for stats.
+pub(crate) fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,148 @@
+//! What a call session writes in SDP: Opus with in-band FEC and H.264 constrained baseline in
+//! packetization mode 1, with the feedback duet acts on, offered the way a browser offers them;
+//! and an answer to a browser-style offer that keeps the browser's payload types.
+
+use duet_media::call::{CallConfig, CallEvent, CallSession, CallSinks, Signal};
+use duet_media::{AudioFormat, Channels, FrameDuration};
+
+fn config() -> CallConfig {
+    CallConfig::new(
+        Some(AudioFormat {
+            channels: Channels::Mono,
+            frame: FrameDuration::Ms20,
+        }),
+        true,
+    )
+}
+
+/// The lines of `sdp` that start with `prefix`.
+fn lines<'a>(sdp: &'a str, prefix: &'a str) -> Vec<&'a str> {
+    sdp.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offer_carries_opus_with_fec_and_constrained_baseline_h264() {
+    let (session, mut events) = CallSession::new(config(), CallSinks::default())
+        .await
+        .unwrap();
+    session.start().await.unwrap();
+    let Some(CallEvent::Signal(Signal::Offer { sdp })) = events.recv().await else {
+        panic!("the first event is the offer");
+    };
+    assert_eq!(lines(&sdp, "m=audio").len(), 1, "{sdp}");
+    assert_eq!(lines(&sdp, "m=video").len(), 1, "{sdp}");
+    assert_eq!(lines(&sdp, "a=rtpmap:111 "), ["a=rtpmap:111 opus/48000/2"]);
+    let opus_fmtp = lines(&sdp, "a=fmtp:111 ").join("");
+    assert!(opus_fmtp.contains("useinbandfec=1"), "{opus_fmtp}");
+    assert_eq!(lines(&sdp, "a=rtpmap:102 "), ["a=rtpmap:102 H264/90000"]);
+    let h264_fmtp = lines(&sdp, "a=fmtp:102 ").join("");
+    assert!(
+        h264_fmtp.contains("profile-level-id=42e01f") && h264_fmtp.contains("packetization-mode=1"),
+        "{h264_fmtp}"
+    );
+    let feedback = lines(&sdp, "a=rtcp-fb:102 ");
+    for wanted in ["nack", "nack pli", "transport-cc"] {
+        assert!(
+            feedback.contains(&format!("a=rtcp-fb:102 {wanted}").as_str()),
+            "{wanted} in {feedback:?}"
+        );
+    }
+    assert!(
+        !lines(&sdp, "a=fingerprint:sha-256").is_empty(),
+        "DTLS-SRTP"
+    );
+    assert!(
+        !lines(&sdp, "a=ssrc:").is_empty(),
+        "our SSRCs are announced"
+    );
+    session.hang_up("done");
+}
+
+/// A browser's offer, trimmed: its own payload types (109 Opus, 106 H.264), VP8 besides.
+const BROWSER_OFFER: &str = "v=0\r
+o=- 4611731400430051336 2 IN IP4 127.0.0.1\r
+s=-\r
+t=0 0\r
+a=group:BUNDLE 0 1\r
+a=msid-semantic: WMS stream\r
+m=audio 9 UDP/TLS/RTP/SAVPF 109 0\r
+c=IN IP4 0.0.0.0\r
+a=rtcp:9 IN IP4 0.0.0.0\r
+a=ice-ufrag:Wz4a\r
+a=ice-pwd:ZYrJ3aI0c3BQ2c3Xz2Pq3fZs\r
+a=ice-options:trickle\r
+a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:D6:BC\r
+a=setup:actpass\r
+a=mid:0\r
+a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r
+a=sendrecv\r
+a=msid:stream audio0\r
+a=rtcp-mux\r
+a=rtpmap:109 opus/48000/2\r
+a=rtcp-fb:109 transport-cc\r
+a=fmtp:109 minptime=10;useinbandfec=1\r
+a=rtpmap:0 PCMU/8000\r
+a=ssrc:1111 cname:browser\r
+m=video 9 UDP/TLS/RTP/SAVPF 96 106 107\r
+c=IN IP4 0.0.0.0\r
+a=rtcp:9 IN IP4 0.0.0.0\r
+a=ice-ufrag:Wz4a\r
+a=ice-pwd:ZYrJ3aI0c3BQ2c3Xz2Pq3fZs\r
+a=ice-options:trickle\r
+a=fingerprint:sha-256 6B:8B:5D:EA:59:04:20:23:29:C8:87:1C:CC:87:32:BE:DD:8C:66:A5:8E:50:55:EA:8C:D3:B6:5C:09:5E:D6:BC\r
+a=setup:actpass\r
+a=mid:1\r
+a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r
+a=sendrecv\r
+a=msid:stream video0\r
+a=rtcp-mux\r
+a=rtcp-rsize\r
+a=rtpmap:96 VP8/90000\r
+a=rtpmap:106 H264/90000\r
+a=rtcp-fb:106 goog-remb\r
+a=rtcp-fb:106 transport-cc\r
+a=rtcp-fb:106 ccm fir\r
+a=rtcp-fb:106 nack\r
+a=rtcp-fb:106 nack pli\r
+a=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r
+a=rtpmap:107 rtx/90000\r
+a=fmtp:107 apt=106\r
+a=ssrc:2222 cname:browser\r
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_offer_is_answered_with_its_payload_types() {
+    let (session, mut events) = CallSession::new(config(), CallSinks::default())
+        .await
+        .unwrap();
+    session
+        .handle_signal(Signal::Offer {
+            sdp: BROWSER_OFFER.into(),
+        })
+        .await
+        .unwrap();
+    let Some(CallEvent::Signal(Signal::Answer { sdp })) = events.recv().await else {
+        panic!("the first event is the answer");
+    };
+    assert_eq!(
+        lines(&sdp, "a=rtpmap:109 "),
+        ["a=rtpmap:109 opus/48000/2"],
+        "{sdp}"
+    );
+    assert_eq!(
+        lines(&sdp, "a=rtpmap:106 "),
+        ["a=rtpmap:106 H264/90000"],
+        "{sdp}"
+    );
+    assert!(lines(&sdp, "a=rtpmap:96 ").is_empty(), "no VP8: {sdp}");
+    assert!(lines(&sdp, "m=video")
+        .iter()
+        .all(|m| !m.starts_with("m=video 0")));
+    assert_eq!(
+        lines(&sdp, "a=setup:"),
+        ["a=setup:active", "a=setup:active"]
+    );
+    // Our tracks send in the browser's sections.
+    assert_eq!(lines(&sdp, "a=sendrecv").len(), 2, "{sdp}");
+    session.hang_up("done");
+}
