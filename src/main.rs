@@ -110,12 +110,17 @@ enum Transport {
     Webrtc,
 }
 
+/// Default log filter: warnings, except the WebRTC stack's routine chatter (ICE candidate pairs,
+/// SRTP replays under duplication), which stays at errors. `DUET_LOG` overrides it.
+const QUIET_LOGS: &str =
+    "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_srtp=error,rtc_sctp=error,webrtc=error";
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DUET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(QUIET_LOGS)),
         )
         .init();
     let cli = match Cli::try_parse() {

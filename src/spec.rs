@@ -276,7 +276,10 @@ mod tests {
         // The sample lasts about 10 s: 400 frames of 60 ms go round it more than twice.
         for n in 0..400u64 {
             let deadline = start + format.frame.duration() * n as u32;
-            assert_eq!(speech.read(deadline, &mut frame).unwrap(), duet_media::Read::Frame);
+            assert_eq!(
+                speech.read(deadline, &mut frame).unwrap(),
+                duet_media::Read::Frame
+            );
             assert_eq!(frame.seq, n);
         }
     }
