@@ -208,10 +208,10 @@ fn decode_error(reason: impl Into<String>) -> CodecError {
 /// constraint_set0 and constraint_set1; no B-frames; one slice per picture, which RTP
 /// packetization-mode=1 fragments), with openh264's real-time camera tuning.
 ///
-/// Call [`encode`](Self::encode) once per captured frame. openh264 fixes bitrate and frame
-/// rate when it is created, so [`set_bitrate`](Self::set_bitrate) and
-/// [`set_fps`](Self::set_fps) rebuild it at the next frame, which then is an IDR: change
-/// them in steps, not on every frame.
+/// Call [`encode`](Self::encode) once per captured frame. [`set_bitrate`](Self::set_bitrate)
+/// retunes the running encoder's rate control in place, so bitrate adaptation costs no
+/// keyframe; a new frame rate ([`set_fps`](Self::set_fps)) or picture size rebuilds the encoder
+/// at the next frame, which then is an IDR.
 pub struct H264Encoder {
     config: H264Config,
     encoder: Encoder,
@@ -258,7 +258,9 @@ impl H264Encoder {
         self.keyframe_wanted = true;
     }
 
-    /// Sets the target bitrate from the next frame on (which is then an IDR, see the type docs).
+    /// Sets the target bitrate from the next frame on. The running encoder's rate control is
+    /// retuned in place (no keyframe); should openh264 refuse, the encoder is rebuilt at the
+    /// next frame, which is then an IDR.
     pub fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), Error> {
         let config = H264Config {
             bitrate_bps,
@@ -267,7 +269,9 @@ impl H264Encoder {
         config.validate()?;
         if config != self.config {
             self.config = config;
-            self.stale = true;
+            if !self.stale && retune_bitrate(&mut self.encoder, bitrate_bps).is_err() {
+                self.stale = true;
+            }
         }
         Ok(())
     }
@@ -339,6 +343,35 @@ impl H264Encoder {
             self.keyframe_wanted = false;
         }
         Ok(true)
+    }
+}
+
+/// Changes the target bitrate of a running openh264 encoder (`ENCODER_OPTION_BITRATE` on all
+/// spatial layers). The safe openh264 API fixes the bitrate at creation; rebuilding instead would
+/// cost an IDR on every adaptation step, which on a lossy path is the largest burst a call sends.
+#[allow(unsafe_code)]
+fn retune_bitrate(encoder: &mut Encoder, bitrate_bps: u32) -> Result<(), Error> {
+    use openh264_sys2::{SBitrateInfo, ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL};
+    let mut info = SBitrateInfo {
+        iLayer: SPATIAL_LAYER_ALL,
+        iBitrate: i32::try_from(bitrate_bps).unwrap_or(i32::MAX),
+    };
+    // SAFETY: `raw_api` is the function table of this live, initialised encoder, which we hold
+    // exclusively (&mut). ENCODER_OPTION_BITRATE reads one SBitrateInfo through the pointer during
+    // the call and keeps no reference to it; `info` outlives the call.
+    let rc = unsafe {
+        encoder
+            .raw_api()
+            .set_option(ENCODER_OPTION_BITRATE, (&raw mut info).cast())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(CodecError::Setup {
+            codec: CODEC,
+            reason: format!("openh264 refused a bitrate of {bitrate_bps} bps (code {rc})"),
+        }
+        .into())
     }
 }
 
@@ -642,6 +675,45 @@ pub fn profile_level_id(data: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bitrate_change_retunes_the_running_encoder_without_a_keyframe() {
+        use crate::video::pattern::TestPattern;
+        use crate::video::VideoSource;
+        let start = Instant::now();
+        let mut pattern = TestPattern::new(320, 240, 30, start).unwrap();
+        let mut frame = VideoFrame::black(320, 240, start).unwrap();
+        let config = H264Config {
+            width: 320,
+            height: 240,
+            bitrate_bps: 800_000,
+            fps: 30.0,
+            keyframe_interval: 0,
+        };
+        let mut encoder = H264Encoder::new(config).unwrap();
+        let mut out = EncodedVideo::new();
+        let mut bytes = |encoder: &mut H264Encoder, frames: usize| {
+            let (mut total, mut keyframes) = (0, 0);
+            for _ in 0..frames {
+                pattern.read(start, &mut frame).unwrap();
+                if encoder.encode(&frame, &mut out).unwrap() {
+                    total += out.data.len();
+                    keyframes += usize::from(out.keyframe);
+                }
+            }
+            (total, keyframes)
+        };
+        bytes(&mut encoder, 30);
+        let (high, _) = bytes(&mut encoder, 30);
+        encoder.set_bitrate(150_000).unwrap();
+        let (low, keyframes) = bytes(&mut encoder, 30);
+        assert_eq!(keyframes, 0, "the bitrate change cost a keyframe");
+        assert!(
+            low * 2 < high,
+            "{high} bytes at 800 kbps, {low} at 150 kbps"
+        );
+        assert_eq!(encoder.config().bitrate_bps, 150_000);
+    }
 
     #[test]
     fn splits_nal_units_at_three_and_four_byte_start_codes() {
