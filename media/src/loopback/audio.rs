@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{join, ms, sleep_until, AudioLoop, AudioReport};
+use super::{join, ms, sleep_until, stage, AudioLoop, AudioReport};
 use crate::codec::opus::{OpusDecoder, OpusEncoder};
 use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, Read, SAMPLE_RATE};
@@ -98,127 +98,115 @@ pub(super) fn spawn(
     let end = start + duration;
     let requeue_tx = raw_free_tx.clone();
 
-    let capture = thread::Builder::new()
-        .name("audio-capture".into())
-        .spawn(move || {
-            let live = source.is_live();
-            let mut out = Captured {
-                reference: Vec::with_capacity(expected_frames * format.samples_per_frame()),
-                captures: Vec::with_capacity(expected_frames),
-                first_seq: None,
-                frames: 0,
-                dropped: 0,
-            };
-            let mut n: u32 = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let deadline = start + frame_len * n;
-                if deadline >= end {
-                    break;
-                }
-                let mut frame = raw_free_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| AudioFrame::silent(format, start));
-                let now = if live { Instant::now() } else { deadline };
-                match source.read(now, &mut frame)? {
-                    Read::Frame => {}
-                    Read::Pending => {
-                        thread::sleep(Duration::from_millis(1));
-                        let _ = requeue_tx.try_send(frame);
-                        continue;
-                    }
-                    Read::End => break,
-                }
-                if !live {
-                    // A frame exists once its last sample has been captured.
-                    sleep_until(frame.capture + frame_len);
-                }
-                n += 1;
-                out.frames += 1;
-                out.reference.extend_from_slice(&frame.samples);
-                out.captures.push(frame.capture);
-                out.first_seq.get_or_insert(frame.seq);
-                if let Err(TrySendError::Full(_)) = raw_tx.try_send(frame) {
-                    out.dropped += 1;
-                }
+    let capture = stage("audio-capture", move || {
+        let live = source.is_live();
+        let mut out = Captured {
+            reference: Vec::with_capacity(expected_frames * format.samples_per_frame()),
+            captures: Vec::with_capacity(expected_frames),
+            first_seq: None,
+            frames: 0,
+            dropped: 0,
+        };
+        let mut n: u32 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let deadline = start + frame_len * n;
+            if deadline >= end {
+                break;
             }
-            Ok(out)
-        })
-        .map_err(spawn_error)?;
+            let mut frame = raw_free_rx
+                .try_recv()
+                .unwrap_or_else(|_| AudioFrame::silent(format, start));
+            let now = if live { Instant::now() } else { deadline };
+            match source.read(now, &mut frame)? {
+                Read::Frame => {}
+                Read::Pending => {
+                    thread::sleep(Duration::from_millis(1));
+                    let _ = requeue_tx.try_send(frame);
+                    continue;
+                }
+                Read::End => break,
+            }
+            if !live {
+                // A frame exists once its last sample has been captured.
+                sleep_until(frame.capture + frame_len);
+            }
+            n += 1;
+            out.frames += 1;
+            out.reference.extend_from_slice(&frame.samples);
+            out.captures.push(frame.capture);
+            out.first_seq.get_or_insert(frame.seq);
+            if let Err(TrySendError::Full(_)) = raw_tx.try_send(frame) {
+                out.dropped += 1;
+            }
+        }
+        Ok(out)
+    })?;
 
-    let encode = thread::Builder::new()
-        .name("audio-encode".into())
-        .spawn(move || {
-            let lookahead = encoder.lookahead();
-            let mut out = Encoded {
-                encode_us: Samples::with_capacity(expected_frames),
-                bytes: 0,
-                lookahead,
-            };
-            for frame in raw_rx {
-                let mut packet = pkt_free_rx.try_recv().unwrap_or_else(|_| Packet {
-                    data: Vec::with_capacity(1500),
-                    seq: 0,
-                });
-                let t0 = Instant::now();
-                encoder.encode(&frame, &mut packet.data)?;
-                out.encode_us.push(t0.elapsed().as_secs_f64() * 1e6);
-                out.bytes += packet.data.len() as u64;
-                packet.seq = frame.seq;
-                let _ = raw_free_tx.try_send(frame);
-                let _ = pkt_tx.send(packet);
-            }
-            Ok(out)
-        })
-        .map_err(spawn_error)?;
+    let encode = stage("audio-encode", move || {
+        let lookahead = encoder.lookahead();
+        let mut out = Encoded {
+            encode_us: Samples::with_capacity(expected_frames),
+            bytes: 0,
+            lookahead,
+        };
+        for frame in raw_rx {
+            let mut packet = pkt_free_rx.try_recv().unwrap_or_else(|_| Packet {
+                data: Vec::with_capacity(1500),
+                seq: 0,
+            });
+            let t0 = Instant::now();
+            encoder.encode(&frame, &mut packet.data)?;
+            out.encode_us.push(t0.elapsed().as_secs_f64() * 1e6);
+            out.bytes += packet.data.len() as u64;
+            packet.seq = frame.seq;
+            let _ = raw_free_tx.try_send(frame);
+            let _ = pkt_tx.send(packet);
+        }
+        Ok(out)
+    })?;
 
-    let decode = thread::Builder::new()
-        .name("audio-decode".into())
-        .spawn(move || {
-            let mut out = Decoded {
-                decode_us: Samples::with_capacity(expected_frames),
-                errors: 0,
-            };
-            for packet in pkt_rx {
-                let mut frame = dec_free_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| AudioFrame::silent(format, start));
-                let t0 = Instant::now();
-                if decoder.decode(&packet.data, &mut frame).is_err() {
-                    // A packet the decoder rejects is concealed, as a lost one would be.
-                    out.errors += 1;
-                    decoder.conceal(&mut frame)?;
-                }
-                out.decode_us.push(t0.elapsed().as_secs_f64() * 1e6);
-                frame.seq = packet.seq;
-                let _ = pkt_free_tx.try_send(packet);
-                if dec_tx.send(frame).is_err() {
-                    break;
-                }
+    let decode = stage("audio-decode", move || {
+        let mut out = Decoded {
+            decode_us: Samples::with_capacity(expected_frames),
+            errors: 0,
+        };
+        for packet in pkt_rx {
+            let mut frame = dec_free_rx
+                .try_recv()
+                .unwrap_or_else(|_| AudioFrame::silent(format, start));
+            let t0 = Instant::now();
+            if decoder.decode(&packet.data, &mut frame).is_err() {
+                // A packet the decoder rejects is concealed, as a lost one would be.
+                out.errors += 1;
+                decoder.conceal(&mut frame)?;
             }
-            Ok(out)
-        })
-        .map_err(spawn_error)?;
+            out.decode_us.push(t0.elapsed().as_secs_f64() * 1e6);
+            frame.seq = packet.seq;
+            let _ = pkt_free_tx.try_send(packet);
+            if dec_tx.send(frame).is_err() {
+                break;
+            }
+        }
+        Ok(out)
+    })?;
 
-    let sink = thread::Builder::new()
-        .name("audio-sink".into())
-        .spawn(move || {
-            let mut out = Shown {
-                output: Vec::with_capacity(expected_frames * format.samples_per_frame()),
-                handoffs: Vec::with_capacity(expected_frames),
-                seqs: Vec::with_capacity(expected_frames),
-            };
-            for frame in dec_rx {
-                let now = Instant::now();
-                sink.write(now, &frame)?;
-                out.handoffs.push(now);
-                out.seqs.push(frame.seq);
-                out.output.extend_from_slice(&frame.samples);
-                let _ = dec_free_tx.try_send(frame);
-            }
-            sink.finish()?;
-            Ok(out)
-        })
-        .map_err(spawn_error)?;
+    let sink = stage("audio-sink", move || {
+        let mut out = Shown {
+            output: Vec::with_capacity(expected_frames * format.samples_per_frame()),
+            handoffs: Vec::with_capacity(expected_frames),
+            seqs: Vec::with_capacity(expected_frames),
+        };
+        for frame in dec_rx {
+            let now = Instant::now();
+            sink.write(now, &frame)?;
+            out.handoffs.push(now);
+            out.seqs.push(frame.seq);
+            out.output.extend_from_slice(&frame.samples);
+            let _ = dec_free_tx.try_send(frame);
+        }
+        sink.finish()?;
+        Ok(out)
+    })?;
 
     Ok(AudioHandle {
         format,
@@ -227,10 +215,6 @@ pub(super) fn spawn(
         decode,
         sink,
     })
-}
-
-fn spawn_error(e: std::io::Error) -> Error {
-    Error::Config(format!("cannot start an audio stage thread: {e}"))
 }
 
 impl AudioHandle {

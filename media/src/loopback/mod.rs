@@ -215,6 +215,17 @@ pub(crate) fn sleep_until(deadline: Instant) {
     }
 }
 
+/// Starts one stage of a path on a thread of its own, named `name`.
+pub(crate) fn stage<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<thread::JoinHandle<Result<T, Error>>, Error> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map_err(|e| Error::Config(format!("cannot start the {name} thread: {e}")))
+}
+
 /// Joins a stage thread, turning a panic inside it into an error.
 pub(crate) fn join<T>(
     handle: thread::JoinHandle<Result<T, Error>>,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{join, ms, sleep_until, VideoLoop, VideoReport};
+use super::{join, ms, sleep_until, stage, VideoLoop, VideoReport};
 use crate::codec::h264::{EncodedVideo, H264Decoder, H264Encoder};
 use crate::error::Error;
 use crate::frame::{Read, VideoFrame};
@@ -91,168 +91,156 @@ pub(super) fn spawn(
     let encode_requeue_tx = raw_free_tx.clone();
     let decode_requeue_tx = raw_free_tx.clone();
 
-    let capture = thread::Builder::new()
-        .name("video-capture".into())
-        .spawn(move || {
-            let live = source.is_live();
-            let mut out = Captured {
-                frames: 0,
-                dropped: 0,
-            };
-            let mut n: u32 = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let deadline = start + interval * n;
-                if deadline >= end {
-                    break;
-                }
-                let mut frame = match raw_free_rx.try_recv() {
-                    Ok(frame) => frame,
-                    Err(_) => VideoFrame::black(width, height, start)?,
-                };
-                let now = if live { Instant::now() } else { deadline };
-                match source.read(now, &mut frame)? {
-                    Read::Frame => {}
-                    Read::Pending => {
-                        thread::sleep(Duration::from_millis(1));
-                        let _ = requeue_tx.try_send(frame);
-                        continue;
-                    }
-                    Read::End => break,
-                }
-                if !live {
-                    sleep_until(frame.capture);
-                }
-                n += 1;
-                out.frames += 1;
-                if let Err(TrySendError::Full(frame)) = raw_tx.try_send(frame) {
-                    out.dropped += 1;
-                    let _ = requeue_tx.try_send(frame);
-                }
+    let capture = stage("video-capture", move || {
+        let live = source.is_live();
+        let mut out = Captured {
+            frames: 0,
+            dropped: 0,
+        };
+        let mut n: u32 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let deadline = start + interval * n;
+            if deadline >= end {
+                break;
             }
-            Ok(out)
-        })
-        .map_err(spawn_error)?;
-
-    let encode = thread::Builder::new()
-        .name("video-encode".into())
-        .spawn(move || {
-            let mut out = Encoded {
-                encode_ms: Samples::with_capacity(expected),
-                sent: 0,
-                skipped: 0,
-                bytes: 0,
-                keyframes: 0,
+            let mut frame = match raw_free_rx.try_recv() {
+                Ok(frame) => frame,
+                Err(_) => VideoFrame::black(width, height, start)?,
             };
-            for frame in raw_rx {
-                if keyframe_request.swap(false, Ordering::Relaxed) {
-                    encoder.request_keyframe();
-                }
-                let mut encoded = enc_free_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| EncodedVideo::new());
-                let t0 = Instant::now();
-                let produced = encoder.encode(&frame, &mut encoded)?;
-                out.encode_ms.push(ms(t0.elapsed()));
-                if !produced {
-                    out.skipped += 1;
-                    let _ = encode_requeue_tx.try_send(frame);
-                    let _ = enc_recycle_tx.try_send(encoded);
+            let now = if live { Instant::now() } else { deadline };
+            match source.read(now, &mut frame)? {
+                Read::Frame => {}
+                Read::Pending => {
+                    thread::sleep(Duration::from_millis(1));
+                    let _ = requeue_tx.try_send(frame);
                     continue;
                 }
-                out.sent += 1;
-                out.bytes += encoded.data.len() as u64;
-                out.keyframes += u64::from(encoded.keyframe);
-                if enc_tx.send((encoded, frame)).is_err() {
-                    break;
-                }
+                Read::End => break,
             }
-            Ok(out)
-        })
-        .map_err(spawn_error)?;
+            if !live {
+                sleep_until(frame.capture);
+            }
+            n += 1;
+            out.frames += 1;
+            if let Err(TrySendError::Full(frame)) = raw_tx.try_send(frame) {
+                out.dropped += 1;
+                let _ = requeue_tx.try_send(frame);
+            }
+        }
+        Ok(out)
+    })?;
 
-    let decode = thread::Builder::new()
-        .name("video-decode".into())
-        .spawn(move || {
-            let mut out = Decoded {
-                decode_ms: Samples::with_capacity(expected),
-                errors: 0,
-            };
-            for (encoded, original) in enc_rx {
-                let mut picture = match dec_free_rx.try_recv() {
-                    Ok(frame) => frame,
-                    Err(_) => VideoFrame::black(encoded.width, encoded.height, start)?,
-                };
-                let t0 = Instant::now();
-                let result = decoder.decode(&encoded.data, &mut picture);
-                out.decode_ms.push(ms(t0.elapsed()));
-                let (seq, capture) = (encoded.seq, encoded.capture);
-                let _ = enc_free_tx.try_send(encoded);
-                match result {
-                    Ok(true) => {
-                        picture.seq = seq;
-                        picture.capture = capture;
-                        if dec_tx.send((picture, original)).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(false) => {
-                        let _ = decode_requeue_tx.try_send(original);
-                    }
-                    Err(_) => {
-                        out.errors += 1;
-                        keyframe_wanted.store(true, Ordering::Relaxed);
-                        let _ = decode_requeue_tx.try_send(original);
-                    }
-                }
+    let encode = stage("video-encode", move || {
+        let mut out = Encoded {
+            encode_ms: Samples::with_capacity(expected),
+            sent: 0,
+            skipped: 0,
+            bytes: 0,
+            keyframes: 0,
+        };
+        for frame in raw_rx {
+            if keyframe_request.swap(false, Ordering::Relaxed) {
+                encoder.request_keyframe();
             }
-            Ok(out)
-        })
-        .map_err(spawn_error)?;
+            let mut encoded = enc_free_rx
+                .try_recv()
+                .unwrap_or_else(|_| EncodedVideo::new());
+            let t0 = Instant::now();
+            let produced = encoder.encode(&frame, &mut encoded)?;
+            out.encode_ms.push(ms(t0.elapsed()));
+            if !produced {
+                out.skipped += 1;
+                let _ = encode_requeue_tx.try_send(frame);
+                let _ = enc_recycle_tx.try_send(encoded);
+                continue;
+            }
+            out.sent += 1;
+            out.bytes += encoded.data.len() as u64;
+            out.keyframes += u64::from(encoded.keyframe);
+            if enc_tx.send((encoded, frame)).is_err() {
+                break;
+            }
+        }
+        Ok(out)
+    })?;
 
-    let sink = thread::Builder::new()
-        .name("video-sink".into())
-        .spawn(move || {
-            let mut out = Shown {
-                shown: 0,
-                latency_ms: Samples::with_capacity(expected),
-                psnr_sum: 0.0,
-                psnr_count: 0,
-                stamp_errors: 0,
-                width: 0,
-                height: 0,
+    let decode = stage("video-decode", move || {
+        let mut out = Decoded {
+            decode_ms: Samples::with_capacity(expected),
+            errors: 0,
+        };
+        for (encoded, original) in enc_rx {
+            let mut picture = match dec_free_rx.try_recv() {
+                Ok(frame) => frame,
+                Err(_) => VideoFrame::black(encoded.width, encoded.height, start)?,
             };
-            for (picture, original) in dec_rx {
-                let now = Instant::now();
-                sink.write(now, &picture)?;
-                out.shown += 1;
-                out.width = picture.width;
-                out.height = picture.height;
-                let captured_at = match epoch {
-                    Some(epoch) => match read_stamp(&picture) {
-                        Some(stamp) if u64::from(stamp.seq) == (original.seq & 0xffff_ffff) => {
-                            Some(epoch + Duration::from_micros(u64::from(stamp.time_us)))
-                        }
-                        _ => {
-                            out.stamp_errors += 1;
-                            None
-                        }
-                    },
-                    None => Some(picture.capture),
-                };
-                if let Some(at) = captured_at {
-                    out.latency_ms.push(ms(now.saturating_duration_since(at)));
+            let t0 = Instant::now();
+            let result = decoder.decode(&encoded.data, &mut picture);
+            out.decode_ms.push(ms(t0.elapsed()));
+            let (seq, capture) = (encoded.seq, encoded.capture);
+            let _ = enc_free_tx.try_send(encoded);
+            match result {
+                Ok(true) => {
+                    picture.seq = seq;
+                    picture.capture = capture;
+                    if dec_tx.send((picture, original)).is_err() {
+                        break;
+                    }
                 }
-                if let Some(p) = psnr(&original, &picture).filter(|p| p.is_finite()) {
-                    out.psnr_sum += p;
-                    out.psnr_count += 1;
+                Ok(false) => {
+                    let _ = decode_requeue_tx.try_send(original);
                 }
-                let _ = raw_free_tx.try_send(original);
-                let _ = dec_free_tx.try_send(picture);
+                Err(_) => {
+                    out.errors += 1;
+                    keyframe_wanted.store(true, Ordering::Relaxed);
+                    let _ = decode_requeue_tx.try_send(original);
+                }
             }
-            sink.finish()?;
-            Ok(out)
-        })
-        .map_err(spawn_error)?;
+        }
+        Ok(out)
+    })?;
+
+    let sink = stage("video-sink", move || {
+        let mut out = Shown {
+            shown: 0,
+            latency_ms: Samples::with_capacity(expected),
+            psnr_sum: 0.0,
+            psnr_count: 0,
+            stamp_errors: 0,
+            width: 0,
+            height: 0,
+        };
+        for (picture, original) in dec_rx {
+            let now = Instant::now();
+            sink.write(now, &picture)?;
+            out.shown += 1;
+            out.width = picture.width;
+            out.height = picture.height;
+            let captured_at = match epoch {
+                Some(epoch) => match read_stamp(&picture) {
+                    Some(stamp) if u64::from(stamp.seq) == (original.seq & 0xffff_ffff) => {
+                        Some(epoch + Duration::from_micros(u64::from(stamp.time_us)))
+                    }
+                    _ => {
+                        out.stamp_errors += 1;
+                        None
+                    }
+                },
+                None => Some(picture.capture),
+            };
+            if let Some(at) = captured_at {
+                out.latency_ms.push(ms(now.saturating_duration_since(at)));
+            }
+            if let Some(p) = psnr(&original, &picture).filter(|p| p.is_finite()) {
+                out.psnr_sum += p;
+                out.psnr_count += 1;
+            }
+            let _ = raw_free_tx.try_send(original);
+            let _ = dec_free_tx.try_send(picture);
+        }
+        sink.finish()?;
+        Ok(out)
+    })?;
 
     Ok(VideoHandle {
         stamped: epoch.is_some(),
@@ -262,10 +250,6 @@ pub(super) fn spawn(
         decode,
         sink,
     })
-}
-
-fn spawn_error(e: std::io::Error) -> Error {
-    Error::Config(format!("cannot start a video stage thread: {e}"))
 }
 
 impl VideoHandle {
