@@ -20,15 +20,29 @@ fn fails_naming(args: &[&str], needle: &str) {
     assert!(!out.status.success(), "{args:?} succeeded");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr:?}");
-    assert!(lines[0].contains(needle), "{args:?}: {stderr:?} lacks {needle:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected one line, got {stderr:?}"
+    );
+    assert!(
+        lines[0].contains(needle),
+        "{args:?}: {stderr:?} lacks {needle:?}"
+    );
     assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
 }
 
 #[test]
 fn loopback_reports_every_stage_as_json() {
     let out = duet(&[
-        "loopback", "--seconds", "2", "--json", "--size", "320x240", "--video-kbps", "300",
+        "loopback",
+        "--seconds",
+        "2",
+        "--json",
+        "--size",
+        "320x240",
+        "--video-kbps",
+        "300",
     ]);
     assert!(
         out.status.success(),
@@ -52,7 +66,10 @@ fn loopback_reports_every_stage_as_json() {
     assert!((delay - lookahead).abs() < 1.0, "{audio}");
     assert!(audio["snr_db"].as_f64().unwrap() > 5.0, "{audio}");
 
-    assert_eq!((video["width"].as_u64(), video["height"].as_u64()), (Some(320), Some(240)));
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(320), Some(240))
+    );
     assert!(video["frames_shown"].as_u64().unwrap() >= 50, "{video}");
     assert_eq!(video["stamp_errors"], 0, "{video}");
     assert_eq!(video["latency_source"], "stamps");
@@ -83,7 +100,11 @@ fn loopback_writes_what_it_decoded() {
         "--save-video",
         y4m.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("loopback ran"), "{summary}");
     // 1 s of 48 kHz mono 16-bit, give or take the last frames in flight.
@@ -98,8 +119,14 @@ fn loopback_writes_what_it_decoded() {
 
 #[test]
 fn bad_input_ends_with_one_line_naming_it() {
-    fails_naming(&["loopback", "--audio", "bogus"], "unknown audio source \"bogus\"");
-    fails_naming(&["loopback", "--video", "hologram"], "unknown video source \"hologram\"");
+    fails_naming(
+        &["loopback", "--audio", "bogus"],
+        "unknown audio source \"bogus\"",
+    );
+    fails_naming(
+        &["loopback", "--video", "hologram"],
+        "unknown video source \"hologram\"",
+    );
     fails_naming(&["loopback", "--size", "641x480"], "641x480");
     fails_naming(&["loopback", "--size", "big"], "bad size \"big\"");
     fails_naming(&["loopback", "--frame-ms", "15"], "frame of 15 ms");
@@ -118,7 +145,11 @@ fn bad_input_ends_with_one_line_naming_it() {
 #[test]
 fn devices_lists_what_alsa_offers_and_says_when_there_is_no_camera() {
     let out = duet(&["devices"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Audio inputs:"), "{text}");
     assert!(text.contains("Audio outputs:"), "{text}");
