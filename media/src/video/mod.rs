@@ -7,6 +7,7 @@ use crate::frame::{Read, VideoFrame};
 
 pub mod convert;
 pub mod pattern;
+pub mod scale;
 pub mod stamp;
 #[cfg(feature = "webcam")]
 pub mod webcam;

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::frame::{AudioFrame, Read, VideoFrame};
 use crate::loopback::{ms, sleep_until};
 use crate::stats::Samples;
+use crate::video::scale::Scaler;
 use crate::video::VideoSource;
 
 /// What the audio sender did.
@@ -172,6 +173,9 @@ pub(super) fn spawn_video(
                 bitrate_changes: 0,
             };
             let mut frame = VideoFrame::black(width, height, window.from)?;
+            let mut scaled = VideoFrame::black(width, height, window.from)?;
+            let mut scaler = Scaler::new();
+            let mut send_size = (width, height);
             let mut encoded = EncodedVideo::new();
             while !stop.load(Ordering::Relaxed) {
                 match source.read(Instant::now(), &mut frame)? {
@@ -195,13 +199,24 @@ pub(super) fn spawn_video(
                 if sender.keyframe_requested() {
                     encoder.request_keyframe();
                 }
-                // The picture size stays the source's; the bitrate follows the call.
-                if let Some(Reconfigure::Video { bps, .. }) = sender.next_video_change() {
+                // Bitrate and picture size follow the call; a smaller size is scaled from the
+                // source's pictures (and the encoder restarts at it with a keyframe).
+                if let Some(Reconfigure::Video { bps, size }) = sender.next_video_change() {
                     encoder.set_bitrate(bps)?;
                     out.bitrate_changes += 1;
+                    send_size = size;
                 }
+                let picture = if send_size == (frame.width, frame.height)
+                    || send_size.0 > frame.width
+                    || send_size.1 > frame.height
+                {
+                    &frame
+                } else {
+                    scaler.scale(&frame, send_size.0, send_size.1, &mut scaled)?;
+                    &scaled
+                };
                 let t0 = Instant::now();
-                let produced = encoder.encode(&frame, &mut encoded)?;
+                let produced = encoder.encode(picture, &mut encoded)?;
                 out.encode_ms.push(ms(t0.elapsed()));
                 if !produced {
                     out.skipped += 1;
