@@ -346,3 +346,22 @@ async fn a_clean_runtime_sends_straight_through_and_counts() {
         (200, 200, 0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disarmed_runtime_passes_everything_until_armed() {
+    let runtime = ImpairedRuntime::new(config("loss=50%,seed=3"))
+        .unwrap()
+        .disarmed();
+    let before = send_through(&runtime, 200).await;
+    assert_eq!(before.len(), 200, "lost while disarmed");
+    runtime.arm();
+    let after = send_through(&runtime, 200).await;
+    assert!(
+        (60..=140).contains(&after.len()),
+        "received {}",
+        after.len()
+    );
+    let stats = runtime.counters().snapshot();
+    assert_eq!(stats.sent, 400);
+    assert_eq!(stats.dropped_loss, 200 - after.len() as u64);
+}

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -84,6 +84,7 @@ pub struct ImpairedRuntime {
     config: ImpairConfig,
     counters: Arc<ImpairCounters>,
     sockets: Arc<AtomicU64>,
+    armed: Arc<AtomicBool>,
 }
 
 impl ImpairedRuntime {
@@ -102,7 +103,20 @@ impl ImpairedRuntime {
             config,
             counters: Arc::default(),
             sockets: Arc::default(),
+            armed: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// The same runtime, passing datagrams through untouched until [`arm`](Self::arm) is
+    /// called: for impairing a call's media once it is connected, not its handshake.
+    pub fn disarmed(self) -> Self {
+        self.armed.store(false, Ordering::Relaxed);
+        self
+    }
+
+    /// Starts impairing on every socket, from the next datagram on.
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::Relaxed);
     }
 
     /// The impairment every socket applies.
@@ -141,6 +155,7 @@ impl Runtime for ImpairedRuntime {
         let socket = Arc::new(ImpairedSocket {
             inner,
             clean,
+            armed: Arc::clone(&self.armed),
             state: Mutex::new(State {
                 queue,
                 reported: ImpairStats::default(),
@@ -242,6 +257,8 @@ impl State {
 struct ImpairedSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     clean: bool,
+    /// Until set, datagrams pass straight through (see [`ImpairedRuntime::disarmed`]).
+    armed: Arc<AtomicBool>,
     state: Mutex<State>,
     wake: Arc<Notify>,
     counters: Arc<ImpairCounters>,
@@ -309,7 +326,7 @@ impl AsyncUdpSocket for ImpairedSocket {
     /// Takes the datagram into the impairment at once (never `Pending`): it is sent later by
     /// the socket's task, or dropped.
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
-        if self.clean {
+        if self.clean || !self.armed.load(Ordering::Relaxed) {
             let sent = self.inner.poll_send(cx, transmit);
             if let Poll::Ready(Ok(_)) = sent {
                 let segments = match transmit.segment_size {
