@@ -16,7 +16,9 @@
 //! ```
 //!
 //! A gap is asked for once the usual reordering delay has passed (the median of how late
-//! reordered packets came, zero on a link that does not reorder), then again every RTT. It is
+//! reordered packets came, zero on a link that does not reorder), then again every RTT. A
+//! packet that comes after its NACK counts as the answer, unless a copy of it follows (the
+//! real answer): timing alone cannot tell a quick answer from reordering. It is
 //! given up after [`VideoJitterBuffer::wait_bound`]: long enough for the NACK tries that the
 //! measured loss calls for, between 50 and 300 ms by default. A packet given up breaks the
 //! reference chain: a keyframe is asked for at once (then at most every
@@ -34,6 +36,7 @@
 mod nack;
 mod stats;
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -45,6 +48,10 @@ use crate::rtp::{RtpPacket, SeqUnwrapper, TimestampUnwrapper};
 use nack::{LossRate, Missing, ReorderDelay, Timing};
 pub use stats::VideoJitterStats;
 use stats::{FrameJitter, FreezeDetector};
+
+/// How many packets that came after their NACK are remembered, to tell reordering from a
+/// quick answer when a copy follows.
+const ANSWERED: usize = 64;
 
 /// Settings of a [`VideoJitterBuffer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +189,9 @@ pub struct VideoJitterBuffer {
     highest: u64,
     missing: Missing,
     reorder: ReorderDelay,
+    /// Packets that came after one NACK, with how late they came: a copy of one arriving
+    /// later is the answer, so the packet itself was only reordered.
+    answered: VecDeque<(u64, Duration)>,
     loss: LossRate,
     rtt: Duration,
     /// No keyframe since the start or since the reference chain broke.
@@ -219,6 +229,7 @@ impl VideoJitterBuffer {
             highest: 0,
             missing: Missing::default(),
             reorder: ReorderDelay::default(),
+            answered: VecDeque::with_capacity(ANSWERED),
             loss: LossRate::default(),
             rtt: config.initial_rtt,
             need_keyframe: true,
@@ -334,6 +345,7 @@ impl VideoJitterBuffer {
             }
             Some(base) if seq < base => {
                 if self.started || base - seq >= capacity / 2 || self.highest - seq >= capacity {
+                    self.on_duplicate(seq);
                     self.stats.packets_discarded += 1;
                     return;
                 }
@@ -355,6 +367,7 @@ impl VideoJitterBuffer {
             Some(_) => {}
         }
         if self.slot(seq).is_some() {
+            self.on_duplicate(seq);
             self.stats.packets_discarded += 1;
             return;
         }
@@ -364,10 +377,20 @@ impl VideoJitterBuffer {
             self.loss.advance(seq - self.highest);
             self.highest = seq;
         } else if let Some(entry) = self.missing.remove(seq) {
-            // Within half an RTT of the first NACK it cannot be the answer: it was reordered.
-            repaired = entry
-                .first_sent
-                .is_some_and(|t| now.saturating_duration_since(t) >= self.rtt / 2);
+            // Once asked for, a packet is taken as the answer: the time a retransmission
+            // takes varies with the jitter on both ways and may be well under the RTT
+            // estimate, so timing cannot tell it from a reordered one. Reordering shows in a
+            // packet that came before it was asked for, or in one whose resent copy follows
+            // (`on_duplicate`); counting an early answer as reordering would push every
+            // later first NACK back by its delay.
+            repaired = entry.first_sent.is_some();
+            if repaired && entry.sent == 1 {
+                if self.answered.len() == ANSWERED {
+                    self.answered.pop_front();
+                }
+                self.answered
+                    .push_back((seq, now.saturating_duration_since(entry.detected)));
+            }
             if repaired {
                 self.stats.retransmitted_packets_received += 1;
                 if !entry.lost {
@@ -403,6 +426,16 @@ impl VideoJitterBuffer {
             *slot = Some(stored);
         }
         self.dirty = true;
+    }
+
+    /// A copy of `seq` came: if `seq` itself came after a single NACK, this is the answer and
+    /// `seq` was reordered, as late as it came.
+    fn on_duplicate(&mut self, seq: u64) {
+        if let Some(i) = self.answered.iter().position(|&(s, _)| s == seq) {
+            if let Some((_, late)) = self.answered.remove(i) {
+                self.reorder.record(late);
+            }
+        }
     }
 
     /// Gives up packets whose wait is over. Call at [`poll_timeout`](Self::poll_timeout)
@@ -672,6 +705,7 @@ impl VideoJitterBuffer {
             self.drop_until(highest + 1);
         }
         self.stats.packets_lost += self.missing.clear();
+        self.answered.clear();
         self.seqs = SeqUnwrapper::default();
         self.stamps = TimestampUnwrapper::default();
         self.base = None;

@@ -184,3 +184,70 @@ fn a_jump_past_the_capacity_drops_the_old_packets() {
     b.insert(t0 + MS, packet(3, 3000, true, &SLICE));
     assert_eq!(b.stats().packets_discarded, 1);
 }
+
+#[test]
+fn quick_answers_to_nacks_do_not_delay_later_nacks() {
+    // A link that never reorders, whose retransmissions come back in 20 ms: well under half
+    // the RTT assumed (100 ms). Every gap must still be asked for as soon as it is seen.
+    let t0 = Instant::now();
+    let mut b = buffer(t0);
+    b.insert(t0, packet(0, 0, false, &SPS_PPS));
+    b.insert(t0, packet(1, 0, true, &IDR));
+    assert_eq!(frames(&drain(&mut b, t0)), vec![(0, 1)]);
+    let mut shown = 1;
+    for i in 2..42u16 {
+        if i % 4 == 0 {
+            continue;
+        }
+        let now = t0 + 33 * MS * u32::from(i);
+        b.insert(now, packet(i, 3000 * u32::from(i), true, &SLICE));
+        let out = drain(&mut b, now);
+        shown += frames(&out).len();
+        if i % 4 == 1 {
+            assert_eq!(out, vec![VideoOutput::Nack(vec![i - 1])], "packet {i}");
+            let answered = now + 20 * MS;
+            b.insert(
+                answered,
+                packet(i - 1, 3000 * u32::from(i - 1), true, &SLICE),
+            );
+            shown += frames(&drain(&mut b, answered)).len();
+        }
+    }
+    assert_eq!(shown, 41);
+    assert_eq!(b.stats().retransmitted_packets_received, 10);
+    assert_eq!(b.stats().pli_count, 0);
+}
+
+#[test]
+fn a_packet_followed_by_its_resent_copy_counts_as_reordered() {
+    // Every fourth packet comes 20 ms late, after its NACK, and the answer follows: the
+    // buffer learns the reordering and waits that long before asking.
+    let t0 = Instant::now();
+    let mut b = buffer(t0);
+    b.insert(t0, packet(0, 0, false, &SPS_PPS));
+    b.insert(t0, packet(1, 0, true, &IDR));
+    drain(&mut b, t0);
+    let mut nacked_at_once = 0;
+    for i in 2..120u16 {
+        if i % 4 == 0 {
+            continue;
+        }
+        let now = t0 + 33 * MS * u32::from(i);
+        let late = packet(i - 1, 3000 * u32::from(i - 1), true, &SLICE);
+        b.insert(now, packet(i, 3000 * u32::from(i), true, &SLICE));
+        let out = drain(&mut b, now);
+        if i % 4 == 1 {
+            nacked_at_once += usize::from(out.contains(&VideoOutput::Nack(vec![i - 1])));
+            b.insert(now + 20 * MS, late.clone());
+            drain(&mut b, now + 20 * MS);
+            b.insert(now + 25 * MS, late);
+            drain(&mut b, now + 25 * MS);
+        }
+    }
+    assert_eq!(b.reorder.get(), 22 * MS);
+    assert!(
+        nacked_at_once < 10,
+        "{nacked_at_once} of 29 asked for at once"
+    );
+    assert_eq!(b.stats().packets_discarded, 29);
+}
