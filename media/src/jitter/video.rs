@@ -194,6 +194,10 @@ pub struct VideoJitterBuffer {
     answered: VecDeque<(u64, Duration)>,
     loss: LossRate,
     rtt: Duration,
+    /// How long a first NACK has recently taken to be answered: a peak that decays by 2% per
+    /// answer. It keeps retries and the wait honest while the RTT estimate is stale or comes
+    /// from a quieter path (ICE checks measured before media flowed).
+    answer: Duration,
     /// No keyframe since the start or since the reference chain broke.
     need_keyframe: bool,
     /// Frames are waiting that cannot be decoded without a keyframe: ask for one.
@@ -232,6 +236,7 @@ impl VideoJitterBuffer {
             answered: VecDeque::with_capacity(ANSWERED),
             loss: LossRate::default(),
             rtt: config.initial_rtt,
+            answer: Duration::ZERO,
             need_keyframe: true,
             stuck: false,
             last_pli: None,
@@ -279,7 +284,7 @@ impl VideoJitterBuffer {
         } else {
             (0.01f64.ln() / fail.ln()).ceil().clamp(2.0, 8.0)
         };
-        let answer = self.rtt + 4 * self.jitter.get();
+        let answer = (self.rtt + 4 * self.jitter.get()).max(self.answer + self.answer / 4);
         (timing.0 + timing.1 * (tries as u32 - 1) + answer)
             .clamp(self.config.min_wait, self.config.max_wait)
     }
@@ -287,7 +292,10 @@ impl VideoJitterBuffer {
     /// The delay before the first NACK (the reordering seen) and between NACKs (the RTT).
     fn nack_pacing(&self) -> (Duration, Duration) {
         let first = self.reorder.get().min(self.config.max_wait / 3);
-        (first, self.rtt.max(Duration::from_millis(10)))
+        (
+            first,
+            self.rtt.max(self.answer).max(Duration::from_millis(10)),
+        )
     }
 
     fn timing(&self) -> Timing {
@@ -384,6 +392,10 @@ impl VideoJitterBuffer {
             // (`on_duplicate`); counting an early answer as reordering would push every
             // later first NACK back by its delay.
             repaired = entry.first_sent.is_some();
+            if let (true, 1, Some(asked)) = (repaired, entry.sent, entry.first_sent) {
+                let took = now.saturating_duration_since(asked);
+                self.answer = took.max(self.answer.mul_f32(0.98));
+            }
             if repaired && entry.sent == 1 {
                 if self.answered.len() == ANSWERED {
                     self.answered.pop_front();

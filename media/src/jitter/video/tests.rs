@@ -251,3 +251,44 @@ fn a_packet_followed_by_its_resent_copy_counts_as_reordered() {
     );
     assert_eq!(b.stats().packets_discarded, 29);
 }
+
+#[test]
+fn answers_slower_than_the_rtt_estimate_stretch_the_retries_and_the_wait() {
+    // The RTT estimate says 1 ms (ICE checks on a quiet path) but resends take 60 ms: after the
+    // first one, the buffer must not re-ask every 10 ms nor give up after its 50 ms minimum.
+    let t0 = Instant::now();
+    let mut b = buffer(t0);
+    b.set_rtt(MS);
+    b.insert(t0, packet(0, 0, false, &SPS_PPS));
+    b.insert(t0, packet(1, 0, true, &IDR));
+    drain(&mut b, t0);
+    // Packet 2 is lost, asked for at once, answered 60 ms later.
+    let t1 = t0 + 33 * MS;
+    b.insert(t1, packet(3, 6000, true, &SLICE));
+    assert_eq!(drain(&mut b, t1), vec![VideoOutput::Nack(vec![2])]);
+    let t2 = t1 + 60 * MS;
+    b.insert(t2, packet(2, 3000, true, &SLICE));
+    assert_eq!(frames(&drain(&mut b, t2)), vec![(2, 2), (3, 3)]);
+    // Packet 5 is lost: one NACK now, none again within the answer time seen.
+    let t3 = t2 + 33 * MS;
+    b.insert(t3, packet(4, 9000, true, &SLICE));
+    b.insert(t3, packet(6, 15000, true, &SLICE));
+    let mut nacks = 0;
+    let mut t = t3;
+    while t < t3 + 55 * MS {
+        b.handle_timeout(t);
+        nacks += drain(&mut b, t)
+            .iter()
+            .filter(|o| matches!(o, VideoOutput::Nack(_)))
+            .count();
+        t += MS;
+    }
+    assert_eq!(nacks, 1, "re-asked before an answer could come");
+    // The answer at 65 ms still completes the frame: nothing was given up.
+    let t4 = t3 + 65 * MS;
+    b.insert(t4, packet(5, 12000, true, &SLICE));
+    let shown = frames(&drain(&mut b, t4));
+    assert_eq!(shown, vec![(5, 5), (6, 6)]);
+    assert_eq!(b.stats().frames_dropped, 0);
+    assert_eq!(b.stats().pli_count, 0);
+}
