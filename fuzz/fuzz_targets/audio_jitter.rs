@@ -68,6 +68,16 @@ enum Op {
     /// The clock runs in 10 ms periods: the playout is pulled every period and the buffer
     /// popped whenever its timeout is due.
     Run(u8),
+    /// A stretch of talk in real time: the stream's next `frames` packets (real Opus), each
+    /// sent one frame after the one before; those whose bit is set in `lost` (modulo 32)
+    /// never arrive, those whose bit is set in `late` arrive `jitter` ms later, and the
+    /// clock runs as in `Run` until they all have come.
+    Talk {
+        frames: u8,
+        lost: u32,
+        late: u32,
+        jitter: u8,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -169,6 +179,18 @@ impl Harness {
         }
         stream.last_played_ts = Some(ts);
         assert!(played.seq.wrapping_sub(self.start_seq) < SEQ_WINDOW);
+    }
+
+    /// One 10 ms period of the playout clock.
+    fn tick(&mut self) {
+        self.now += Duration::from_millis(10);
+        self.pull();
+        for _ in 0..4 {
+            if !self.buffer.poll_timeout().is_some_and(|t| t <= self.now) {
+                break;
+            }
+            self.pop();
+        }
     }
 
     fn pull(&mut self) {
@@ -285,10 +307,48 @@ fuzz_target!(|input: Input| {
             Op::Pop => h.pop(),
             Op::Run(n) => {
                 for _ in 0..n % 32 {
-                    h.now += Duration::from_millis(10);
-                    h.pull();
-                    if h.buffer.poll_timeout().is_some_and(|t| t <= h.now) {
-                        h.pop();
+                    h.tick();
+                }
+            }
+            Op::Talk {
+                frames,
+                lost,
+                late,
+                jitter,
+            } => {
+                let real = real_packets(format);
+                let step = format.frame.duration();
+                let mut queue = Vec::new();
+                for i in 0..u32::from(frames % 128) {
+                    let (seq, ts) = (sent_seq + 1, sent_ts + frame);
+                    if seq >= SEQ_WINDOW || ts >= TS_WINDOW {
+                        break;
+                    }
+                    (sent_seq, sent_ts) = (seq, ts);
+                    if lost & (1 << (i % 32)) != 0 {
+                        continue;
+                    }
+                    let delay = if late & (1 << (i % 32)) != 0 {
+                        Duration::from_millis(u64::from(jitter % 150))
+                    } else {
+                        Duration::ZERO
+                    };
+                    let packet = RtpPacket {
+                        seq: input.start_seq.wrapping_add(seq),
+                        timestamp: input.start_ts.wrapping_add(ts),
+                        ssrc,
+                        marker: false,
+                        payload_type: 111,
+                        payload: real[i as usize % real.len()].clone().into(),
+                    };
+                    queue.push((h.now + step * i + delay, packet));
+                }
+                queue.sort_by_key(|(at, _)| *at);
+                let mut queue = queue.into_iter().peekable();
+                while queue.peek().is_some() {
+                    h.tick();
+                    while let Some((_, packet)) = queue.next_if(|(at, _)| *at <= h.now) {
+                        h.deliver(packet);
                     }
                 }
             }

@@ -11,7 +11,7 @@
 //! value is near it).
 #![no_main]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
@@ -65,6 +65,12 @@ enum Op {
     Timeout,
     /// A new round-trip time (milliseconds).
     Rtt(u16),
+    /// A stretch of the stream in real time, as a sender that answers: `frames` frames of
+    /// `1 + packets % 4` packets, 33 ms apart, a keyframe whenever one was asked for; the
+    /// packets whose bit is set in `lost` (modulo 32) never arrive, the others arrive at once;
+    /// each NACK is answered 15 ms later by resending the packets asked for, and the clock
+    /// stops at every timeout the buffer asks for.
+    Stream { frames: u8, packets: u8, lost: u32 },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -154,6 +160,9 @@ struct Harness {
     stream: Stream,
     previous_ssrc: Option<u32>,
     frames: u64,
+    /// Sequence numbers asked for again, not answered yet.
+    nacked: Vec<u16>,
+    keyframe_requested: bool,
 }
 
 impl Harness {
@@ -192,8 +201,13 @@ impl Harness {
                     self.frames += 1;
                     self.buffer.recycle(frame.data);
                 }
-                Some(VideoOutput::Nack(seqs)) => assert!(!seqs.is_empty(), "an empty NACK"),
-                Some(VideoOutput::KeyframeRequest) => {}
+                Some(VideoOutput::Nack(seqs)) => {
+                    assert!(!seqs.is_empty(), "an empty NACK");
+                    if self.nacked.len() < 4096 {
+                        self.nacked.extend_from_slice(&seqs);
+                    }
+                }
+                Some(VideoOutput::KeyframeRequest) => self.keyframe_requested = true,
             }
         }
         panic!("poll_output does not run dry");
@@ -218,7 +232,7 @@ impl Harness {
 
 fuzz_target!(|input: Input| {
     let config = VideoJitterConfig {
-        capacity: 64 << (input.capacity % 6),
+        capacity: 64 << (input.capacity % 4),
         nack: input.nack,
         ..VideoJitterConfig::default()
     };
@@ -230,7 +244,11 @@ fuzz_target!(|input: Input| {
         stream: Stream::default(),
         previous_ssrc: None,
         frames: 0,
+        nacked: Vec::new(),
+        keyframe_requested: false,
     };
+    // Every packet sent by `Send` and `Stream`, by sequence number, for retransmissions.
+    let mut history: HashMap<u16, RtpPacket> = HashMap::new();
     let (mut sent_seq, mut sent_ts) = (0u16, 0u32);
     let mut ssrc = SSRCS[0];
     let mut held: Vec<RtpPacket> = Vec::new();
@@ -259,6 +277,7 @@ fuzz_target!(|input: Input| {
                         payload_type: 96,
                         payload,
                     };
+                    history.insert(packet.seq, packet.clone());
                     if hold & (1 << i) != 0 && held.len() < 64 {
                         held.push(packet);
                     } else {
@@ -309,6 +328,76 @@ fuzz_target!(|input: Input| {
                 h.drain();
             }
             Op::Rtt(ms) => h.buffer.set_rtt(Duration::from_millis(u64::from(ms))),
+            Op::Stream {
+                frames,
+                packets,
+                lost,
+            } => {
+                h.nacked.clear();
+                let mut resend: Vec<(Instant, RtpPacket)> = Vec::new();
+                for f in 0..u32::from(frames % 64) {
+                    let keyframe = std::mem::take(&mut h.keyframe_requested) || f == 0 && sent_seq == 0;
+                    let payloads = frame_payloads(1 + usize::from(packets % 4), keyframe);
+                    let first = sent_seq + 1;
+                    if first + payloads.len() as u16 >= SEQ_WINDOW {
+                        break;
+                    }
+                    sent_ts = sent_ts.wrapping_add(3000);
+                    let count = payloads.len();
+                    for (i, payload) in payloads.into_iter().enumerate() {
+                        sent_seq = first + i as u16;
+                        let packet = RtpPacket {
+                            seq: input.start_seq.wrapping_add(sent_seq),
+                            timestamp: input.start_ts.wrapping_add(sent_ts),
+                            ssrc,
+                            marker: i + 1 == count,
+                            payload_type: 96,
+                            payload,
+                        };
+                        history.insert(packet.seq, packet.clone());
+                        if lost & (1 << ((f as usize * 4 + i) % 32)) == 0 {
+                            h.deliver(packet);
+                        }
+                    }
+                    // 33 ms pass, stopping at every timeout and retransmission.
+                    let end = h.now + Duration::from_millis(33);
+                    let mut stalls = 0;
+                    while h.now < end {
+                        for seq in h.nacked.drain(..) {
+                            if let Some(packet) = history.get(&seq) {
+                                resend.push((h.now + Duration::from_millis(15), packet.clone()));
+                            }
+                        }
+                        let mut next = end;
+                        if let Some(t) = h.buffer.poll_timeout() {
+                            next = next.min(t);
+                        }
+                        if let Some(t) = resend.iter().map(|(at, _)| *at).min() {
+                            next = next.min(t);
+                        }
+                        if next <= h.now {
+                            stalls += 1;
+                            // Handled and drained, the buffer must not ask for now again
+                            // and again: its caller would spin.
+                            assert!(stalls < 8, "poll_timeout stays at now");
+                        } else {
+                            stalls = 0;
+                        }
+                        h.now = h.now.max(next);
+                        let (due, later): (Vec<_>, Vec<_>) =
+                            resend.drain(..).partition(|(at, _)| *at <= h.now);
+                        resend = later;
+                        for (_, packet) in due {
+                            h.deliver(packet);
+                        }
+                        h.buffer.handle_timeout(h.now);
+                        h.drain();
+                    }
+                }
+                for (_, packet) in resend {
+                    h.deliver(packet);
+                }
+            }
         }
     }
     let stats = h.buffer.stats();

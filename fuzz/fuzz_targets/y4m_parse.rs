@@ -1,8 +1,9 @@
 //! Y4M files of any content read through `Y4mSource`: no file may panic, reading ends with
 //! `End` or an error, and every frame read has the header's size and a whole I420 picture.
 //!
-//! The first byte picks the start of the file: the input as it is (bit 0 clear), or behind a
-//! valid `YUV4MPEG2 ` magic word (bit 0 set), so that the parameters and frames are reached.
+//! The first byte picks the start of the file: the rest of the input as it is, behind the
+//! `YUV4MPEG2 ` magic word (so that the parameters are reached), or behind a whole valid header
+//! of a small size taken from the first byte (so that the frames are reached).
 #![no_main]
 
 use std::io::Write;
@@ -27,11 +28,22 @@ fuzz_target!(|data: &[u8]| {
     };
     {
         let mut file = std::fs::File::create(path()).expect("temporary file");
-        if mode & 1 == 1 {
-            file.write_all(b"YUV4MPEG2 ").expect("write");
+        match mode & 3 {
+            0 => {}
+            1 => file.write_all(b"YUV4MPEG2 ").expect("write"),
+            _ => {
+                let (w, h) = (2 + 2 * u32::from(mode >> 5), 2 + 2 * u32::from((mode >> 2) & 7));
+                write!(file, "YUV4MPEG2 W{w} H{h} F30:1 Ip C420jpeg\n").expect("write");
+            }
         }
         file.write_all(body).expect("write");
     }
+    read(data.len());
+    let _ = std::fs::remove_file(path());
+});
+
+/// Reads the file through to its end or an error; `len` bounds the number of frames.
+fn read(len: usize) {
     let Ok(mut source) = Y4mSource::open(path()) else {
         return;
     };
@@ -42,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
     let mut frame = VideoFrame::black(2, 2, now).expect("frame");
     // Each frame takes at least its header and one byte of picture.
-    for n in 0..=data.len() {
+    for n in 0..=len {
         match source.read(now, &mut frame) {
             Ok(Read::Frame) => {
                 assert_eq!((frame.width, frame.height), (width, height));
@@ -60,4 +72,4 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     panic!("more frames than bytes in the file");
-});
+}
