@@ -166,7 +166,11 @@ impl Harness {
             }
         };
         let stream = &mut self.stream;
-        assert_eq!(Some(played.ssrc), stream.ssrc, "a packet of an old stream was played");
+        assert_eq!(
+            Some(played.ssrc),
+            stream.ssrc,
+            "a packet of an old stream was played"
+        );
         assert!(
             stream.played.insert(played.seq),
             "packet {} played twice",
@@ -186,7 +190,7 @@ impl Harness {
         self.now += Duration::from_millis(10);
         self.pull();
         for _ in 0..4 {
-            if !self.buffer.poll_timeout().is_some_and(|t| t <= self.now) {
+            if self.buffer.poll_timeout().is_none_or(|t| t > self.now) {
                 break;
             }
             self.pop();
@@ -354,6 +358,14 @@ fuzz_target!(|input: Input| {
             }
         }
     }
-    let _ = (h.buffer.stats(), h.playout.stats(), h.playout.decoder_stats());
-    let _ = (h.buffer.target_delay(), h.buffer.current_delay(), h.playout.queued_duration());
+    let _ = (
+        h.buffer.stats(),
+        h.playout.stats(),
+        h.playout.decoder_stats(),
+    );
+    let _ = (
+        h.buffer.target_delay(),
+        h.buffer.current_delay(),
+        h.playout.queued_duration(),
+    );
 });

@@ -49,7 +49,11 @@ fn stream() -> &'static [Vec<u8>] {
                 units.push(out.data.clone());
             }
         }
-        assert!(units.len() >= 2, "the encoder produced {} pictures", units.len());
+        assert!(
+            units.len() >= 2,
+            "the encoder produced {} pictures",
+            units.len()
+        );
         units
     })
 }
@@ -120,7 +124,12 @@ fn decode(decoder: &mut H264Decoder, unit: &[u8], out: &mut VideoFrame) -> Optio
     match result {
         Ok(true) => {
             assert_eq!(delta, (1, 0, 0));
-            assert!(out.width > 0 && out.height > 0 && out.width % 2 == 0 && out.height % 2 == 0);
+            assert!(
+                out.width > 0
+                    && out.height > 0
+                    && out.width.is_multiple_of(2)
+                    && out.height.is_multiple_of(2)
+            );
             assert!(out.width <= 4096 && out.height <= 2304);
             assert_eq!(out.data.len(), i420_len(out.width, out.height));
             Some(true)
@@ -131,7 +140,10 @@ fn decode(decoder: &mut H264Decoder, unit: &[u8], out: &mut VideoFrame) -> Optio
         }
         Err(_) => {
             assert_eq!(delta, (0, 1, 0));
-            assert!(decoder.needs_keyframe(), "an error left the decoder trusting its references");
+            assert!(
+                decoder.needs_keyframe(),
+                "an error left the decoder trusting its references"
+            );
             None
         }
     }

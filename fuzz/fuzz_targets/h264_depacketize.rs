@@ -5,7 +5,9 @@
 
 use arbitrary::Arbitrary;
 use duet_media::codec::h264::nal_units;
-use duet_media::packetize::{is_keyframe_payload, H264Depacketizer, H264Packetizer, MIN_MTU_PAYLOAD};
+use duet_media::packetize::{
+    is_keyframe_payload, H264Depacketizer, H264Packetizer, MIN_MTU_PAYLOAD,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// One call on the depacketizer.
@@ -100,10 +102,16 @@ fn round_trip(au: &[u8], mtu: u16) {
     packetizer
         .packetize(au, &mut payloads)
         .expect("an access unit with NAL units packetizes");
-    assert!(payloads.iter().all(|p| p.len() <= mtu), "payload above {mtu}");
+    assert!(
+        payloads.iter().all(|p| p.len() <= mtu),
+        "payload above {mtu}"
+    );
     let mut again = Vec::new();
     H264Depacketizer::new()
         .assemble(payloads.iter().map(|p| &p[..]), &mut again)
         .expect("our own payloads depacketize");
-    assert_eq!(again, au, "round trip at {mtu} bytes changed the access unit");
+    assert_eq!(
+        again, au,
+        "round trip at {mtu} bytes changed the access unit"
+    );
 }

@@ -95,7 +95,7 @@ impl Payload {
         match self {
             Payload::Raw(b) => b.into(),
             Payload::Empty => Bytes::new(),
-            Payload::Single(t, b) => [vec![0x60 | t % 24], body(b)].concat().into(),
+            Payload::Single(t, b) => [vec![0x60 | (t % 24)], body(b)].concat().into(),
             Payload::Fragment(t, s, e, b) => {
                 let fu = (t & 0x1f) | if s { 0x80 } else { 0 } | if e { 0x40 } else { 0 };
                 [vec![0x60 | FU_A, fu], body(b)].concat().into()
@@ -103,7 +103,7 @@ impl Payload {
             Payload::Stap(types) => {
                 let mut p = vec![0x60 | STAP_A];
                 for t in types {
-                    p.extend_from_slice(&[0, 2, 0x60 | t % 24, 0x5a]);
+                    p.extend_from_slice(&[0, 2, 0x60 | (t % 24), 0x5a]);
                 }
                 p.into()
             }
@@ -217,13 +217,25 @@ impl Harness {
         let stream = &mut self.stream;
         let first = first_seq.wrapping_sub(self.start_seq);
         let last = last_seq.wrapping_sub(self.start_seq);
-        assert!(first <= last && last < SEQ_WINDOW, "frame {first_seq}..={last_seq}");
+        assert!(
+            first <= last && last < SEQ_WINDOW,
+            "frame {first_seq}..={last_seq}"
+        );
         if let Some(before) = stream.last {
-            assert!(first > before, "frame {first} handed out after frame ending at {before}");
+            assert!(
+                first > before,
+                "frame {first} handed out after frame ending at {before}"
+            );
         }
         for seq in first..=last {
-            assert!(stream.seqs.contains(&seq), "frame holds undelivered packet {seq}");
-            assert!(stream.handed_out.insert(seq), "packet {seq} handed out twice");
+            assert!(
+                stream.seqs.contains(&seq),
+                "frame holds undelivered packet {seq}"
+            );
+            assert!(
+                stream.handed_out.insert(seq),
+                "packet {seq} handed out twice"
+            );
         }
         stream.last = Some(last);
         assert!(data.starts_with(&[0, 0, 0, 1]), "frame is not Annex B");
@@ -336,7 +348,8 @@ fuzz_target!(|input: Input| {
                 h.nacked.clear();
                 let mut resend: Vec<(Instant, RtpPacket)> = Vec::new();
                 for f in 0..u32::from(frames % 64) {
-                    let keyframe = std::mem::take(&mut h.keyframe_requested) || f == 0 && sent_seq == 0;
+                    let keyframe =
+                        std::mem::take(&mut h.keyframe_requested) || (f == 0 && sent_seq == 0);
                     let payloads = frame_payloads(1 + usize::from(packets % 4), keyframe);
                     let first = sent_seq + 1;
                     if first + payloads.len() as u16 >= SEQ_WINDOW {

@@ -32,8 +32,11 @@ fuzz_target!(|data: &[u8]| {
             0 => {}
             1 => file.write_all(b"YUV4MPEG2 ").expect("write"),
             _ => {
-                let (w, h) = (2 + 2 * u32::from(mode >> 5), 2 + 2 * u32::from((mode >> 2) & 7));
-                write!(file, "YUV4MPEG2 W{w} H{h} F30:1 Ip C420jpeg\n").expect("write");
+                let (w, h) = (
+                    2 + 2 * u32::from(mode >> 5),
+                    2 + 2 * u32::from((mode >> 2) & 7),
+                );
+                writeln!(file, "YUV4MPEG2 W{w} H{h} F30:1 Ip C420jpeg").expect("write");
             }
         }
         file.write_all(body).expect("write");
@@ -48,7 +51,7 @@ fn read(len: usize) {
         return;
     };
     let (width, height) = source.size();
-    assert!(width > 0 && height > 0 && width % 2 == 0 && height % 2 == 0);
+    assert!(width > 0 && height > 0 && width.is_multiple_of(2) && height.is_multiple_of(2));
     assert!(width <= 4096 && height <= 2304);
     assert!(source.fps().is_finite() && source.fps() > 0.0);
     let now = Instant::now();
