@@ -1,10 +1,12 @@
 //! A peer's H.264 RTP stream, as bad as it gets (loss, reordering, duplicates, jumps of
 //! sequence number and timestamp, SSRC changes, malformed payloads), into the video jitter
-//! buffer on a simulated clock, with RTT changes and timeouts.
+//! buffer on a simulated clock, with RTT changes and timeouts, and against a sender that
+//! answers NACKs and keyframe requests.
 //!
-//! Checked: nothing panics and `poll_output` runs dry; within one stream (SSRC) frames come
-//! out in sequence order and no packet is handed out in two frames, every frame is made of
-//! packets delivered in that stream and holds an Annex B access unit.
+//! Checked: nothing panics, `poll_output` runs dry and, once handled, `poll_timeout` does not
+//! stay at the present; within one stream (SSRC) frames come out in sequence order and no
+//! packet is handed out in two frames, every frame is made of packets delivered in that stream
+//! and holds an Annex B access unit.
 //!
 //! All sequence numbers of an input lie within 16384 of a start value, so that a sequence
 //! number names one packet of a stream (16-bit wrap-around is still crossed when the start
