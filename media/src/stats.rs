@@ -44,6 +44,13 @@ pub struct Samples {
     count: u64,
 }
 
+impl Default for Samples {
+    /// Keeps the 1,024 most recent values.
+    fn default() -> Self {
+        Self::with_capacity(1024)
+    }
+}
+
 impl Samples {
     /// Keeps at most `capacity` (at least 1) most recent values.
     pub fn with_capacity(capacity: usize) -> Self {

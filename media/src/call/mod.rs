@@ -25,7 +25,9 @@
 //! threads of their own, so decoding never holds up the network.
 
 mod peer;
+pub mod pump;
 mod receive;
+pub mod record;
 mod send;
 mod session;
 pub mod signal;

@@ -5,7 +5,6 @@
 //! alignment for audio), plus the transport's and the receive buffers' figures.
 
 mod receive;
-mod send;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,13 +13,12 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use receive::{
-    align_audio, lock, AudioRecord, RecordingAudioSink, RecordingVideoSink, VideoRecord,
-};
-use send::Window;
+use receive::{align_audio, lock, AudioRecord, RecordingAudioSink};
 
 use super::{join, rss_mb, AudioReport, LoopbackConfig, LoopbackReport, MemoryReport, VideoReport};
 use crate::adapt::AdaptConfig;
+use crate::call::pump::{self, AudioPlan, LocalAudio, LocalVideo, Window};
+use crate::call::record::{RecordingVideoSink, VideoRecord};
 use crate::call::{
     AudioCallStats, CallConfig, CallEvent, CallEvents, CallSession, CallSinks, EndReason,
     TransportStats, VideoCallStats,
@@ -145,11 +143,10 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
             let epoch = v.source.stamp_epoch();
             (
                 Some((v.source, v.h264)),
-                Some(Box::new(RecordingVideoSink {
-                    inner: v.sink,
-                    epoch,
-                    record: video_record.clone(),
-                }) as Box<dyn crate::video::VideoSink>),
+                Some(
+                    Box::new(RecordingVideoSink::new(v.sink, epoch, video_record.clone()))
+                        as Box<dyn crate::video::VideoSink>,
+                ),
                 epoch.is_some(),
             )
         }
@@ -178,26 +175,43 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
     }
 
     let from = Instant::now();
+    let until = from + duration;
     let window = Window {
         from,
-        until: from + duration,
+        until: Some(until),
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let live = Arc::default();
     let sender = a.sender();
     let audio_thread = audio_parts
         .map(|(source, opus)| {
-            send::spawn_audio(
-                source,
-                opus,
+            let record = audio_record.clone();
+            let plan = AudioPlan {
+                keep_reference: true,
+                first_sent: Some(Box::new(move |at| lock(&record).from = Some(at))),
+            };
+            let audio = LocalAudio { source, opus };
+            pump::spawn_audio(
+                audio,
                 sender.clone(),
                 window,
                 stop.clone(),
-                audio_record.clone(),
+                Arc::clone(&live),
+                plan,
             )
         })
         .transpose()?;
     let video_thread = video_parts
-        .map(|(source, h264)| send::spawn_video(source, h264, sender.clone(), window, stop.clone()))
+        .map(|(source, h264)| {
+            let video = LocalVideo { source, h264 };
+            pump::spawn_video(
+                video,
+                sender.clone(),
+                window,
+                stop.clone(),
+                Arc::clone(&live),
+            )
+        })
         .transpose()?;
 
     let ten = from + Duration::from_secs(10).min(duration);
@@ -214,10 +228,10 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
         }
         let done = audio_thread.as_ref().is_none_or(|t| t.is_finished())
             && video_thread.as_ref().is_none_or(|t| t.is_finished());
-        if now >= window.until || done {
+        if now >= until || done {
             break;
         }
-        thread::sleep(Duration::from_millis(20).min(window.until.saturating_duration_since(now)));
+        thread::sleep(Duration::from_millis(20).min(until.saturating_duration_since(now)));
     }
     // The audio figures as the senders stop: after that the receiver conceals the silence.
     let audio_stats = audio_thread.is_some().then(|| b.stats().audio);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::frame::{check_size, Read, VideoFrame};
-use crate::video::stamp::{stamp_band_height, write_stamp, Stamp};
+use crate::video::stamp::{stamp_band_height, stamp_time_us, write_stamp, Stamp};
 use crate::video::VideoSource;
 
 /// Side of the square texture tile, a power of two so that wrapping is a mask.
@@ -45,13 +45,17 @@ const TEXTURE_UV: (u8, u8) = (110, 140);
 /// The moving, stamped test picture: a [`VideoSource`] that never ends and is never pending.
 ///
 /// Frame `n` has `seq = n`, `capture = start + n / fps` and the stamp
-/// `{ seq: n, time_us: (capture - start) in µs }`; [`VideoSource::stamp_epoch`] is `start`.
+/// `{ seq: n, time_us: (capture - epoch) in µs }`; the epoch is `start` unless
+/// [`with_epoch`](Self::with_epoch) chose another, and is what [`VideoSource::stamp_epoch`]
+/// returns.
 #[derive(Debug, Clone)]
 pub struct TestPattern {
     width: u32,
     height: u32,
     fps: u32,
     start: Instant,
+    /// The instant stamps count from.
+    epoch: Instant,
     next: u64,
     /// One bar cycle twice over, so that any scroll offset is one contiguous copy.
     bars_y: Vec<u8>,
@@ -77,6 +81,7 @@ impl TestPattern {
             height: 0,
             fps,
             start,
+            epoch: start,
             next: 0,
             bars_y: Vec::new(),
             bars_u: Vec::new(),
@@ -86,6 +91,14 @@ impl TestPattern {
         };
         pattern.set_size(width, height)?;
         Ok(pattern)
+    }
+
+    /// Stamps capture times counted from `epoch` instead of from the first frame, for example
+    /// from [`wall_epoch`](super::stamp::wall_epoch) so that another process can read the
+    /// latency.
+    pub fn with_epoch(mut self, epoch: Instant) -> Self {
+        self.epoch = epoch;
+        self
     }
 
     /// Changes the picture size from the next frame on; sequence numbers and times go on.
@@ -184,16 +197,16 @@ impl TestPattern {
             }
         }
 
-        let offset = self.offset(n);
+        let capture = self.start + self.offset(n);
         write_stamp(
             frame,
             Stamp {
                 seq: n as u32,
-                time_us: offset.as_micros() as u32,
+                time_us: stamp_time_us(capture, self.epoch),
             },
         );
         frame.seq = n;
-        frame.capture = self.start + offset;
+        frame.capture = capture;
         Ok(())
     }
 }
@@ -210,7 +223,7 @@ impl VideoSource for TestPattern {
     }
 
     fn stamp_epoch(&self) -> Option<Instant> {
-        Some(self.start)
+        Some(self.epoch)
     }
 }
 

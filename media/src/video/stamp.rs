@@ -13,6 +13,8 @@
 //! [`read_stamp`] samples the centre of each cell, rejects cells too close to mid-grey to call
 //! and checks the CRC, so a damaged stamp reads as `None` rather than as a wrong number.
 
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
 use crate::frame::{i420_len, VideoFrame};
 
 /// Number of bits a stamp carries: sequence number, capture time and checksum.
@@ -34,6 +36,45 @@ pub struct Stamp {
     pub seq: u32,
     /// Capture time in microseconds since the source's epoch, wrapping every ~71.6 minutes.
     pub time_us: u32,
+}
+
+/// One turn of the stamp clock: `time_us` wraps after 2^32 µs (~71.6 minutes).
+const STAMP_WRAP_US: u64 = 1 << 32;
+
+/// The stamp time of `at` counted from `epoch`, in µs modulo 2^32; an instant before the epoch
+/// counts back from it, so that any two instants keep their distance modulo 2^32 µs.
+pub fn stamp_time_us(at: Instant, epoch: Instant) -> u32 {
+    match at.checked_duration_since(epoch) {
+        Some(after) => after.as_micros() as u32,
+        None => 0u32.wrapping_sub(epoch.duration_since(at).as_micros() as u32),
+    }
+}
+
+/// How long before `now` a frame stamped `time_us` (counted from `epoch`) was captured:
+/// modular arithmetic, so it holds across wraps of the stamp clock as long as the latency
+/// is under ~35 minutes. A stamp from the future (clocks of two processes a hair apart) is 0.
+pub fn stamp_age(now: Instant, epoch: Instant, time_us: u32) -> Duration {
+    let age = stamp_time_us(now, epoch).wrapping_sub(time_us);
+    if age >= 1 << 31 {
+        Duration::ZERO
+    } else {
+        Duration::from_micros(u64::from(age))
+    }
+}
+
+/// An epoch every process on this machine agrees on: the last instant at which the system
+/// clock's microseconds since 1970 were a multiple of 2^32 (or, on a machine up for less
+/// than that, the next such instant). A sender that stamps from it and a receiver that reads
+/// with it measure glass-to-glass latency across processes, and across machines as far as
+/// their clocks agree.
+pub fn wall_epoch() -> Instant {
+    let now = Instant::now();
+    let since_1970 = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let into_turn = (since_1970.as_micros() % u128::from(STAMP_WRAP_US)) as u64;
+    now.checked_sub(Duration::from_micros(into_turn))
+        .unwrap_or_else(|| now + Duration::from_micros(STAMP_WRAP_US - into_turn))
 }
 
 /// Side of one bit cell in pixels for a picture `width` pixels wide.
@@ -180,6 +221,35 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+
+    #[test]
+    fn stamp_ages_survive_the_wrap_and_an_epoch_in_the_future() {
+        let epoch = Instant::now() + Duration::from_secs(5);
+        // Captured before the epoch, shown after it: the distance holds modulo 2^32 µs.
+        let capture = epoch - Duration::from_millis(10);
+        let shown = epoch + Duration::from_millis(25);
+        let stamped = stamp_time_us(capture, epoch);
+        assert_eq!(stamp_age(shown, epoch, stamped), Duration::from_millis(35));
+        // Across a turn of the stamp clock.
+        let turn = Duration::from_micros(STAMP_WRAP_US);
+        let capture = epoch + turn - Duration::from_millis(3);
+        let shown = epoch + turn + Duration::from_millis(40);
+        let stamped = stamp_time_us(capture, epoch);
+        assert_eq!(stamp_age(shown, epoch, stamped), Duration::from_millis(43));
+        // A stamp a hair in the future is no age at all, not 71 minutes.
+        let stamped = stamp_time_us(shown + Duration::from_micros(20), epoch);
+        assert_eq!(stamp_age(shown, epoch, stamped), Duration::ZERO);
+    }
+
+    #[test]
+    fn two_wall_epochs_agree_modulo_the_turn() {
+        let a = wall_epoch();
+        let b = wall_epoch();
+        let now = Instant::now();
+        let (ta, tb) = (stamp_time_us(now, a), stamp_time_us(now, b));
+        let apart = ta.wrapping_sub(tb).min(tb.wrapping_sub(ta));
+        assert!(apart < 2_000, "epochs {apart} µs apart");
+    }
 
     fn grey(width: u32, height: u32) -> VideoFrame {
         let mut frame = VideoFrame::black(width, height, Instant::now()).unwrap();

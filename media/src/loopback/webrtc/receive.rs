@@ -2,18 +2,17 @@
 //! pass it on to the user's sinks), and the analysis that turns that into latencies: video
 //! from the stamps in the pixels, audio by aligning the received signal with what was sent.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::send::AudioSent;
 use crate::audio::AudioSink;
+use crate::call::pump::AudioSent;
+pub(super) use crate::call::record::lock;
 use crate::error::Error;
-use crate::frame::{AudioFrame, VideoFrame, SAMPLE_RATE};
+use crate::frame::{AudioFrame, SAMPLE_RATE};
 use crate::loopback::ms;
 use crate::measure::audio::{estimate_delay, snr_db};
-use crate::stats::{Percentiles, Samples};
-use crate::video::stamp::read_stamp;
-use crate::video::VideoSink;
+use crate::stats::Percentiles;
 
 /// Length of one alignment window, samples (0.5 s).
 const WINDOW: usize = SAMPLE_RATE as usize / 2;
@@ -55,62 +54,6 @@ impl AudioSink for RecordingAudioSink {
                 .output
                 .extend(frame.samples.iter().step_by(channels.max(1)).copied());
             record.handoffs.push(now);
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), Error> {
-        self.inner.finish()
-    }
-}
-
-/// What the receiving video sink saw.
-pub(super) struct VideoRecord {
-    pub shown: u64,
-    pub latency_ms: Samples,
-    pub stamp_errors: u64,
-    pub size: (u32, u32),
-    last_seq: Option<u32>,
-}
-
-impl VideoRecord {
-    pub(super) fn new(capacity: usize) -> Self {
-        Self {
-            shown: 0,
-            latency_ms: Samples::with_capacity(capacity),
-            stamp_errors: 0,
-            size: (0, 0),
-            last_seq: None,
-        }
-    }
-}
-
-/// Reads the stamp of each picture a call shows (the latency from capture), then passes it on.
-pub(super) struct RecordingVideoSink {
-    pub inner: Box<dyn VideoSink>,
-    /// The instant the source's stamps count from; `None` for a source without stamps.
-    pub epoch: Option<Instant>,
-    pub record: Arc<Mutex<VideoRecord>>,
-}
-
-impl VideoSink for RecordingVideoSink {
-    fn write(&mut self, now: Instant, frame: &VideoFrame) -> Result<(), Error> {
-        self.inner.write(now, frame)?;
-        let mut record = lock(&self.record);
-        record.shown += 1;
-        record.size = (frame.width, frame.height);
-        let Some(epoch) = self.epoch else {
-            return Ok(());
-        };
-        match read_stamp(frame) {
-            Some(stamp) if record.last_seq.is_none_or(|last| stamp.seq > last) => {
-                record.last_seq = Some(stamp.seq);
-                let captured = epoch + Duration::from_micros(u64::from(stamp.time_us));
-                record
-                    .latency_ms
-                    .push(ms(now.saturating_duration_since(captured)));
-            }
-            _ => record.stamp_errors += 1,
         }
         Ok(())
     }
@@ -176,8 +119,4 @@ pub(super) fn align_audio(
             .filter(|s| s.is_finite()),
         periods: record.handoffs.len() as u64,
     }
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

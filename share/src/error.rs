@@ -1,0 +1,58 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in duet-share. Each variant names what failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// A name from the peer or the user that could leave the target folder or is unusable.
+    #[error("unsafe name {name:?}: {reason}")]
+    UnsafeName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A message from the peer that breaks the protocol; it is dropped and counted.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// Data that does not match its hash.
+    #[error("integrity: {0}")]
+    Integrity(String),
+    /// A file larger than the configured limit.
+    #[error("{size} bytes is over the limit of {limit} bytes")]
+    TooLarge {
+        /// The offered size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The virus scanner could not run, or refused the file.
+    #[error("scanner: {0}")]
+    Scanner(String),
+    /// A setting that cannot work.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
