@@ -15,6 +15,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod calling;
+pub mod client;
+pub mod demo;
 pub mod report;
 pub mod social;
 pub mod spec;

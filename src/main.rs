@@ -48,6 +48,13 @@ enum Command {
     Presence(duet::social::PresenceArgs),
     /// Chat with a contact: sends each stdin line, prints what arrives.
     Chat(duet::social::ChatArgs),
+    /// Call a contact: ring, connect, show the call's figures live, hang up.
+    Call(duet::calling::CallArgs),
+    /// Wait for a call and answer it (asks first unless --auto).
+    Answer(duet::calling::AnswerArgs),
+    /// Show duet end to end in one process: a server, two contacts, chat, a folder invitation
+    /// and a video call over WebRTC on synthetic media, with the call's figures.
+    Demo(duet::demo::DemoArgs),
 }
 
 #[derive(clap::Args)]
@@ -135,7 +142,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command {
+    let status = match cli.command {
+        Command::Call(args) => duet::calling::call(args),
+        Command::Answer(args) => duet::calling::answer(args),
+        Command::Demo(args) => duet::demo::run(args).map(|()| 0),
+        other => run(other).map(|()| 0),
+    };
+    match status {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("duet: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Loopback(args) => run_loopback(args),
         Command::Devices => devices(),
         Command::Serve(args) => duet::social::serve(args),
@@ -144,12 +167,8 @@ fn main() -> ExitCode {
         Command::Contact(args) => duet::social::contact(args),
         Command::Presence(args) => duet::social::presence(args),
         Command::Chat(args) => duet::social::chat(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("duet: error: {e:#}");
-            ExitCode::FAILURE
+        Command::Call(_) | Command::Answer(_) | Command::Demo(_) => {
+            bail!("this command is run on its own")
         }
     }
 }

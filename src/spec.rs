@@ -11,6 +11,7 @@ use duet_media::audio::synth::{Silence, Tone};
 use duet_media::audio::wav::WavSource;
 use duet_media::audio::AudioSource;
 use duet_media::video::pattern::TestPattern;
+use duet_media::video::stamp::wall_epoch;
 use duet_media::video::y4m::Y4mSource;
 use duet_media::video::VideoSource;
 use duet_media::AudioFormat;
@@ -213,7 +214,10 @@ pub fn open_video(
     start: Instant,
 ) -> duet_media::Result<Option<Box<dyn VideoSource>>> {
     Ok(Some(match choice {
-        VideoChoice::Pattern => Box::new(TestPattern::new(size.width, size.height, fps, start)?),
+        // Stamped from the wall-clock epoch, so a receiver in another process reads the latency.
+        VideoChoice::Pattern => Box::new(
+            TestPattern::new(size.width, size.height, fps, start)?.with_epoch(wall_epoch()),
+        ),
         VideoChoice::Y4m(path) => Box::new(Y4mSource::open(path)?),
         VideoChoice::Webcam(index) => open_webcam(*index, size, fps)?,
         VideoChoice::None => return Ok(None),

@@ -40,7 +40,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
-use webrtc::runtime::Runtime;
 
 use crate::adapt::AdaptConfig;
 use crate::audio::AudioSink;
@@ -54,6 +53,9 @@ pub use send::MediaSender;
 pub use session::CallSession;
 pub use signal::Signal;
 pub use stats::{AudioCallStats, CallStats, TransportStats, VideoCallStats};
+/// The async runtime the WebRTC stack runs on ([`CallConfig::runtime`]); a wrapping runtime
+/// such as [`ImpairedRuntime`](crate::transport::ImpairedRuntime) sits under the real stack.
+pub use webrtc::runtime::Runtime;
 
 /// How one side of a call is set up.
 #[derive(Clone)]

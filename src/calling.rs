@@ -1,0 +1,365 @@
+//! `duet call NAME` and `duet answer`: calls between contacts across processes, through
+//! [`Client`](crate::client::Client).
+//!
+//! `duet call` exits 0 when the call took place, 3 when declined, 4 busy, 5 unanswered, 6 when
+//! the contact is offline or not a contact, and 1 on any other failure.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use duet_media::audio::wav::WavSink;
+use duet_media::audio::AudioSink;
+use duet_media::call::pump::{LocalAudio, LocalMedia, LocalVideo};
+use duet_media::call::EndReason;
+use duet_media::codec::h264::H264Config;
+use duet_media::codec::opus::OpusConfig;
+use duet_media::transport::ImpairConfig;
+use duet_media::video::y4m::Y4mSink;
+use duet_media::video::VideoSink;
+use duet_media::{AudioFormat, Channels, FrameDuration};
+
+use crate::client::{Call, CallError, CallOptions, CallReport, Client, ClientConfig, ClientEvent};
+use crate::social::ConnectArgs;
+use crate::spec::{open_audio, open_video, AudioChoice, Size, VideoChoice};
+
+/// What this side of a call sends.
+#[derive(Args, Debug, Clone)]
+pub struct MediaArgs {
+    /// Audio to send: speech, tone, wav:PATH, mic, mic:NAME, silence or none.
+    #[arg(long, default_value = "speech")]
+    pub audio: AudioChoice,
+    /// Video to send: pattern, y4m:PATH, webcam, webcam:N or none (none also makes
+    /// `duet call` a voice call).
+    #[arg(long, default_value = "pattern")]
+    pub video: VideoChoice,
+    /// Picture size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x480")]
+    pub size: Size,
+    /// Frames per second.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub fps: u32,
+    /// H.264 starting bitrate, kbit/s (adaptation takes it from there).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(50..=20_000))]
+    pub video_kbps: u32,
+    /// Opus starting bitrate, kbit/s.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(6..=510))]
+    pub audio_kbps: u32,
+    /// Impair what this side sends once connected, e.g. loss=10%,jitter=20ms,seed=1.
+    #[arg(long)]
+    pub impair: Option<String>,
+    /// Write the audio received to this WAV file.
+    #[arg(long)]
+    pub save_audio: Option<PathBuf>,
+    /// Write the pictures received to this Y4M file.
+    #[arg(long)]
+    pub save_video: Option<PathBuf>,
+    /// Print the report as one JSON object on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `duet call NAME`.
+#[derive(Args, Debug, Clone)]
+pub struct CallArgs {
+    /// The contact to call.
+    pub name: String,
+    /// Hang up after this many seconds of call (else on Ctrl-C or when the contact hangs up).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// How long to let it ring, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub ring_seconds: f64,
+    /// What to send and where to put what arrives.
+    #[command(flatten)]
+    pub media: MediaArgs,
+    /// Where and as whom.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `duet answer`.
+#[derive(Args, Debug, Clone)]
+pub struct AnswerArgs {
+    /// Accept the first call without asking.
+    #[arg(long)]
+    pub auto: bool,
+    /// Hang up after this many seconds of call (else when the caller hangs up or on Ctrl-C).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Give up if no call arrives within this many seconds.
+    #[arg(long)]
+    pub wait_seconds: Option<f64>,
+    /// What to send and where to put what arrives.
+    #[command(flatten)]
+    pub media: MediaArgs,
+    /// Where and as whom.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+fn positive_seconds(flag: &str, s: Option<f64>) -> Result<Option<Duration>> {
+    match s {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => {
+            Ok(Some(Duration::from_secs_f64(s)))
+        }
+        Some(s) => bail!("{flag} {s}: give a duration between 0 and 86400 seconds"),
+    }
+}
+
+impl MediaArgs {
+    /// Opens the sources and sinks chosen, as call options.
+    pub fn options(&self) -> Result<CallOptions> {
+        let format = AudioFormat {
+            channels: Channels::Mono,
+            frame: FrameDuration::Ms20,
+        };
+        let start = Instant::now();
+        let audio = open_audio(&self.audio, format, start)
+            .with_context(|| format!("audio source {:?}", self.audio))?
+            .map(|source| {
+                let mut opus = OpusConfig::voice(format);
+                opus.bitrate_bps = self.audio_kbps * 1000;
+                LocalAudio { source, opus }
+            });
+        let video = open_video(&self.video, self.size, self.fps, start)
+            .with_context(|| format!("video source {:?}", self.video))?
+            .map(|source| {
+                let (width, height) = source.size();
+                LocalVideo {
+                    source,
+                    h264: H264Config {
+                        width,
+                        height,
+                        bitrate_bps: self.video_kbps * 1000,
+                        fps: self.fps as f32,
+                        keyframe_interval: 0,
+                    },
+                }
+            });
+        let impair = self
+            .impair
+            .as_deref()
+            .map(|spec| {
+                spec.parse::<ImpairConfig>()
+                    .with_context(|| format!("--impair {spec}"))
+            })
+            .transpose()?;
+        let audio_sink = self
+            .save_audio
+            .as_ref()
+            .map(|path| -> Result<Box<dyn AudioSink>> {
+                Ok(Box::new(WavSink::create(path, format.channels)?))
+            })
+            .transpose()?;
+        let video_sink = self
+            .save_video
+            .as_ref()
+            .map(|path| -> Result<Box<dyn VideoSink>> {
+                Ok(Box::new(Y4mSink::create(path, self.fps)?))
+            })
+            .transpose()?;
+        Ok(CallOptions {
+            video: video.is_some(),
+            media: LocalMedia { audio, video },
+            audio_sink,
+            video_sink,
+            impair,
+            ..CallOptions::default()
+        })
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn connect(args: &ConnectArgs) -> Result<(Client, crate::client::ClientEvents)> {
+    let creds = args.resolve()?;
+    let mut config = ClientConfig::new(creds.server, creds.user, creds.token);
+    config.reconnect = false;
+    Client::connect(config).await
+}
+
+/// Runs `duet call`; returns the process's exit status.
+pub fn call(args: CallArgs) -> Result<u8> {
+    let seconds = positive_seconds("--seconds", args.seconds)?;
+    let ring = positive_seconds("--ring-seconds", Some(args.ring_seconds))?
+        .unwrap_or(crate::client::DEFAULT_RING);
+    let mut options = args.media.options()?;
+    options.ring = ring;
+    runtime()?.block_on(async {
+        let (client, mut events) = connect(&args.connect).await?;
+        eprintln!("calling {}...", args.name);
+        let placing = client.call(&args.name, options);
+        tokio::pin!(placing);
+        let placed = loop {
+            tokio::select! {
+                r = &mut placing => break r,
+                Some(event) = events.recv() => {
+                    if let ClientEvent::Ringing { to, .. } = event {
+                        eprintln!("ringing {to}...");
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("cancelled");
+                    client.close().await;
+                    return Ok(1);
+                }
+            }
+        };
+        let call = match placed {
+            Ok(call) => call,
+            Err(e) => {
+                eprintln!("duet: {}: {e}", args.name);
+                client.close().await;
+                return Ok(e.exit_code());
+            }
+        };
+        eprintln!("{} accepted: connected", call.peer());
+        let report = run_call(call, seconds).await?;
+        finish_report(&report, args.media.json);
+        client.close().await;
+        Ok(exit_for(&report.end))
+    })
+}
+
+/// Shows the call's status once a second until it ends, the time is up, or Ctrl-C.
+async fn run_call(call: Call, seconds: Option<Duration>) -> Result<CallReport> {
+    let started = tokio::time::Instant::now();
+    let until = seconds.map(|s| started + s);
+    let mut tick =
+        tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
+    let live = std::io::stderr().is_terminal();
+    let end = loop {
+        let deadline = until.unwrap_or(started + Duration::from_secs(86_400 * 365));
+        tokio::select! {
+            reason = call.ended() => break Some(reason),
+            _ = tokio::time::sleep_until(deadline) => break None,
+            _ = tokio::signal::ctrl_c() => break None,
+            _ = tick.tick() => {
+                let line = call.status().await.line();
+                if live {
+                    eprint!("\r{line}  ");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    };
+    if live {
+        eprintln!();
+    }
+    match end {
+        Some(reason) => {
+            eprintln!("call ended: {reason}");
+            call.finish().await
+        }
+        None => {
+            eprintln!("hanging up");
+            call.hang_up("hang-up").await
+        }
+    }
+}
+
+fn finish_report(report: &CallReport, json: bool) {
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.summary());
+    }
+}
+
+/// 0 for a call that ended by a hang-up on either side, 1 for one that failed.
+fn exit_for(end: &EndReason) -> u8 {
+    match end {
+        EndReason::HungUp(_) | EndReason::RemoteHungUp(_) => 0,
+        _ => 1,
+    }
+}
+
+/// Runs `duet answer`; returns the process's exit status.
+pub fn answer(args: AnswerArgs) -> Result<u8> {
+    let seconds = positive_seconds("--seconds", args.seconds)?;
+    let wait = positive_seconds("--wait-seconds", args.wait_seconds)?;
+    let options = args.media.options()?;
+    runtime()?.block_on(async {
+        let (client, mut events) = connect(&args.connect).await?;
+        eprintln!("waiting for a call as {}...", client.user());
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        let incoming = loop {
+            let next = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, events.recv()).await.ok(),
+                    None => Some(events.recv().await),
+                }
+            };
+            let event = tokio::select! {
+                e = next => e,
+                _ = tokio::signal::ctrl_c() => { client.close().await; return Ok(1) }
+            };
+            match event {
+                None => {
+                    eprintln!("duet: no call came");
+                    client.close().await;
+                    return Ok(5);
+                }
+                Some(None) => bail!("the connection to the server closed"),
+                Some(Some(ClientEvent::IncomingCall(incoming))) => {
+                    let kind = if incoming.has_video() {
+                        "video"
+                    } else {
+                        "voice"
+                    };
+                    eprintln!("{} is calling ({kind} call)", incoming.from());
+                    if args.auto || ask(&format!("answer {}? [y/N] ", incoming.from()))? {
+                        break incoming;
+                    }
+                    incoming.decline(Some("declined".into())).await?;
+                    eprintln!("declined");
+                    client.close().await;
+                    return Ok(3);
+                }
+                Some(Some(ClientEvent::Closed { reason })) => {
+                    bail!("the connection to the server closed: {reason}")
+                }
+                Some(Some(_)) => {}
+            }
+        };
+        let peer = incoming.from().clone();
+        let call = match incoming.accept(options).await {
+            Ok(call) => call,
+            Err(e) => {
+                eprintln!("duet: call from {peer}: {e}");
+                client.close().await;
+                return Ok(match e {
+                    CallError::Ended(_) => 1,
+                    other => other.exit_code(),
+                });
+            }
+        };
+        eprintln!("connected with {peer}");
+        // Callers that ring meanwhile hear busy: the client answers them while this call lasts.
+        let report = run_call(call, seconds).await?;
+        finish_report(&report, args.media.json);
+        client.close().await;
+        Ok(exit_for(&report.end))
+    })
+}
+
+/// Asks a yes/no question on the terminal.
+fn ask(question: &str) -> Result<bool> {
+    let mut err = std::io::stderr();
+    err.write_all(question.as_bytes())?;
+    err.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}

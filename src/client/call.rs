@@ -1,0 +1,698 @@
+//! Calls between contacts: ringing, answering, and the live [`Call`] that joins a WebRTC
+//! [`CallSession`] to the signaling server (its signals travel as the server's `signal`
+//! messages) and to a [`MediaPump`] that sends this side's media.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use duet_media::adapt::AdaptConfig;
+use duet_media::audio::{AudioSink, NullAudioSink};
+use duet_media::call::pump::{LocalMedia, MediaPump, SendCounters};
+use duet_media::call::record::{RecordingVideoSink, VideoRecord};
+use duet_media::call::{
+    CallConfig, CallEvent, CallEvents, CallSession, CallSinks, CallStats, EndReason, Runtime,
+    Signal,
+};
+use duet_media::transport::{ImpairConfig, ImpairCounters, ImpairedRuntime};
+use duet_media::video::stamp::wall_epoch;
+use duet_media::video::{NullVideoSink, VideoSink};
+use duet_media::{AudioFormat, Channels, FrameDuration};
+use duet_signaling::client::SignalingClient;
+use duet_signaling::protocol::{
+    CallMedia, ClientMessage, ErrorCode, Invitation, InviteId, InviteState, ServerMessage,
+};
+use duet_signaling::UserName;
+use tokio::sync::watch;
+
+use super::route::{CallMsg, Route};
+use super::{check_callee, Client, ClientEvent, DEFAULT_RING};
+
+mod report;
+
+pub use report::{CallReport, CallStatus};
+
+/// How a call is set up on this side: what it sends, where what it receives goes, and how
+/// long to wait.
+pub struct CallOptions {
+    /// Ask for video (a placed call); the callee's side follows the invitation.
+    pub video: bool,
+    /// What this side sends. A medium without a source is still received (a muted microphone
+    /// or a closed camera does not stop the other side's media).
+    pub media: LocalMedia,
+    /// Where received audio goes (discarded when `None`).
+    pub audio_sink: Option<Box<dyn AudioSink>>,
+    /// Where received pictures go (discarded when `None`).
+    pub video_sink: Option<Box<dyn VideoSink>>,
+    /// Impair what this side sends (loss, jitter...), from the moment the call is connected.
+    pub impair: Option<ImpairConfig>,
+    /// The address the call's UDP socket binds (port chosen by the system).
+    pub bind: IpAddr,
+    /// How long a placed call rings before it counts as unanswered.
+    pub ring: Duration,
+    /// How long the connection may take once the call is answered.
+    pub connect_timeout: Duration,
+    /// The call ends when nothing comes from the peer for this long.
+    pub silence_timeout: Duration,
+}
+
+impl Default for CallOptions {
+    /// A video call on 127.0.0.1 that sends nothing, rings 30 s and connects within 20 s.
+    fn default() -> Self {
+        Self {
+            video: true,
+            media: LocalMedia::default(),
+            audio_sink: None,
+            video_sink: None,
+            impair: None,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ring: DEFAULT_RING,
+            connect_timeout: Duration::from_secs(20),
+            silence_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("video", &self.video)
+            .field("media", &self.media)
+            .field("impair", &self.impair)
+            .field("bind", &self.bind)
+            .field("ring", &self.ring)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a call did not happen, or ended before it was connected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The user is not an accepted contact.
+    #[error("{0} is not one of your contacts")]
+    NotContact(UserName),
+    /// The contact is offline (or appears offline).
+    #[error("{0} is offline")]
+    Offline(UserName),
+    /// The callee declined.
+    #[error("declined{}", .0.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    Declined(Option<String>),
+    /// The callee is in another call.
+    #[error("busy: the contact is in another call")]
+    Busy,
+    /// Nobody answered in time.
+    #[error("no answer")]
+    NoAnswer,
+    /// The call ended while it was being connected.
+    #[error("the call ended before it connected: {0}")]
+    Ended(EndReason),
+    /// The signaling server refused or could not be reached.
+    #[error("signaling: {0}")]
+    Signaling(String),
+    /// The call could not be set up on this side.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl CallError {
+    /// The exit status `duet call` uses for this outcome: 3 declined, 4 busy, 5 no answer,
+    /// 6 offline or not a contact, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CallError::Declined(_) => 3,
+            CallError::Busy => 4,
+            CallError::NoAnswer => 5,
+            CallError::Offline(_) | CallError::NotContact(_) => 6,
+            _ => 1,
+        }
+    }
+}
+
+fn setup(e: impl std::fmt::Display) -> CallError {
+    CallError::Setup(e.to_string())
+}
+
+/// A call arriving from a contact. Accept it, decline it, or answer busy; dropping it lets it
+/// ring until it expires.
+pub struct IncomingCall {
+    client: Client,
+    from: UserName,
+    id: InviteId,
+    media: CallMedia,
+    route: Route,
+}
+
+impl std::fmt::Debug for IncomingCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingCall")
+            .field("from", &self.from)
+            .field("id", &self.id)
+            .field("media", &self.media)
+            .finish()
+    }
+}
+
+impl IncomingCall {
+    pub(super) fn new(
+        client: Client,
+        from: UserName,
+        id: InviteId,
+        media: CallMedia,
+        route: Route,
+    ) -> Self {
+        Self {
+            client,
+            from,
+            id,
+            media,
+            route,
+        }
+    }
+
+    /// Who is calling.
+    pub fn from(&self) -> &UserName {
+        &self.from
+    }
+
+    /// The invitation's id.
+    pub fn id(&self) -> InviteId {
+        self.id
+    }
+
+    /// Whether the caller asked for video.
+    pub fn has_video(&self) -> bool {
+        self.media == CallMedia::Video
+    }
+
+    /// Accepts: connects the call and starts sending `options`' media. The call carries what
+    /// the caller asked for (`options.video` is not consulted).
+    pub async fn accept(self, options: CallOptions) -> Result<Call, CallError> {
+        let reply = self
+            .client
+            .signaling
+            .request(ClientMessage::Accept { id: self.id })
+            .await;
+        if let Err(e) = reply {
+            return Err(match e.code() {
+                Some(ErrorCode::NoSuchInvitation) => CallError::Signaling(format!(
+                    "the call from {} is no longer ringing",
+                    self.from
+                )),
+                _ => CallError::Signaling(e.to_string()),
+            });
+        }
+        let video = self.has_video();
+        establish(
+            &self.client,
+            self.route,
+            self.from,
+            options,
+            Role::Callee,
+            video,
+        )
+        .await
+    }
+
+    /// Declines, with an optional reason the caller sees.
+    pub async fn decline(self, reason: Option<String>) -> anyhow::Result<()> {
+        self.client
+            .signaling
+            .request(ClientMessage::Decline {
+                id: self.id,
+                reason,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Answers that we are busy.
+    pub async fn busy(self) -> anyhow::Result<()> {
+        self.client
+            .signaling
+            .request(ClientMessage::Busy { id: self.id })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Cancels a ringing call when its future is dropped (Ctrl-C while it rings).
+struct CancelOnDrop {
+    signaling: SignalingClient,
+    id: InviteId,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let (signaling, id) = (self.signaling.clone(), self.id);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { signaling.send(ClientMessage::Cancel { id }).await });
+            }
+        }
+    }
+}
+
+/// Places a call; see [`Client::call`].
+pub(super) async fn place(
+    client: &Client,
+    to: &str,
+    options: CallOptions,
+) -> Result<Call, CallError> {
+    let to = UserName::new(to).map_err(setup)?;
+    let contacts = client
+        .contacts()
+        .await
+        .map_err(|e| CallError::Signaling(format!("{e:#}")))?;
+    check_callee(&contacts, &to)?;
+    let media = if options.video {
+        CallMedia::Video
+    } else {
+        CallMedia::Audio
+    };
+    let invite = ClientMessage::Invite {
+        to: to.clone(),
+        invitation: Invitation::Call { media },
+        expires_ms: Some(options.ring.as_millis().try_into().unwrap_or(u64::MAX)),
+    };
+    let id = match client.signaling.request(invite).await {
+        Ok(ServerMessage::Invited { id, .. }) => id,
+        Ok(other) => return Err(CallError::Signaling(format!("unexpected reply {other:?}"))),
+        Err(e) => {
+            return Err(match e.code() {
+                Some(ErrorCode::PeerOffline) => CallError::Offline(to),
+                Some(ErrorCode::NotContact | ErrorCode::Blocked) => CallError::NotContact(to),
+                _ => CallError::Signaling(e.to_string()),
+            })
+        }
+    };
+    let mut route = client.routes.open(id);
+    let mut cancel = CancelOnDrop {
+        signaling: client.signaling.clone(),
+        id,
+        armed: true,
+    };
+    // The server expires the invitation after `ring`; a little slack covers its timer.
+    let deadline = tokio::time::Instant::now() + options.ring + Duration::from_secs(3);
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, route.recv()).await {
+            Ok(msg) => msg,
+            Err(_) => return Err(CallError::NoAnswer),
+        };
+        match msg {
+            Some(CallMsg::State(state, reason)) => match state {
+                InviteState::Invited => {}
+                InviteState::Ringing => client.emit(ClientEvent::Ringing { id, to: to.clone() }),
+                InviteState::Accepted => break,
+                InviteState::Declined => {
+                    cancel.armed = false;
+                    return Err(CallError::Declined(reason));
+                }
+                InviteState::Busy => {
+                    cancel.armed = false;
+                    return Err(CallError::Busy);
+                }
+                InviteState::Expired => {
+                    cancel.armed = false;
+                    return Err(CallError::NoAnswer);
+                }
+                InviteState::Cancelled | InviteState::HungUp => {
+                    cancel.armed = false;
+                    return Err(CallError::Signaling(format!(
+                        "the invitation ended ({})",
+                        reason.unwrap_or_else(|| "no reason given".into())
+                    )));
+                }
+            },
+            // The callee sends nothing before it accepts.
+            Some(CallMsg::Signal(_)) => {}
+            Some(CallMsg::Closed(reason)) => {
+                return Err(CallError::Signaling(format!(
+                    "the connection to the server closed: {reason}"
+                )))
+            }
+            None => {
+                return Err(CallError::Signaling(
+                    "the connection to the server closed".into(),
+                ))
+            }
+        }
+    }
+    cancel.armed = false;
+    let video = media == CallMedia::Video;
+    establish(client, route, to, options, Role::Caller, video).await
+}
+
+/// Which side of the call this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Makes the offer.
+    Caller,
+    /// Answers it.
+    Callee,
+}
+
+/// The audio every call sends and receives: mono, 20 ms frames.
+fn call_audio_format() -> AudioFormat {
+    AudioFormat {
+        channels: Channels::Mono,
+        frame: FrameDuration::Ms20,
+    }
+}
+
+/// Sets up the WebRTC session of an accepted call, relays its signals, waits until it is
+/// connected, and starts sending.
+async fn establish(
+    client: &Client,
+    route: Route,
+    peer: UserName,
+    options: CallOptions,
+    role: Role,
+    video: bool,
+) -> Result<Call, CallError> {
+    let id = route.id();
+    let rss_start = duet_media::loopback::rss_mb();
+    let CallOptions {
+        media,
+        audio_sink,
+        video_sink,
+        impair,
+        bind,
+        connect_timeout,
+        silence_timeout,
+        ..
+    } = options;
+    let format = media
+        .audio
+        .as_ref()
+        .map_or(call_audio_format(), |a| a.opus.format);
+    let mut config = CallConfig::new(Some(format), video);
+    config.bind = SocketAddr::new(bind, 0);
+    config.connect_timeout = connect_timeout;
+    config.silence_timeout = silence_timeout;
+    let impaired = impair
+        .map(ImpairedRuntime::new)
+        .transpose()
+        .map_err(setup)?
+        // The network is impaired once the call is up: the WebRTC stack's DTLS server does not
+        // resend a lost flight, so an impaired handshake can stall whatever duet does above it.
+        .map(|r| Arc::new(r.disarmed()));
+    let counters = impaired.as_ref().map(|r| r.counters());
+    config.runtime = impaired.clone().map(|r| r as Arc<dyn Runtime>);
+    let audio_bps = media.audio.as_ref().map_or(0, |a| a.opus.bitrate_bps);
+    let video_bps = media.video.as_ref().map_or(0, |v| v.h264.bitrate_bps);
+    let total = (audio_bps + video_bps).max(64_000);
+    config.bitrate_bps = (100_000.min(total), total, total.max(100_000) * 2);
+    if audio_bps > 0 && video_bps > 0 {
+        let size = media
+            .video
+            .as_ref()
+            .map_or((640, 480), |v| (v.h264.width, v.h264.height));
+        config.adapt = Some(AdaptConfig {
+            min_video_bps: 100_000.min(video_bps).max(1000),
+            start_bps: total,
+            max_bps: total.max(audio_bps + 1000),
+            max_size: size,
+            audio_bps,
+            audio_max_bps: audio_bps * 3 / 2,
+            ..AdaptConfig::default()
+        });
+    }
+    let record = Arc::new(Mutex::new(VideoRecord::new(3600)));
+    let sinks = CallSinks {
+        audio: Some(audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default()))),
+        video: Some(Box::new(RecordingVideoSink::new(
+            video_sink.unwrap_or_else(|| Box::new(NullVideoSink::default())),
+            Some(wall_epoch()),
+            record.clone(),
+        ))),
+    };
+    let connecting = Instant::now();
+    let (session, events) = CallSession::new(config, sinks).await.map_err(setup)?;
+    let session = Arc::new(session);
+    let (ended_tx, ended_rx) = watch::channel(None);
+    let (connected_tx, mut connected_rx) = watch::channel(false);
+    tokio::spawn(outbound(
+        events,
+        client.signaling.clone(),
+        id,
+        ended_tx,
+        connected_tx,
+    ));
+    tokio::spawn(inbound(route, Arc::downgrade(&session), ended_rx.clone()));
+    if role == Role::Caller {
+        session.start().await.map_err(setup)?;
+    }
+    let mut ended = ended_rx.clone();
+    let limit = connect_timeout + Duration::from_secs(2);
+    let outcome = tokio::time::timeout(limit, async {
+        loop {
+            if *connected_rx.borrow() {
+                return Ok(());
+            }
+            if let Some(reason) = ended.borrow().clone() {
+                return Err(CallError::Ended(reason));
+            }
+            tokio::select! {
+                r = connected_rx.changed() => if r.is_err() { return Err(CallError::Ended(EndReason::Closed)) },
+                r = ended.changed() => if r.is_err() { return Err(CallError::Ended(EndReason::Closed)) },
+            }
+        }
+    })
+    .await;
+    let fail = |e: CallError| {
+        session.hang_up("could not connect");
+        Err(e)
+    };
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return fail(e),
+        Err(_) => return fail(CallError::Ended(EndReason::ConnectTimeout(limit))),
+    }
+    let connect_ms = connecting.elapsed().as_secs_f64() * 1000.0;
+    if let Some(runtime) = &impaired {
+        runtime.arm();
+    }
+    let pump = match MediaPump::start(session.sender(), media) {
+        Ok(pump) => pump,
+        Err(e) => return fail(setup(e)),
+    };
+    Ok(Call {
+        id,
+        peer,
+        session,
+        pump: Some(pump),
+        record,
+        ended: ended_rx,
+        connected_at: Instant::now(),
+        connect_ms,
+        rss_start,
+        impairment: counters,
+        video,
+        format,
+        last: Mutex::new(None),
+    })
+}
+
+/// Carries the session's signals to the server in order, and notes its connection and end.
+async fn outbound(
+    mut events: CallEvents,
+    signaling: SignalingClient,
+    id: InviteId,
+    ended: watch::Sender<Option<EndReason>>,
+    connected: watch::Sender<bool>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            CallEvent::Signal(signal) => {
+                let value = match serde_json::to_value(&signal) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        tracing::warn!("cannot serialize a {} signal: {e}", signal.kind());
+                        continue;
+                    }
+                };
+                let _ = signaling
+                    .send(ClientMessage::Signal {
+                        call: id,
+                        signal: value,
+                    })
+                    .await;
+            }
+            CallEvent::Connected => {
+                let _ = connected.send(true);
+            }
+            CallEvent::Ended(reason) => {
+                // After our `end` signal (if any), so the peer hears it before the server
+                // closes the invitation.
+                let _ = signaling
+                    .send(ClientMessage::Hangup {
+                        id,
+                        reason: Some(reason.to_string()),
+                    })
+                    .await;
+                let _ = ended.send(Some(reason));
+            }
+        }
+    }
+}
+
+/// Hands the peer's signals to the session, and ends the call when the server ends the
+/// invitation.
+async fn inbound(
+    mut route: Route,
+    session: Weak<CallSession>,
+    mut ended: watch::Receiver<Option<EndReason>>,
+) {
+    loop {
+        let msg = tokio::select! {
+            msg = route.recv() => msg,
+            r = ended.changed() => {
+                if r.is_err() || ended.borrow().is_some() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(session) = session.upgrade() else {
+            return;
+        };
+        match msg {
+            Some(CallMsg::Signal(value)) => match serde_json::from_value::<Signal>(value) {
+                Ok(signal) => {
+                    if let Err(e) = session.handle_signal(signal).await {
+                        tracing::warn!("the peer's call signal was refused: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("dropped a malformed call signal: {e}"),
+            },
+            Some(CallMsg::State(state, reason)) if !state.is_live() => {
+                let why = reason.unwrap_or_else(|| format!("the call was {state:?}"));
+                session.hang_up(&why);
+                return;
+            }
+            Some(CallMsg::State(..)) => {}
+            // The server is gone, but the media path is peer to peer: the call goes on.
+            Some(CallMsg::Closed(_)) | None => return,
+        }
+    }
+}
+
+/// A connected call. Read [`status`](Self::status) for a live line, wait for
+/// [`ended`](Self::ended), and [`hang_up`](Self::hang_up) or [`finish`](Self::finish) for
+/// the report. Dropping it hangs up.
+pub struct Call {
+    id: InviteId,
+    peer: UserName,
+    session: Arc<CallSession>,
+    pump: Option<MediaPump>,
+    record: Arc<Mutex<VideoRecord>>,
+    ended: watch::Receiver<Option<EndReason>>,
+    connected_at: Instant,
+    connect_ms: f64,
+    rss_start: f64,
+    impairment: Option<Arc<ImpairCounters>>,
+    video: bool,
+    format: AudioFormat,
+    last: Mutex<Option<(Instant, SendCounters)>>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("video", &self.video)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call {
+    /// The invitation this call belongs to.
+    pub fn id(&self) -> InviteId {
+        self.id
+    }
+
+    /// The contact on the other side.
+    pub fn peer(&self) -> &UserName {
+        &self.peer
+    }
+
+    /// Whether the call carries video.
+    pub fn has_video(&self) -> bool {
+        self.video
+    }
+
+    /// Why the call ended, once it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.ended.borrow().clone()
+    }
+
+    /// Waits until the call ends (either side hangs up, the peer goes silent, the connection
+    /// fails) and says why.
+    pub async fn ended(&self) -> EndReason {
+        let mut ended = self.ended.clone();
+        loop {
+            if let Some(reason) = ended.borrow().clone() {
+                return reason;
+            }
+            if ended.changed().await.is_err() {
+                return EndReason::Closed;
+            }
+        }
+    }
+
+    /// The call's figures, fresh from the WebRTC stack.
+    pub async fn stats(&self) -> CallStats {
+        self.session.refresh_stats().await
+    }
+
+    /// What was sent so far.
+    pub fn sent(&self) -> SendCounters {
+        self.pump.as_ref().map(|p| p.counters()).unwrap_or_default()
+    }
+
+    /// Hangs up and returns the call's report.
+    pub async fn hang_up(self, reason: &str) -> anyhow::Result<CallReport> {
+        self.session.hang_up(reason);
+        self.finish().await
+    }
+
+    /// Stops sending, collects the figures and closes the session (hanging up if the call is
+    /// still going on).
+    pub async fn finish(mut self) -> anyhow::Result<CallReport> {
+        let seconds = self.connected_at.elapsed().as_secs_f64();
+        let stats = self.session.refresh_stats().await;
+        let sent = match self.pump.take() {
+            Some(pump) => tokio::task::spawn_blocking(move || pump.stop()).await??,
+            None => Default::default(),
+        };
+        let rss_end = duet_media::loopback::rss_mb();
+        self.session.hang_up("hang-up");
+        let end = tokio::time::timeout(Duration::from_secs(2), self.ended())
+            .await
+            .unwrap_or(EndReason::HungUp("hang-up".into()));
+        let record = report::lock(&self.record).clone();
+        let report = report::build(report::Parts {
+            peer: self.peer.clone(),
+            end,
+            seconds,
+            stats,
+            sent,
+            record,
+            connect_ms: self.connect_ms,
+            rss: (self.rss_start, rss_end),
+            impairment: self.impairment.as_ref().map(|c| c.snapshot()),
+            video: self.video,
+            format: self.format,
+        });
+        Ok(report)
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.session.hang_up("hang-up");
+    }
+}

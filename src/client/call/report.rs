@@ -1,0 +1,249 @@
+//! A call's figures: the live status line and the report at hang-up, in the loopback report's
+//! shape (so `duet call --json` and `duet loopback --json` read alike).
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use duet_media::call::pump::SendReport;
+use duet_media::call::record::VideoRecord;
+use duet_media::call::{CallStats, EndReason};
+use duet_media::loopback::webrtc::NetworkReport;
+use duet_media::loopback::{AudioReport, LoopbackReport, MemoryReport, VideoReport};
+use duet_media::stats::Percentiles;
+use duet_media::transport::ImpairStats;
+use duet_media::AudioFormat;
+use duet_signaling::UserName;
+use serde_json::{json, Value};
+
+use super::Call;
+
+/// Length of one playout period, ms: the sink gets audio 10 ms at a time.
+const PLAYOUT_PERIOD_MS: f64 = 10.0;
+
+/// What a call measured, from this side: what it sent, what it received, and the transport.
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    /// The contact on the other side.
+    pub peer: UserName,
+    /// Why the call ended.
+    pub end: EndReason,
+    /// The figures, in the loopback report's shape: `audio` and `video` hold what this side
+    /// sent (encode cost, bitrate) and received (decode cost, latency, concealment, freezes).
+    pub report: LoopbackReport,
+}
+
+impl CallReport {
+    /// The loopback report's JSON with a `call` object (peer and how it ended) added.
+    pub fn to_json(&self) -> Value {
+        let mut value = crate::report::to_json(&self.report);
+        value["call"] = json!({
+            "peer": self.peer.as_str(),
+            "end": self.end.to_string(),
+        });
+        value
+    }
+
+    /// A few lines for people.
+    pub fn summary(&self) -> String {
+        let body = crate::report::summary(&self.report);
+        let body = body.replacen("loopback ran", "call lasted", 1);
+        format!("call with {} ended: {}\n{body}", self.peer, self.end)
+    }
+}
+
+/// One line of live figures, as `duet call` prints every second.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallStatus {
+    /// Time since the call connected.
+    pub elapsed: Duration,
+    /// Round-trip time, ms.
+    pub rtt_ms: Option<f64>,
+    /// Packets of the peer's media lost on the way, percent.
+    pub loss_pct: f64,
+    /// Audio jitter buffer delay (median so far), ms.
+    pub jitter_buffer_ms: f64,
+    /// Audio concealed so far, percent of what was played.
+    pub concealed_pct: f64,
+    /// Audio sent since the last status, kbit/s.
+    pub audio_kbps: f64,
+    /// Video sent since the last status, kbit/s.
+    pub video_kbps: f64,
+    /// Glass-to-glass latency of the pictures received (median of the recent ones), ms, when
+    /// the peer's pictures carry stamps.
+    pub video_latency_ms: Option<f64>,
+    /// Pictures received and shown.
+    pub frames_shown: u64,
+    /// Video freezes so far.
+    pub freezes: u64,
+}
+
+impl CallStatus {
+    /// `00:07  rtt 0.6 ms  loss 0.0%  jb 24 ms  audio 32 kbps  video 1010 kbps  latency 36 ms  freezes 0`.
+    pub fn line(&self) -> String {
+        let secs = self.elapsed.as_secs();
+        let rtt = self.rtt_ms.map_or("-".to_owned(), |r| format!("{r:.1} ms"));
+        let latency = self
+            .video_latency_ms
+            .map_or("-".to_owned(), |l| format!("{l:.0} ms"));
+        format!(
+            "{:02}:{:02}  rtt {rtt}  loss {:.1}%  jb {:.0} ms  audio {:.0} kbps  video {:.0} kbps  latency {latency}  freezes {}",
+            secs / 60,
+            secs % 60,
+            self.loss_pct,
+            self.jitter_buffer_ms,
+            self.audio_kbps,
+            self.video_kbps,
+            self.freezes,
+        )
+    }
+}
+
+impl Call {
+    /// The live figures: transport and receive buffers from the stack, send rates since the
+    /// previous call of this method (or since the call connected).
+    pub async fn status(&self) -> CallStatus {
+        let stats = self.stats().await;
+        let now = Instant::now();
+        let sent = self.sent();
+        let (since, before) = lock(&self.last)
+            .replace((now, sent))
+            .unwrap_or((self.connected_at, Default::default()));
+        let seconds = now.duration_since(since).as_secs_f64().max(1e-3);
+        let kbps = |bytes: u64| bytes as f64 * 8.0 / seconds / 1000.0;
+        let record = lock(&self.record);
+        let recent = record.latency_ms.values();
+        let t = &stats.transport;
+        let expected = t.packets_received + t.packets_lost;
+        CallStatus {
+            elapsed: now.duration_since(self.connected_at),
+            rtt_ms: t.rtt_ms,
+            loss_pct: if expected == 0 {
+                0.0
+            } else {
+                t.packets_lost as f64 * 100.0 / expected as f64
+            },
+            jitter_buffer_ms: stats.audio.jitter_buffer_ms.p50,
+            concealed_pct: stats.audio.concealed_ratio * 100.0,
+            audio_kbps: kbps(sent.audio_bytes.saturating_sub(before.audio_bytes)),
+            video_kbps: kbps(sent.video_bytes.saturating_sub(before.video_bytes)),
+            video_latency_ms: (!recent.is_empty()).then(|| Percentiles::of(recent).p50),
+            frames_shown: record.shown,
+            freezes: stats.video.freeze_count,
+        }
+    }
+}
+
+/// Everything the report is made of.
+pub(super) struct Parts {
+    pub peer: UserName,
+    pub end: EndReason,
+    pub seconds: f64,
+    pub stats: CallStats,
+    pub sent: SendReport,
+    pub record: VideoRecord,
+    pub connect_ms: f64,
+    pub rss: (f64, f64),
+    pub impairment: Option<ImpairStats>,
+    pub video: bool,
+    pub format: AudioFormat,
+}
+
+/// Puts a call's figures in the loopback report's shape.
+pub(super) fn build(parts: Parts) -> CallReport {
+    let Parts {
+        peer,
+        end,
+        seconds,
+        stats,
+        sent,
+        record,
+        connect_ms,
+        rss,
+        impairment,
+        video,
+        format,
+    } = parts;
+    let seconds = seconds.max(f64::EPSILON);
+    let kbps = |bytes: u64| bytes as f64 * 8.0 / seconds / 1000.0;
+    let frame_ms = format.frame.millis();
+    let audio_sent = sent.audio.unwrap_or_default();
+    let lookahead_ms = audio_sent.lookahead.as_secs_f64() * 1000.0;
+    // Without the sender's signal to align against, the audio latency is the sum of what the
+    // path holds: a frame, the encoder's look-ahead, half the round trip, the jitter buffer,
+    // and one playout period.
+    let fixed = f64::from(frame_ms)
+        + lookahead_ms
+        + stats.transport.rtt_ms.unwrap_or(0.0) / 2.0
+        + PLAYOUT_PERIOD_MS;
+    let jb = stats.audio.jitter_buffer_ms;
+    let audio = AudioReport {
+        frames: stats.audio.periods_played * 10 / u64::from(frame_ms.max(1)),
+        frames_captured: audio_sent.frames,
+        frame_ms,
+        encode_us: audio_sent.encode_us.percentiles(),
+        decode_us: stats.audio.playout_us,
+        latency_ms: Percentiles {
+            p50: fixed + jb.p50,
+            p95: fixed + jb.p95,
+            p99: fixed + jb.p99,
+        },
+        latency_from_signal: false,
+        signal_delay_ms: None,
+        lookahead_ms,
+        snr_db: None,
+        kbps: kbps(audio_sent.bytes),
+        decode_errors: stats.audio.decode_errors,
+        frames_dropped: audio_sent.not_sent,
+    };
+    let v = sent.video.unwrap_or_default();
+    let video_report = video.then(|| {
+        let received = &stats.video;
+        VideoReport {
+            frames_captured: v.captured,
+            frames_sent: v.sent,
+            frames_shown: record.shown,
+            frames_dropped: v.skipped + v.not_sent + received.frames_dropped,
+            width: record.size.0,
+            height: record.size.1,
+            encode_ms: v.encode_ms.percentiles(),
+            decode_ms: received.decode_ms,
+            latency_ms: record.latency_ms.percentiles(),
+            psnr_db: None,
+            stamp_errors: record.stamp_errors,
+            stamped: record.latency_ms.count() > 0,
+            kbps: kbps(v.bytes),
+            keyframes: v.keyframes,
+            decode_errors: received.decode_errors,
+        }
+    });
+    let bitrate_changes = v.bitrate_changes;
+    let network = NetworkReport {
+        connect_ms,
+        transport: stats.transport.clone(),
+        audio: Some(stats.audio.clone()),
+        video: video.then(|| stats.video.clone()),
+        impairment,
+        bitrate_changes,
+        receiver_rtt_ms: stats.transport.rtt_ms,
+    };
+    CallReport {
+        peer,
+        end,
+        report: LoopbackReport {
+            seconds,
+            audio: Some(audio),
+            video: video_report,
+            memory: MemoryReport {
+                rss_start_mb: rss.0,
+                rss_10s_mb: rss.1,
+                rss_end_mb: rss.1,
+            },
+            network: Some(network),
+        },
+    }
+}
+
+/// Locks a mutex whether or not a thread panicked holding it.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

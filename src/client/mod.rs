@@ -1,0 +1,474 @@
+//! [`Client`]: one messenger account on a duet signaling server, with everything it can do as
+//! async methods and everything that happens to it as one stream of [`ClientEvent`]s.
+//!
+//! ```text
+//!   Client ── SignalingClient (WebSocket, reconnecting) ── server ── peer's Client
+//!     │  router task: server messages ─┬─► ClientEvents (chat, presence, invitations, ...)
+//!     │                                └─► per-call routes (call state, SDP and ICE signals)
+//!     └─ call("bob") ─► Call: CallSession (WebRTC) + MediaPump (capture, encode) + sinks
+//! ```
+//!
+//! Call signals travel as the `signal` payload of the server's `signal` messages: they are the
+//! engine's [`Signal`](duet_media::call::Signal) values, serialized, carried in order.
+//!
+//! ```no_run
+//! # async fn f() -> anyhow::Result<()> {
+//! use duet::client::{CallOptions, Client, ClientConfig};
+//! use duet_signaling::UserName;
+//!
+//! let config = ClientConfig::new("ws://127.0.0.1:7878/", UserName::new("alice")?, "token");
+//! let (client, mut events) = Client::connect(config).await?;
+//! client.chat("bob", "calling you now").await?;
+//! let call = client.call("bob", CallOptions::default()).await?;
+//! let status = call.status().await;
+//! println!("{}", status.line());
+//! let report = call.hang_up("bye").await?;
+//! # let _ = (report, events.recv().await);
+//! # Ok(()) }
+//! ```
+
+mod call;
+mod route;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use duet_signaling::client::{Event, Events, SignalingClient};
+use duet_signaling::protocol::{
+    CallMedia, ClientMessage, Contact, ContactChange, Invitation, InviteId, InviteState, Link,
+    ServerMessage, Shown, Status,
+};
+use duet_signaling::UserName;
+use tokio::sync::mpsc;
+
+pub use call::{Call, CallError, CallOptions, CallReport, CallStatus, IncomingCall};
+use route::Routes;
+
+/// How to reach the server and as whom.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server's URL, `ws://host:port/`.
+    pub server: String,
+    /// The account.
+    pub user: UserName,
+    /// The account's token.
+    pub token: String,
+    /// Reconnect by itself after a dropped connection (a long-running app wants this; a
+    /// one-shot command does not).
+    pub reconnect: bool,
+    /// Status to log in with (else the one the server remembers).
+    pub status: Option<Status>,
+}
+
+impl ClientConfig {
+    /// `user` with `token` at `server`, reconnecting, with the remembered status.
+    pub fn new(server: impl Into<String>, user: UserName, token: impl Into<String>) -> Self {
+        Self {
+            server: server.into(),
+            user,
+            token: token.into(),
+            reconnect: true,
+            status: None,
+        }
+    }
+}
+
+/// Everything that happens to a [`Client`], in order.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// A contact's status or personal message changed.
+    Presence {
+        /// The contact.
+        user: UserName,
+        /// What they show.
+        status: Shown,
+        /// Their personal message.
+        note: String,
+    },
+    /// Someone asks to become a contact.
+    ContactRequest {
+        /// Who.
+        from: UserName,
+    },
+    /// A contact request was answered, or a contact removed.
+    ContactUpdate {
+        /// The other user.
+        user: UserName,
+        /// What happened.
+        change: ContactChange,
+    },
+    /// A chat message (already confirmed to the server).
+    Chat {
+        /// The sender.
+        from: UserName,
+        /// The sender's message id.
+        id: String,
+        /// The text.
+        text: String,
+    },
+    /// A message we sent was delivered to the contact's client.
+    Receipt {
+        /// The contact.
+        from: UserName,
+        /// Our message id.
+        id: String,
+    },
+    /// A contact started or stopped typing to us.
+    Typing {
+        /// The contact.
+        from: UserName,
+        /// Whether typing is going on.
+        active: bool,
+    },
+    /// A contact nudged us.
+    Nudge {
+        /// The contact.
+        from: UserName,
+    },
+    /// A contact is calling: [`IncomingCall::accept`], [`IncomingCall::decline`] or
+    /// [`IncomingCall::busy`]. Its ringing has already been signalled to the caller.
+    IncomingCall(IncomingCall),
+    /// A call we placed rings at the callee.
+    Ringing {
+        /// The invitation.
+        id: InviteId,
+        /// The callee.
+        to: UserName,
+    },
+    /// A contact offers a file.
+    FileOffer {
+        /// The sender.
+        from: UserName,
+        /// The invitation.
+        id: InviteId,
+        /// The file's name.
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Its SHA-256 in hex.
+        sha256: String,
+    },
+    /// A contact invites us to a sharing folder.
+    FolderInvite {
+        /// Who.
+        from: UserName,
+        /// The invitation.
+        id: InviteId,
+        /// The folder's name.
+        name: String,
+    },
+    /// An invitation that is not a call of ours changed state (a file offer or folder invite
+    /// was accepted, declined, expired...).
+    Invitation {
+        /// The invitation.
+        id: InviteId,
+        /// Its new state.
+        state: InviteState,
+        /// Why, when given.
+        reason: Option<String>,
+    },
+    /// The connection to the server dropped; the client is reconnecting.
+    Disconnected {
+        /// What happened.
+        reason: String,
+    },
+    /// Logged in again after a drop.
+    Reconnected,
+    /// The client stopped for good.
+    Closed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The events of a [`Client`]. Read them promptly.
+#[derive(Debug)]
+pub struct ClientEvents(mpsc::UnboundedReceiver<ClientEvent>);
+
+impl ClientEvents {
+    /// The next event; `None` once the client has stopped and every event was read.
+    pub async fn recv(&mut self) -> Option<ClientEvent> {
+        self.0.recv().await
+    }
+
+    /// An event if one is ready.
+    pub fn try_recv(&mut self) -> Option<ClientEvent> {
+        self.0.try_recv().ok()
+    }
+}
+
+/// One account on a signaling server: presence, contacts, chat, invitations and calls.
+/// Cheap to clone; every clone is the same connection.
+#[derive(Clone)]
+pub struct Client {
+    signaling: SignalingClient,
+    routes: Arc<Routes>,
+    events: mpsc::UnboundedSender<ClientEvent>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("user", self.signaling.user())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects and logs in; fails if the server cannot be reached or refuses the account.
+    pub async fn connect(config: ClientConfig) -> anyhow::Result<(Client, ClientEvents)> {
+        let mut signaling = duet_signaling::ClientConfig::new(
+            config.server.clone(),
+            config.user.clone(),
+            config.token.clone(),
+        );
+        signaling.reconnect = config.reconnect;
+        signaling.status = config.status;
+        let (signaling, server_events) =
+            SignalingClient::connect(signaling).await.map_err(|e| {
+                anyhow::anyhow!("connecting to {} as {}: {e}", config.server, config.user)
+            })?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = Client {
+            signaling,
+            routes: Arc::new(Routes::default()),
+            events: tx,
+        };
+        tokio::spawn(client.clone().route(server_events));
+        Ok((client, ClientEvents(rx)))
+    }
+
+    /// The account this client is logged in as.
+    pub fn user(&self) -> &UserName {
+        self.signaling.user()
+    }
+
+    /// The signaling connection underneath, for messages this facade does not wrap.
+    pub fn signaling(&self) -> &SignalingClient {
+        &self.signaling
+    }
+
+    /// The contact list with everyone's presence.
+    pub async fn contacts(&self) -> anyhow::Result<Vec<Contact>> {
+        match self.signaling.request(ClientMessage::ContactList).await? {
+            ServerMessage::Contacts { contacts, .. } => Ok(contacts),
+            other => anyhow::bail!("expected the contact list, got {other:?}"),
+        }
+    }
+
+    /// Asks `user` to become a contact (or accepts their request if they asked first).
+    pub async fn add_contact(&self, user: &str) -> anyhow::Result<()> {
+        let user = UserName::new(user)?;
+        self.signaling
+            .request(ClientMessage::ContactAdd { user })
+            .await?;
+        Ok(())
+    }
+
+    /// Accepts `user`'s contact request.
+    pub async fn accept_contact(&self, user: &str) -> anyhow::Result<()> {
+        let user = UserName::new(user)?;
+        self.signaling
+            .request(ClientMessage::ContactAccept { user })
+            .await?;
+        Ok(())
+    }
+
+    /// Sets status and personal message.
+    pub async fn set_presence(&self, status: Status, note: Option<String>) -> anyhow::Result<()> {
+        self.signaling.set_presence(status, note).await?;
+        Ok(())
+    }
+
+    /// Sends a chat message and waits until the server has stored it; returns its sequence
+    /// number. A [`ClientEvent::Receipt`] follows when the contact's client has it.
+    pub async fn chat(&self, to: &str, text: &str) -> anyhow::Result<u64> {
+        let to = UserName::new(to)?;
+        Ok(self.signaling.chat(&to, text).await?)
+    }
+
+    /// Invites a contact to share a folder called `name`; returns the invitation.
+    pub async fn invite_folder(&self, to: &str, name: &str) -> anyhow::Result<InviteId> {
+        let to = UserName::new(to)?;
+        let invitation = Invitation::Folder { name: name.into() };
+        Ok(self.signaling.invite(&to, invitation).await?)
+    }
+
+    /// Accepts an invitation (a folder share or a file offer; calls are accepted through
+    /// [`IncomingCall::accept`]).
+    pub async fn accept(&self, id: InviteId) -> anyhow::Result<()> {
+        self.signaling.request(ClientMessage::Accept { id }).await?;
+        Ok(())
+    }
+
+    /// Declines an invitation.
+    pub async fn decline(&self, id: InviteId, reason: Option<String>) -> anyhow::Result<()> {
+        self.signaling
+            .request(ClientMessage::Decline { id, reason })
+            .await?;
+        Ok(())
+    }
+
+    /// Calls `to`: checks that they are an online contact, rings them, waits for an answer,
+    /// connects the call (ICE, DTLS-SRTP) and starts sending `options`' media. Returns the live
+    /// call, or why there is none (offline, declined, busy, no answer...).
+    pub async fn call(&self, to: &str, options: CallOptions) -> Result<Call, CallError> {
+        call::place(self, to, options).await
+    }
+
+    /// Whether a call of this client is set up or going on.
+    pub fn in_call(&self) -> bool {
+        self.routes.active_calls() > 0
+    }
+
+    /// Logs out and closes the connection.
+    pub async fn close(&self) {
+        self.signaling.close().await;
+    }
+
+    fn emit(&self, event: ClientEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Turns the server's messages into events, and hands call states and signals to the calls
+    /// they belong to.
+    async fn route(self, mut server: Events) {
+        while let Some(event) = server.recv().await {
+            match event {
+                Event::Message(message) => self.route_message(message).await,
+                Event::Disconnected { reason } => self.emit(ClientEvent::Disconnected { reason }),
+                Event::Reconnected => self.emit(ClientEvent::Reconnected),
+                Event::Closed { reason } => {
+                    self.routes.close_all(&reason);
+                    self.emit(ClientEvent::Closed { reason });
+                }
+            }
+        }
+    }
+
+    async fn route_message(&self, message: ServerMessage) {
+        let event = match message {
+            ServerMessage::Invitation {
+                from,
+                id,
+                invitation,
+                ..
+            } => match invitation {
+                Invitation::Call { media } => {
+                    self.incoming_call(from, id, media).await;
+                    return;
+                }
+                Invitation::File { name, size, sha256 } => ClientEvent::FileOffer {
+                    from,
+                    id,
+                    name,
+                    size,
+                    sha256,
+                },
+                Invitation::Folder { name } => ClientEvent::FolderInvite { from, id, name },
+            },
+            ServerMessage::InviteState { id, state, reason } => {
+                if self.routes.deliver_state(id, state, reason.clone()) {
+                    return;
+                }
+                ClientEvent::Invitation { id, state, reason }
+            }
+            ServerMessage::Signal { call, signal, .. } => {
+                self.routes.deliver_signal(call, signal);
+                return;
+            }
+            ServerMessage::Presence { from, status, note } => ClientEvent::Presence {
+                user: from,
+                status,
+                note,
+            },
+            ServerMessage::ContactRequest { from } => ClientEvent::ContactRequest { from },
+            ServerMessage::ContactUpdate { user, change } => {
+                ClientEvent::ContactUpdate { user, change }
+            }
+            ServerMessage::Chat { from, id, text, .. } => ClientEvent::Chat { from, id, text },
+            ServerMessage::Receipt { from, id, .. } => ClientEvent::Receipt { from, id },
+            ServerMessage::Typing { from, active } => ClientEvent::Typing { from, active },
+            ServerMessage::Nudge { from } => ClientEvent::Nudge { from },
+            other => {
+                tracing::debug!("ignored a server message: {other:?}");
+                return;
+            }
+        };
+        self.emit(event);
+    }
+
+    /// A call arrives: busy if we are in one, else ringing and an event for the app.
+    async fn incoming_call(&self, from: UserName, id: InviteId, media: CallMedia) {
+        if self.in_call() {
+            let _ = self.signaling.send(ClientMessage::Busy { id }).await;
+            return;
+        }
+        let route = self.routes.open(id);
+        let _ = self.signaling.send(ClientMessage::Ringing { id }).await;
+        self.emit(ClientEvent::IncomingCall(IncomingCall::new(
+            self.clone(),
+            from,
+            id,
+            media,
+            route,
+        )));
+    }
+}
+
+/// Whether `contacts` lets us call `user`: an accepted, unblocked contact who is not offline.
+fn check_callee(contacts: &[Contact], user: &UserName) -> Result<(), CallError> {
+    let contact = contacts
+        .iter()
+        .find(|c| &c.user == user)
+        .ok_or_else(|| CallError::NotContact(user.clone()))?;
+    if contact.link != Link::Accepted || contact.blocked {
+        return Err(CallError::NotContact(user.clone()));
+    }
+    if contact.status == Shown::Offline {
+        return Err(CallError::Offline(user.clone()));
+    }
+    Ok(())
+}
+
+/// How long a call rings before it counts as unanswered, by default.
+pub const DEFAULT_RING: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(name: &str, link: Link, status: Shown) -> Contact {
+        Contact {
+            user: UserName::new(name).unwrap(),
+            link,
+            blocked: false,
+            status,
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_online_contacts_can_be_called() {
+        let list = [
+            contact("bob", Link::Accepted, Shown::Online),
+            contact("carol", Link::Accepted, Shown::Offline),
+            contact("dave", Link::Outgoing, Shown::Offline),
+        ];
+        let name = |n: &str| UserName::new(n).unwrap();
+        assert!(check_callee(&list, &name("bob")).is_ok());
+        assert!(matches!(
+            check_callee(&list, &name("carol")),
+            Err(CallError::Offline(_))
+        ));
+        assert!(matches!(
+            check_callee(&list, &name("dave")),
+            Err(CallError::NotContact(_))
+        ));
+        assert!(matches!(
+            check_callee(&list, &name("erin")),
+            Err(CallError::NotContact(_))
+        ));
+    }
+}

@@ -1,0 +1,283 @@
+//! `duet demo`: duet end to end in one process. A signaling server on a temporary database;
+//! alice and bob log in, become contacts, chat, and alice invites bob to a sharing folder;
+//! then alice calls bob and they talk and see each other for a while over real WebRTC on
+//! 127.0.0.1 (ICE, DTLS-SRTP, duet's jitter buffers), on synthetic media. Each step is
+//! narrated; the end shows the call's figures, from the same stats as `duet call`'s report.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use duet_signaling::server::{Server, ServerConfig};
+use duet_signaling::store::{SqliteStore, Store};
+use duet_signaling::UserName;
+use serde_json::json;
+
+use crate::calling::MediaArgs;
+use crate::client::{CallReport, Client, ClientConfig, ClientEvent, ClientEvents};
+use crate::spec::{AudioChoice, Size, VideoChoice};
+
+/// `duet demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Length of the call, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Picture size of both sides, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x480")]
+    pub size: Size,
+    /// Impair what both sides send once connected, e.g. loss=5%,jitter=30ms,seed=1.
+    #[arg(long)]
+    pub impair: Option<String>,
+    /// Print only the call's figures, as one JSON object (`alice` and `bob`, each in the
+    /// loopback report's shape).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How long each step may take before the demo says it is stuck.
+const STEP: Duration = Duration::from_secs(10);
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> Result<()> {
+    if !(args.seconds.is_finite() && args.seconds >= 1.0 && args.seconds <= 3600.0) {
+        bail!("--seconds {}: give 1 to 3600", args.seconds);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(demo(args))
+}
+
+/// Prints a step of the story unless only figures were asked for.
+struct Narrator {
+    quiet: bool,
+}
+
+impl Narrator {
+    fn say(&self, line: impl AsRef<str>) {
+        if !self.quiet {
+            println!("{}", line.as_ref());
+        }
+    }
+}
+
+async fn demo(args: DemoArgs) -> Result<()> {
+    let n = Narrator { quiet: args.json };
+    let dir = tempfile::tempdir().context("creating a temporary folder")?;
+    let db = dir.path().join("duet.db");
+    let (alice_token, bob_token) = {
+        let mut store = SqliteStore::open(&db)?;
+        let alice = store.create_user(&UserName::new("alice")?)?;
+        let bob = store.create_user(&UserName::new("bob")?)?;
+        (alice, bob)
+    };
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let server = Server::start(ServerConfig::new(listen, Some(db.clone())))
+        .await
+        .context("starting the signaling server")?;
+    n.say(format!(
+        "signaling server on {} (database in a temporary folder)",
+        server.url()
+    ));
+
+    let login = |name: &str, token: String| {
+        let config = ClientConfig::new(server.url(), UserName::new(name)?, token);
+        anyhow::Ok(Client::connect(config))
+    };
+    let (alice, mut alice_events) = login("alice", alice_token)?.await?;
+    let (bob, mut bob_events) = login("bob", bob_token)?.await?;
+    n.say("alice and bob are signed in");
+
+    alice.add_contact("bob").await?;
+    wait_for(
+        &mut bob_events,
+        "alice's contact request",
+        |e| matches!(e, ClientEvent::ContactRequest { from } if from.as_str() == "alice"),
+    )
+    .await?;
+    bob.accept_contact("alice").await?;
+    n.say("alice asked bob to be her contact; bob accepted");
+    wait_for(
+        &mut alice_events,
+        "bob's presence",
+        |e| matches!(e, ClientEvent::Presence { user, .. } if user.as_str() == "bob"),
+    )
+    .await?;
+    n.say("alice sees bob online");
+
+    alice
+        .chat("bob", "hi bob! got a minute for a call?")
+        .await?;
+    let text = wait_for(&mut bob_events, "alice's message", |e| {
+        matches!(e, ClientEvent::Chat { .. })
+    })
+    .await?;
+    if let ClientEvent::Chat { from, text, .. } = text {
+        n.say(format!("{from} says: {text}"));
+    }
+    bob.chat("alice", "sure, call me").await?;
+    if let ClientEvent::Chat { from, text, .. } = wait_for(&mut alice_events, "bob's reply", |e| {
+        matches!(e, ClientEvent::Chat { .. })
+    })
+    .await?
+    {
+        n.say(format!("{from} says: {text}"));
+    }
+
+    let folder = alice.invite_folder("bob", "holiday-photos").await?;
+    if let ClientEvent::FolderInvite { from, id, name } =
+        wait_for(&mut bob_events, "the folder invitation", |e| {
+            matches!(e, ClientEvent::FolderInvite { .. })
+        })
+        .await?
+    {
+        n.say(format!("{from} invites bob to the sharing folder {name:?}"));
+        bob.accept(id).await?;
+    }
+    wait_for(
+        &mut alice_events,
+        "bob's answer to the folder",
+        |e| matches!(e, ClientEvent::Invitation { id, .. } if *id == folder),
+    )
+    .await?;
+    n.say("bob joined the sharing folder");
+
+    let media = |impair: Option<String>| MediaArgs {
+        audio: AudioChoice::Speech,
+        video: VideoChoice::Pattern,
+        size: args.size,
+        fps: 30,
+        video_kbps: 1000,
+        audio_kbps: 32,
+        impair,
+        save_audio: None,
+        save_video: None,
+        json: false,
+    };
+    let alice_options = media(args.impair.clone()).options()?;
+    let bob_options = media(args.impair.clone()).options()?;
+    n.say("alice calls bob (video, synthetic speech and test pattern)...");
+    let answering = tokio::spawn(async move {
+        let event = wait_for(&mut bob_events, "alice's call", |e| {
+            matches!(e, ClientEvent::IncomingCall(_))
+        })
+        .await?;
+        let ClientEvent::IncomingCall(incoming) = event else {
+            bail!("expected a call");
+        };
+        let call = incoming.accept(bob_options).await?;
+        let end = call.ended().await;
+        let report = call.finish().await?;
+        anyhow::Ok((report, end, bob_events))
+    });
+    let call = alice.call("bob", alice_options).await?;
+    n.say("bob answered; the call is connected peer to peer");
+    let seconds = Duration::from_secs_f64(args.seconds);
+    let started = tokio::time::Instant::now();
+    let mut tick =
+        tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
+    while started.elapsed() < seconds {
+        tokio::select! {
+            _ = tick.tick() => n.say(format!("  {}", call.status().await.line())),
+            reason = call.ended() => bail!("the call ended early: {reason}"),
+        }
+    }
+    let alice_report = call.hang_up("the demo is over").await?;
+    n.say("alice hung up");
+    let (bob_report, bob_end, _events) = tokio::time::timeout(STEP, answering)
+        .await
+        .context("bob's side did not end")???;
+    n.say(format!("bob's side ended: {bob_end}"));
+
+    if args.json {
+        println!(
+            "{}",
+            json!({ "alice": alice_report.to_json(), "bob": bob_report.to_json() })
+        );
+    } else {
+        println!();
+        println!("{}", figures("alice", &alice_report, "bob"));
+        println!("{}", figures("bob", &bob_report, "alice"));
+    }
+    alice.close().await;
+    bob.close().await;
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// The figures of one side: what it received from the other, and what it sent.
+fn figures(me: &str, report: &CallReport, other: &str) -> String {
+    let r = &report.report;
+    let mut lines = vec![format!("{me} ({:.1} s of call):", r.seconds)];
+    if let Some(net) = &r.network {
+        let t = &net.transport;
+        let rtt = t.rtt_ms.map_or("n/a".into(), |v| format!("{v:.1} ms"));
+        let expected = (t.packets_received + t.packets_lost).max(1);
+        lines.push(format!(
+            "  network     RTT {rtt}, {} of {} packets from {other} lost ({:.2}%), connected in {:.0} ms",
+            t.packets_lost,
+            expected,
+            t.packets_lost as f64 * 100.0 / expected as f64,
+            net.connect_ms
+        ));
+        if let Some(a) = &net.audio {
+            lines.push(format!(
+                "  audio in    jitter buffer p50 {:.1} ms, concealed {:.2}%, {} FEC-recovered",
+                a.jitter_buffer_ms.p50,
+                a.concealed_ratio * 100.0,
+                a.fec_recovered
+            ));
+        }
+        if let (Some(v), Some(video)) = (&net.video, &r.video) {
+            lines.push(format!(
+                "  video in    {} pictures at {}x{}, glass-to-glass latency p50 {:.1} ms / p95 {:.1} ms, {} freezes ({:.0} ms)",
+                video.frames_shown,
+                video.width,
+                video.height,
+                video.latency_ms.p50,
+                video.latency_ms.p95,
+                v.freeze_count,
+                v.total_freeze_ms
+            ));
+        }
+    }
+    if let Some(a) = &r.audio {
+        lines.push(format!(
+            "  audio out   {:.1} kbps Opus, encode p50 {:.0} us; audio latency about {:.1} ms (path sum)",
+            a.kbps, a.encode_us.p50, a.latency_ms.p50
+        ));
+    }
+    if let Some(v) = &r.video {
+        lines.push(format!(
+            "  video out   {:.0} kbps H.264, {} frames sent, encode p50 {:.2} ms",
+            v.kbps, v.frames_sent, v.encode_ms.p50
+        ));
+    }
+    lines.join("\n")
+}
+
+/// The next event that `wanted` picks, within [`STEP`]; others are skipped.
+async fn wait_for(
+    events: &mut ClientEvents,
+    what: &str,
+    wanted: impl Fn(&ClientEvent) -> bool,
+) -> Result<ClientEvent> {
+    let found = tokio::time::timeout(STEP, async {
+        while let Some(event) = events.recv().await {
+            if wanted(&event) {
+                return Some(event);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(event)) => Ok(event),
+        Ok(None) => bail!("the connection closed while waiting for {what}"),
+        Err(_) => bail!("{what} did not come within {STEP:?}"),
+    }
+}
