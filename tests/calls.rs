@@ -1,0 +1,433 @@
+//! End-to-end calls between `duet` processes: `duet serve`, then `duet answer` as bob and
+//! `duet call bob` as alice, over real WebRTC on 127.0.0.1. Media must flow both ways (bob's
+//! saved Y4M carries alice's stamps, his WAV is alice's speech), either side's hang-up ends
+//! both, and decline, busy, no answer and an offline callee each give their message and exit
+//! status.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use duet_media::audio::wav::WavSource;
+use duet_media::audio::AudioSource;
+use duet_media::measure::audio::estimate_delay;
+use duet_media::video::stamp::read_stamp;
+use duet_media::video::y4m::Y4mSource;
+use duet_media::video::VideoSource;
+use duet_media::{AudioFormat, AudioFrame, Channels, FrameDuration, Read, VideoFrame};
+use serde_json::Value;
+
+const DUET: &str = env!("CARGO_BIN_EXE_duet");
+const SPEECH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/media/testdata/speech-48k-mono.wav"
+);
+
+/// A `duet` process whose stderr lines arrive on a channel.
+struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    /// Waits for a line of stderr containing `needle`.
+    fn wait_line(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?} within {within:?}: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits for the process to exit; returns its status, stdout and all of its stderr.
+    fn finish(mut self, within: Duration) -> (ExitStatus, String, String) {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("still running after {within:?}: {:?}", self.seen);
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut stdout).expect("stdout");
+        }
+        // The reader thread ends with the process; take what it had left.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        (status, stdout, self.seen.join("\n"))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(mut cmd: Command) -> Proc {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start duet");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, lines) = channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Proc {
+        child,
+        lines,
+        seen: Vec::new(),
+    }
+}
+
+/// A signaling server with accounts, and the commands to act as each of them.
+struct World {
+    dir: tempfile::TempDir,
+    url: String,
+    tokens: Vec<(String, String)>,
+    _server: Proc,
+}
+
+impl World {
+    /// A server whose users are `names`; every pair of them are contacts.
+    fn new(names: &[&str]) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("duet.db");
+        let mut tokens = Vec::new();
+        for name in names {
+            let out = Command::new(DUET)
+                .args(["user", "add", name, "--db"])
+                .arg(&db)
+                .output()
+                .expect("user add");
+            assert!(out.status.success(), "{out:?}");
+            let token = String::from_utf8(out.stdout)
+                .expect("utf8")
+                .trim()
+                .to_owned();
+            tokens.push((name.to_string(), token));
+        }
+        let mut serve = Command::new(DUET);
+        serve
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(&db);
+        let mut server = spawn(serve);
+        let line = server.wait_line("signaling on", Duration::from_secs(20));
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .expect("url")
+            .to_owned();
+        let world = World {
+            dir,
+            url,
+            tokens,
+            _server: server,
+        };
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                world.ok(a, &["contact", "add", b]);
+                world.ok(b, &["contact", "accept", a]);
+            }
+        }
+        world
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `duet ARGS` as `user`.
+    fn cmd(&self, user: &str, args: &[&str]) -> Command {
+        let token = &self
+            .tokens
+            .iter()
+            .find(|(n, _)| n == user)
+            .expect("known user")
+            .1;
+        let mut cmd = Command::new(DUET);
+        cmd.args(args)
+            .env("DUET_SERVER", &self.url)
+            .env("DUET_USER", user)
+            .env("DUET_TOKEN", token)
+            .env("DUET_CONFIG", self.dir.path().join("no-login.json"))
+            .env(
+                "ALSA_CONFIG_PATH",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/media/testdata/asoundrc-null"),
+            );
+        cmd
+    }
+
+    fn ok(&self, user: &str, args: &[&str]) {
+        let out = self.cmd(user, args).output().expect("run duet");
+        assert!(out.status.success(), "{user} {args:?}: {out:?}");
+    }
+
+    /// `duet answer` as `user`, once it is waiting.
+    fn answer(&self, user: &str, args: &[&str]) -> Proc {
+        let mut all = vec!["answer", "--size", "320x240", "--video-kbps", "300"];
+        all.extend_from_slice(args);
+        let mut proc = spawn(self.cmd(user, &all));
+        proc.wait_line("waiting for a call", Duration::from_secs(20));
+        proc
+    }
+
+    /// `duet call NAME` as `user`.
+    fn call(&self, user: &str, name: &str, args: &[&str]) -> Proc {
+        let mut all = vec!["call", name, "--size", "320x240", "--video-kbps", "300"];
+        all.extend_from_slice(args);
+        spawn(self.cmd(user, &all))
+    }
+}
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout:?}"))
+}
+
+/// Fraction of the pictures in a Y4M file whose stamp reads back, and how many there are.
+fn stamped_fraction(path: &Path) -> (f64, u64) {
+    let mut y4m = Y4mSource::open(path).expect("open y4m");
+    let (w, h) = y4m.size();
+    let mut frame = VideoFrame::black(w, h, Instant::now()).expect("frame");
+    let (mut total, mut stamped) = (0u64, 0u64);
+    while let Ok(Read::Frame) = y4m.read(Instant::now(), &mut frame) {
+        total += 1;
+        stamped += u64::from(read_stamp(&frame).is_some());
+    }
+    (stamped as f64 / total.max(1) as f64, total)
+}
+
+/// All samples of a mono WAV file at 48 kHz.
+fn samples(path: &Path) -> Vec<i16> {
+    let format = AudioFormat {
+        channels: Channels::Mono,
+        frame: FrameDuration::Ms20,
+    };
+    let mut wav = WavSource::open(path, format).expect("open wav");
+    let mut frame = AudioFrame::silent(format, Instant::now());
+    let mut out = Vec::new();
+    while let Ok(Read::Frame) = wav.read(Instant::now(), &mut frame) {
+        out.extend_from_slice(&frame.samples);
+    }
+    out
+}
+
+#[test]
+fn a_call_carries_media_both_ways_and_the_callers_hang_up_ends_both() {
+    let world = World::new(&["alice", "bob"]);
+    let wav = world.path("bob.wav");
+    let y4m = world.path("bob.y4m");
+    let bob = world.answer(
+        "bob",
+        &[
+            "--auto",
+            "--json",
+            "--save-audio",
+            wav.to_str().unwrap(),
+            "--save-video",
+            y4m.to_str().unwrap(),
+        ],
+    );
+    let alice = world.call("alice", "bob", &["--seconds", "5", "--json"]);
+    let (status, stdout, stderr) = alice.finish(Duration::from_secs(60));
+    assert!(status.success(), "alice: {status:?}\n{stderr}");
+    assert!(stderr.contains("accepted"), "{stderr}");
+    assert!(stderr.contains("rtt "), "no live status line: {stderr}");
+    let alice_report = json(&stdout);
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "bob: {stderr}");
+    assert!(stderr.contains("the peer hung up"), "{stderr}");
+    let bob_report = json(&stdout);
+
+    // Both sides received the other's pictures and sound.
+    for (who, report) in [("alice", &alice_report), ("bob", &bob_report)] {
+        let shown = report["video"]["frames_shown"].as_u64().unwrap_or(0);
+        assert!(shown > 60, "{who} saw {shown} pictures: {report}");
+        let latency = report["video"]["latency_ms"]["p50"].as_f64().unwrap_or(0.0);
+        assert!(latency > 0.0 && latency < 500.0, "{who}: latency {latency}");
+        let played = report["audio"]["frames"].as_u64().unwrap_or(0);
+        assert!(played > 100, "{who} played {played} audio frames");
+        assert_eq!(
+            report["call"]["peer"],
+            if who == "alice" { "bob" } else { "alice" }
+        );
+    }
+
+    // Bob's recording: alice's stamped pattern, and alice's speech.
+    let (fraction, pictures) = stamped_fraction(&y4m);
+    assert!(
+        pictures > 60 && fraction > 0.9,
+        "{pictures} pictures, {fraction:.2} stamped"
+    );
+    let received = samples(&wav);
+    let source = samples(Path::new(SPEECH));
+    // A second of what bob heard, found in the speech alice sent (looped, so search it twice
+    // over): the best match must be a clear one.
+    let heard = &received[48_000 * 2..48_000 * 3];
+    let twice: Vec<i16> = source.iter().chain(source.iter()).copied().collect();
+    let found = estimate_delay(heard, &twice, twice.len()).expect("aligns");
+    assert!(
+        found.correlation > 0.6,
+        "bob's audio does not match alice's speech: {found:?}"
+    );
+}
+
+#[test]
+fn the_callees_hang_up_ends_the_callers_call() {
+    let world = World::new(&["alice", "bob"]);
+    let bob = world.answer("bob", &["--auto", "--seconds", "2", "--video", "none"]);
+    let alice = world.call("alice", "bob", &["--seconds", "60", "--json"]);
+    let (status, _, stderr) = bob.finish(Duration::from_secs(40));
+    assert!(status.success(), "bob: {stderr}");
+    let (status, stdout, stderr) = alice.finish(Duration::from_secs(20));
+    assert!(status.success(), "alice: {stderr}");
+    assert!(stderr.contains("call ended: the peer hung up"), "{stderr}");
+    assert!(json(&stdout)["seconds"].as_f64().unwrap_or(99.0) < 10.0);
+}
+
+#[test]
+fn declined_busy_unanswered_and_offline_calls_say_so() {
+    let world = World::new(&["alice", "bob", "carol"]);
+
+    // Declined: bob says no at the prompt.
+    let mut bob = world.answer("bob", &[]);
+    let alice = world.call("alice", "bob", &[]);
+    bob.wait_line("alice is calling", Duration::from_secs(20));
+    if let Some(stdin) = bob.child.stdin.as_mut() {
+        stdin.write_all(b"n\n").expect("answer no");
+    }
+    let (status, _, stderr) = alice.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("declined"), "{stderr}");
+    let (status, _, _) = bob.finish(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(3));
+
+    // Busy: bob is in a call with alice when carol calls.
+    let bob = world.answer("bob", &["--auto", "--video", "none"]);
+    let mut alice = world.call("alice", "bob", &["--seconds", "4", "--video", "none"]);
+    alice.wait_line("accepted", Duration::from_secs(30));
+    let carol = world.call("carol", "bob", &[]);
+    let (status, _, stderr) = carol.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("busy"), "{stderr}");
+    // The call with alice went on undisturbed, and both ended it cleanly.
+    let (status, _, stderr) = alice.finish(Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+    let (status, _, stderr) = bob.finish(Duration::from_secs(30));
+    assert!(status.success(), "{stderr}");
+
+    // No answer: bob is online but never answers.
+    let bob = world.answer("bob", &[]);
+    let started = Instant::now();
+    let alice = world.call("alice", "bob", &["--ring-seconds", "2"]);
+    let (status, _, stderr) = alice.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("no answer"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    drop(bob);
+
+    // Offline: nobody is logged in as carol.
+    let alice = world.call("alice", "carol", &[]);
+    let (status, _, stderr) = alice.finish(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("carol is offline"), "{stderr}");
+}
+
+#[test]
+fn a_call_under_ten_percent_loss_completes_with_figures() {
+    let world = World::new(&["alice", "bob"]);
+    let bob = world.answer("bob", &["--auto", "--json", "--impair", "loss=10%,seed=3"]);
+    let alice = world.call(
+        "alice",
+        "bob",
+        &["--seconds", "5", "--json", "--impair", "loss=10%,seed=4"],
+    );
+    let (status, stdout, stderr) = alice.finish(Duration::from_secs(60));
+    assert!(status.success(), "alice: {stderr}");
+    let alice_report = json(&stdout);
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(20));
+    assert!(status.success(), "bob: {stderr}");
+    let bob_report = json(&stdout);
+    for (who, report) in [("alice", &alice_report), ("bob", &bob_report)] {
+        let lost = report["transport"]["packets_lost"].as_u64().unwrap_or(0);
+        let dropped = report["impairment"]["dropped_loss"].as_u64().unwrap_or(0);
+        assert!(lost > 0, "{who} lost nothing under 10% loss: {report}");
+        assert!(dropped > 0, "{who}'s impairment dropped nothing: {report}");
+        let shown = report["video"]["frames_shown"].as_u64().unwrap_or(0);
+        assert!(shown > 30, "{who} saw {shown} pictures");
+        assert!(report["audio"]["concealed_ratio"].as_f64().is_some());
+    }
+}
+
+#[test]
+fn the_demo_tells_the_story_and_reports_both_sides() {
+    let out = Command::new(DUET)
+        .args(["demo", "--seconds", "3", "--size", "320x240"])
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "alice and bob are signed in",
+        "alice says: hi bob",
+        "sharing folder \"holiday-photos\"",
+        "bob answered",
+        "rtt ",
+        "glass-to-glass latency",
+    ] {
+        assert!(
+            text.contains(step),
+            "the demo did not say {step:?}:\n{text}"
+        );
+    }
+
+    let out = Command::new(DUET)
+        .args(["demo", "--seconds", "3", "--size", "320x240", "--json"])
+        .output()
+        .expect("run the demo");
+    assert!(out.status.success(), "{out:?}");
+    let figures = json(&String::from_utf8_lossy(&out.stdout));
+    for side in ["alice", "bob"] {
+        let report = &figures[side];
+        let shown = report["video"]["frames_shown"].as_u64().unwrap_or(0);
+        assert!(shown > 45, "{side} saw {shown} pictures: {report}");
+        assert!(report["transport"]["rtt_ms"].as_f64().is_some(), "{report}");
+        assert!(
+            report["audio"]["jitter_buffer_ms"]["p50"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0
+        );
+    }
+}
