@@ -275,6 +275,49 @@ impl Client {
         Ok(())
     }
 
+    /// Declines `user`'s contact request.
+    pub async fn decline_contact(&self, user: &str) -> anyhow::Result<()> {
+        let user = UserName::new(user)?;
+        self.signaling
+            .request(ClientMessage::ContactDecline { user })
+            .await?;
+        Ok(())
+    }
+
+    /// Blocks `user`: they see us offline and cannot reach us; they are not told.
+    pub async fn block(&self, user: &str) -> anyhow::Result<()> {
+        let user = UserName::new(user)?;
+        self.signaling
+            .request(ClientMessage::ContactBlock { user })
+            .await?;
+        Ok(())
+    }
+
+    /// Undoes a block.
+    pub async fn unblock(&self, user: &str) -> anyhow::Result<()> {
+        let user = UserName::new(user)?;
+        self.signaling
+            .request(ClientMessage::ContactUnblock { user })
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a contact relationship, or withdraws a request.
+    pub async fn remove_contact(&self, user: &str) -> anyhow::Result<()> {
+        let user = UserName::new(user)?;
+        self.signaling
+            .request(ClientMessage::ContactRemove { user })
+            .await?;
+        Ok(())
+    }
+
+    /// Shakes a contact's window.
+    pub async fn nudge(&self, to: &str) -> anyhow::Result<()> {
+        let to = UserName::new(to)?;
+        self.signaling.request(ClientMessage::Nudge { to }).await?;
+        Ok(())
+    }
+
     /// Sets status and personal message.
     pub async fn set_presence(&self, status: Status, note: Option<String>) -> anyhow::Result<()> {
         self.signaling.set_presence(status, note).await?;

@@ -5,55 +5,49 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use duet_signaling::client::{Event, Events, SignalingClient};
-use duet_signaling::protocol::{ClientMessage, Invitation, ServerMessage};
 use duet_signaling::UserName;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 
 use super::shown_text;
+use crate::client::{Client, ClientEvent, ClientEvents};
 
 /// One line to print for an event, if it is worth a line.
-pub fn describe(event: &Event) -> Option<String> {
-    let msg = match event {
-        Event::Message(m) => m,
-        Event::Disconnected { reason } => return Some(format!("* disconnected: {reason}")),
-        Event::Reconnected => return Some("* reconnected".into()),
-        Event::Closed { reason } => return Some(format!("* connection closed: {reason}")),
-    };
-    Some(match msg {
-        ServerMessage::Chat { from, text, .. } => format!("{from}: {text}"),
-        ServerMessage::Typing { from, active: true } => format!("* {from} is typing..."),
-        ServerMessage::Nudge { from } => format!("* {from} nudged you!"),
-        ServerMessage::Presence { from, status, note } if note.is_empty() => {
-            format!("* {from} is {}", shown_text(*status))
+pub fn describe(event: &ClientEvent) -> Option<String> {
+    Some(match event {
+        ClientEvent::Disconnected { reason } => format!("* disconnected: {reason}"),
+        ClientEvent::Reconnected => "* reconnected".into(),
+        ClientEvent::Closed { reason } => format!("* connection closed: {reason}"),
+        ClientEvent::Chat { from, text, .. } => format!("{from}: {text}"),
+        ClientEvent::Typing { from, active: true } => format!("* {from} is typing..."),
+        ClientEvent::Nudge { from } => format!("* {from} nudged you!"),
+        ClientEvent::Presence { user, status, note } if note.is_empty() => {
+            format!("* {user} is {}", shown_text(*status))
         }
-        ServerMessage::Presence { from, status, note } => {
-            format!("* {from} is {} ({note})", shown_text(*status))
+        ClientEvent::Presence { user, status, note } => {
+            format!("* {user} is {} ({note})", shown_text(*status))
         }
-        ServerMessage::ContactRequest { from } => {
+        ClientEvent::ContactRequest { from } => {
             format!("* {from} asks to be your contact (duet contact accept {from})")
         }
-        ServerMessage::Invitation {
-            from, invitation, ..
-        } => match invitation {
-            Invitation::Call { media } => format!("* {from} is calling you ({media:?} call)"),
-            Invitation::File { name, size, .. } => {
-                format!("* {from} offers the file {name} ({size} bytes)")
-            }
-            Invitation::Folder { name } => {
-                format!("* {from} invites you to share the folder {name}")
-            }
-        },
-        ServerMessage::Error { message, .. } => format!("* error: {message}"),
+        ClientEvent::IncomingCall(call) => {
+            let kind = if call.has_video() { "video" } else { "voice" };
+            format!("* {} is calling you ({kind} call)", call.from())
+        }
+        ClientEvent::FileOffer {
+            from, name, size, ..
+        } => format!("* {from} offers the file {name} ({size} bytes)"),
+        ClientEvent::FolderInvite { from, name, .. } => {
+            format!("* {from} invites you to share the folder {name}")
+        }
         _ => return None,
     })
 }
 
 /// Runs a chat with `peer`: lines from `input` go out in order, events are printed to `out`.
 pub async fn run(
-    client: &SignalingClient,
-    mut events: Events,
+    client: &Client,
+    mut events: ClientEvents,
     peer: &UserName,
     mut input: impl AsyncBufRead + Unpin,
     mut out: impl Write,
@@ -66,14 +60,12 @@ pub async fn run(
         tokio::spawn(async move {
             while let Some(line) = to_send.recv().await {
                 if line.trim() == "/nudge" {
-                    client
-                        .request(ClientMessage::Nudge { to: peer.clone() })
-                        .await?;
+                    client.nudge(peer.as_str()).await?;
                 } else {
-                    client.chat(&peer, &line).await?;
+                    client.chat(peer.as_str(), &line).await?;
                 }
             }
-            Ok::<_, duet_signaling::Error>(())
+            anyhow::Ok(())
         })
     };
     let mut lines = Some(lines);
@@ -102,7 +94,7 @@ pub async fn run(
                     writeln!(out, "{text}")?;
                     out.flush()?;
                 }
-                if let Event::Closed { reason } = event {
+                if let ClientEvent::Closed { reason } = event {
                     anyhow::bail!("the connection closed: {reason}");
                 }
             }
@@ -113,7 +105,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use duet_signaling::client::ClientConfig;
+    use crate::client::ClientConfig;
+    use duet_signaling::protocol::Shown;
     use duet_signaling::server::{Server, ServerConfig};
     use duet_signaling::store::{SqliteStore, Store};
 
@@ -123,26 +116,23 @@ mod tests {
 
     #[test]
     fn events_read_as_lines() {
-        let chat = Event::Message(ServerMessage::Chat {
+        let chat = ClientEvent::Chat {
             from: name("bob"),
             id: "1".into(),
             text: "hi".into(),
-            seq: 1,
-        });
+        };
         assert_eq!(describe(&chat).as_deref(), Some("bob: hi"));
-        let away = ServerMessage::Presence {
-            from: name("bob"),
-            status: duet_signaling::protocol::Shown::Away,
+        let away = ClientEvent::Presence {
+            user: name("bob"),
+            status: Shown::Away,
             note: "lunch".into(),
         };
-        assert_eq!(
-            describe(&Event::Message(away)).as_deref(),
-            Some("* bob is away (lunch)")
-        );
-        assert_eq!(
-            describe(&Event::Message(ServerMessage::Pong { rid: None })),
-            None
-        );
+        assert_eq!(describe(&away).as_deref(), Some("* bob is away (lunch)"));
+        let typing_stopped = ClientEvent::Typing {
+            from: name("bob"),
+            active: false,
+        };
+        assert_eq!(describe(&typing_stopped), None);
     }
 
     #[tokio::test]
@@ -158,21 +148,14 @@ mod tests {
         let server = Server::start(ServerConfig::new("127.0.0.1:0".parse().unwrap(), Some(db)))
             .await
             .unwrap();
-        let (a, mut ae) =
-            SignalingClient::connect(ClientConfig::new(server.url(), name("alice"), ta))
-                .await
-                .unwrap();
-        let (b, be) = SignalingClient::connect(ClientConfig::new(server.url(), name("bob"), tb))
+        let (a, mut ae) = Client::connect(ClientConfig::new(server.url(), name("alice"), ta))
             .await
             .unwrap();
-        b.request(ClientMessage::ContactAdd {
-            user: name("alice"),
-        })
-        .await
-        .unwrap();
-        a.request(ClientMessage::ContactAccept { user: name("bob") })
+        let (b, be) = Client::connect(ClientConfig::new(server.url(), name("bob"), tb))
             .await
             .unwrap();
+        b.add_contact("alice").await.unwrap();
+        a.accept_contact("bob").await.unwrap();
 
         let input: &[u8] = b"first\n\nsecond\n/nudge\n";
         let mut printed = Vec::new();

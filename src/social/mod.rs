@@ -13,12 +13,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use duet_signaling::client::{ClientConfig, Events, SignalingClient};
-use duet_signaling::protocol::{ClientMessage, Contact, ServerMessage, Shown, Status};
+use duet_signaling::protocol::{Contact, Shown, Status};
 use duet_signaling::server::{Server, ServerConfig};
 use duet_signaling::store::{SqliteStore, Store};
 use duet_signaling::UserName;
 
+use crate::client::{Client, ClientConfig, ClientEvents};
 use config::Credentials;
 
 /// `duet serve`.
@@ -196,16 +196,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Connects once (no reconnection: a command is short).
-pub async fn connect(creds: &Credentials) -> Result<(SignalingClient, Events)> {
+pub async fn connect(creds: &Credentials) -> Result<(Client, ClientEvents)> {
     let mut config = ClientConfig::new(
         creds.server.clone(),
         creds.user.clone(),
         creds.token.clone(),
     );
     config.reconnect = false;
-    SignalingClient::connect(config)
-        .await
-        .with_context(|| format!("connecting to {} as {}", creds.server, creds.user))
+    Client::connect(config).await
 }
 
 /// `duet serve`: runs until Ctrl-C or SIGTERM.
@@ -279,40 +277,35 @@ pub fn contact(args: ContactArgs) -> Result<()> {
     let creds = args.connect.resolve()?;
     runtime()?.block_on(async {
         let (client, _events) = connect(&creds).await?;
-        let name = |n: &str| UserName::new(n);
-        let (body, done) = match &args.action {
-            ContactAction::Add { name: n } => (
-                ClientMessage::ContactAdd { user: name(n)? },
-                format!("asked {n}"),
-            ),
-            ContactAction::Accept { name: n } => (
-                ClientMessage::ContactAccept { user: name(n)? },
-                format!("{n} is now a contact"),
-            ),
-            ContactAction::Decline { name: n } => (
-                ClientMessage::ContactDecline { user: name(n)? },
-                format!("declined {n}"),
-            ),
-            ContactAction::Block { name: n } => (
-                ClientMessage::ContactBlock { user: name(n)? },
-                format!("blocked {n}"),
-            ),
-            ContactAction::Unblock { name: n } => (
-                ClientMessage::ContactUnblock { user: name(n)? },
-                format!("unblocked {n}"),
-            ),
-            ContactAction::Remove { name: n } => (
-                ClientMessage::ContactRemove { user: name(n)? },
-                format!("removed {n}"),
-            ),
-            ContactAction::List => (ClientMessage::ContactList, String::new()),
+        let result = match &args.action {
+            ContactAction::Add { name } => client
+                .add_contact(name)
+                .await
+                .map(|()| format!("asked {name}")),
+            ContactAction::Accept { name } => client
+                .accept_contact(name)
+                .await
+                .map(|()| format!("{name} is now a contact")),
+            ContactAction::Decline { name } => client
+                .decline_contact(name)
+                .await
+                .map(|()| format!("declined {name}")),
+            ContactAction::Block { name } => {
+                client.block(name).await.map(|()| format!("blocked {name}"))
+            }
+            ContactAction::Unblock { name } => client
+                .unblock(name)
+                .await
+                .map(|()| format!("unblocked {name}")),
+            ContactAction::Remove { name } => client
+                .remove_contact(name)
+                .await
+                .map(|()| format!("removed {name}")),
+            ContactAction::List => client.contacts().await.map(|list| contact_table(&list)),
         };
-        let reply = client.request(body).await?;
         client.close().await;
-        match reply {
-            ServerMessage::Contacts { contacts, .. } => print!("{}", contact_table(&contacts)),
-            _ => println!("{done}"),
-        }
+        let text = result?;
+        println!("{}", text.trim_end());
         Ok(())
     })
 }
@@ -390,7 +383,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             if text.is_empty() {
                 bail!("--send needs some text");
             }
-            let seq = client.chat(&peer, text).await?;
+            let seq = client.chat(peer.as_str(), text).await?;
             tracing::debug!("acknowledged as {seq}");
             client.close().await;
             return Ok(());
