@@ -4,7 +4,7 @@
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
-pkgs=(libasound2-dev libasound2-plugins alsa-utils cmake clang libclang-dev pkg-config)
+pkgs=(libasound2-dev libasound2-plugins alsa-utils cmake clang libclang-dev pkg-config clamav)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
