@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use duet_media::audio::device::Speaker;
 use duet_media::audio::wav::WavSink;
-use duet_media::audio::AudioSink;
+use duet_media::audio::{AudioSink, NullAudioSink};
 use duet_media::call::pump::{LocalAudio, LocalMedia, LocalVideo};
 use duet_media::call::EndReason;
 use duet_media::codec::h264::H264Config;
@@ -80,7 +81,7 @@ pub struct CallArgs {
     pub connect: ConnectArgs,
 }
 
-/// `duet answer`.
+/// `duet answer`: takes one call or one file offer.
 #[derive(Args, Debug, Clone)]
 pub struct AnswerArgs {
     /// Accept the first call without asking.
@@ -95,6 +96,9 @@ pub struct AnswerArgs {
     /// What to send and where to put what arrives.
     #[command(flatten)]
     pub media: MediaArgs,
+    /// What to do with file offers.
+    #[command(flatten)]
+    pub files: crate::files::ReceiveArgs,
     /// Where and as whom.
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -111,8 +115,19 @@ fn positive_seconds(flag: &str, s: Option<f64>) -> Result<Option<Duration>> {
 }
 
 impl MediaArgs {
-    /// Opens the sources and sinks chosen, as call options.
+    /// Opens the sources and sinks chosen, as call options; received audio goes to the file
+    /// chosen, else to the default speaker.
     pub fn options(&self) -> Result<CallOptions> {
+        self.build(true)
+    }
+
+    /// As [`options`](Self::options), but received audio without a file is discarded rather
+    /// than played (for several calls in one process).
+    pub fn options_unplayed(&self) -> Result<CallOptions> {
+        self.build(false)
+    }
+
+    fn build(&self, play: bool) -> Result<CallOptions> {
         let format = AudioFormat {
             channels: Channels::Mono,
             frame: FrameDuration::Ms20,
@@ -148,13 +163,18 @@ impl MediaArgs {
                     .with_context(|| format!("--impair {spec}"))
             })
             .transpose()?;
-        let audio_sink = self
-            .save_audio
-            .as_ref()
-            .map(|path| -> Result<Box<dyn AudioSink>> {
-                Ok(Box::new(WavSink::create(path, format.channels)?))
-            })
-            .transpose()?;
+        let audio_sink: Box<dyn AudioSink> = match &self.save_audio {
+            Some(path) => Box::new(WavSink::create(path, format.channels)?),
+            None if !play => Box::new(NullAudioSink::default()),
+            // Without a file, what arrives is played on the default speaker, if there is one.
+            None => match Speaker::open(None, format) {
+                Ok(speaker) => Box::new(speaker),
+                Err(e) => {
+                    tracing::warn!("no speaker to play the call on ({e}): its audio is discarded");
+                    Box::new(NullAudioSink::default())
+                }
+            },
+        };
         let video_sink = self
             .save_video
             .as_ref()
@@ -165,7 +185,7 @@ impl MediaArgs {
         Ok(CallOptions {
             video: video.is_some(),
             media: LocalMedia { audio, video },
-            audio_sink,
+            audio_sink: Some(audio_sink),
             video_sink,
             impair,
             ..CallOptions::default()
@@ -327,6 +347,11 @@ pub fn answer(args: AnswerArgs) -> Result<u8> {
                     client.close().await;
                     return Ok(3);
                 }
+                Some(Some(ClientEvent::FileOffer(offer))) => {
+                    let code = crate::files::receive(offer, &args.files, args.media.json).await?;
+                    client.close().await;
+                    return Ok(code);
+                }
                 Some(Some(ClientEvent::Closed { reason })) => {
                     bail!("the connection to the server closed: {reason}")
                 }
@@ -355,7 +380,7 @@ pub fn answer(args: AnswerArgs) -> Result<u8> {
 }
 
 /// Asks a yes/no question on the terminal.
-fn ask(question: &str) -> Result<bool> {
+pub fn ask(question: &str) -> Result<bool> {
     let mut err = std::io::stderr();
     err.write_all(question.as_bytes())?;
     err.flush()?;

@@ -129,14 +129,18 @@ async fn demo(args: DemoArgs) -> Result<()> {
     }
 
     let folder = alice.invite_folder("bob", "holiday-photos").await?;
-    if let ClientEvent::FolderInvite { from, id, name } =
+    if let ClientEvent::FolderInvite(invite) =
         wait_for(&mut bob_events, "the folder invitation", |e| {
-            matches!(e, ClientEvent::FolderInvite { .. })
+            matches!(e, ClientEvent::FolderInvite(_))
         })
         .await?
     {
-        n.say(format!("{from} invites bob to the sharing folder {name:?}"));
-        bob.accept(id).await?;
+        n.say(format!(
+            "{} invites bob to the sharing folder {:?}",
+            invite.from(),
+            invite.name()
+        ));
+        bob.accept(invite.id()).await?;
     }
     wait_for(
         &mut alice_events,
@@ -158,8 +162,8 @@ async fn demo(args: DemoArgs) -> Result<()> {
         save_video: None,
         json: false,
     };
-    let alice_options = media(args.impair.clone()).options()?;
-    let bob_options = media(args.impair.clone()).options()?;
+    let alice_options = media(args.impair.clone()).options_unplayed()?;
+    let bob_options = media(args.impair.clone()).options_unplayed()?;
     n.say("alice calls bob (video, synthetic speech and test pattern)...");
     let answering = tokio::spawn(async move {
         let event = wait_for(&mut bob_events, "alice's call", |e| {

@@ -18,6 +18,8 @@
 pub mod calling;
 pub mod client;
 pub mod demo;
+pub mod files;
 pub mod report;
+pub mod sharing;
 pub mod social;
 pub mod spec;

@@ -50,8 +50,12 @@ enum Command {
     Chat(duet::social::ChatArgs),
     /// Call a contact: ring, connect, show the call's figures live, hang up.
     Call(duet::calling::CallArgs),
-    /// Wait for a call and answer it (asks first unless --auto).
+    /// Wait for a call or a file and answer it (asks first unless --auto / --accept-files).
     Answer(duet::calling::AnswerArgs),
+    /// Offer a file to a contact and send it peer to peer.
+    Send(duet::files::SendArgs),
+    /// Sharing folders: create one with a contact, accept an invitation, list them.
+    Share(duet::sharing::ShareArgs),
     /// Show duet end to end in one process: a server, two contacts, chat, a folder invitation
     /// and a video call over WebRTC on synthetic media, with the call's figures.
     Demo(duet::demo::DemoArgs),
@@ -145,6 +149,8 @@ fn main() -> ExitCode {
     let status = match cli.command {
         Command::Call(args) => duet::calling::call(args),
         Command::Answer(args) => duet::calling::answer(args),
+        Command::Send(args) => duet::files::send(args),
+        Command::Share(args) => duet::sharing::share(args),
         Command::Demo(args) => duet::demo::run(args).map(|()| 0),
         other => run(other).map(|()| 0),
     };
@@ -167,7 +173,11 @@ fn run(command: Command) -> Result<()> {
         Command::Contact(args) => duet::social::contact(args),
         Command::Presence(args) => duet::social::presence(args),
         Command::Chat(args) => duet::social::chat(args),
-        Command::Call(_) | Command::Answer(_) | Command::Demo(_) => {
+        Command::Call(_)
+        | Command::Answer(_)
+        | Command::Send(_)
+        | Command::Share(_)
+        | Command::Demo(_) => {
             bail!("this command is run on its own")
         }
     }

@@ -4,12 +4,14 @@
 //! both, and decline, busy, no answer and an offline callee each give their message and exit
 //! status.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::thread;
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::{json, World, DUET};
 
 use duet_media::audio::wav::WavSource;
 use duet_media::audio::AudioSource;
@@ -18,198 +20,11 @@ use duet_media::video::stamp::read_stamp;
 use duet_media::video::y4m::Y4mSource;
 use duet_media::video::VideoSource;
 use duet_media::{AudioFormat, AudioFrame, Channels, FrameDuration, Read, VideoFrame};
-use serde_json::Value;
 
-const DUET: &str = env!("CARGO_BIN_EXE_duet");
 const SPEECH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/media/testdata/speech-48k-mono.wav"
 );
-
-/// A `duet` process whose stderr lines arrive on a channel.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    /// Waits for a line of stderr containing `needle`.
-    fn wait_line(&mut self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line with {needle:?} within {within:?}: {:?}", self.seen),
-            }
-        }
-    }
-
-    /// Waits for the process to exit; returns its status, stdout and all of its stderr.
-    fn finish(mut self, within: Duration) -> (ExitStatus, String, String) {
-        let deadline = Instant::now() + within;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("still running after {within:?}: {:?}", self.seen);
-            }
-            thread::sleep(Duration::from_millis(50));
-        };
-        let mut stdout = String::new();
-        if let Some(mut out) = self.child.stdout.take() {
-            std::io::Read::read_to_string(&mut out, &mut stdout).expect("stdout");
-        }
-        // The reader thread ends with the process; take what it had left.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.seen.push(line);
-        }
-        (status, stdout, self.seen.join("\n"))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(mut cmd: Command) -> Proc {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start duet");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, lines) = channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    Proc {
-        child,
-        lines,
-        seen: Vec::new(),
-    }
-}
-
-/// A signaling server with accounts, and the commands to act as each of them.
-struct World {
-    dir: tempfile::TempDir,
-    url: String,
-    tokens: Vec<(String, String)>,
-    _server: Proc,
-}
-
-impl World {
-    /// A server whose users are `names`; every pair of them are contacts.
-    fn new(names: &[&str]) -> World {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("duet.db");
-        let mut tokens = Vec::new();
-        for name in names {
-            let out = Command::new(DUET)
-                .args(["user", "add", name, "--db"])
-                .arg(&db)
-                .output()
-                .expect("user add");
-            assert!(out.status.success(), "{out:?}");
-            let token = String::from_utf8(out.stdout)
-                .expect("utf8")
-                .trim()
-                .to_owned();
-            tokens.push((name.to_string(), token));
-        }
-        let mut serve = Command::new(DUET);
-        serve
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-            .arg(&db);
-        let mut server = spawn(serve);
-        let line = server.wait_line("signaling on", Duration::from_secs(20));
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .expect("url")
-            .to_owned();
-        let world = World {
-            dir,
-            url,
-            tokens,
-            _server: server,
-        };
-        for (i, a) in names.iter().enumerate() {
-            for b in &names[i + 1..] {
-                world.ok(a, &["contact", "add", b]);
-                world.ok(b, &["contact", "accept", a]);
-            }
-        }
-        world
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `duet ARGS` as `user`.
-    fn cmd(&self, user: &str, args: &[&str]) -> Command {
-        let token = &self
-            .tokens
-            .iter()
-            .find(|(n, _)| n == user)
-            .expect("known user")
-            .1;
-        let mut cmd = Command::new(DUET);
-        cmd.args(args)
-            .env("DUET_SERVER", &self.url)
-            .env("DUET_USER", user)
-            .env("DUET_TOKEN", token)
-            .env("DUET_CONFIG", self.dir.path().join("no-login.json"))
-            .env(
-                "ALSA_CONFIG_PATH",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/media/testdata/asoundrc-null"),
-            );
-        cmd
-    }
-
-    fn ok(&self, user: &str, args: &[&str]) {
-        let out = self.cmd(user, args).output().expect("run duet");
-        assert!(out.status.success(), "{user} {args:?}: {out:?}");
-    }
-
-    /// `duet answer` as `user`, once it is waiting.
-    fn answer(&self, user: &str, args: &[&str]) -> Proc {
-        let mut all = vec!["answer", "--size", "320x240", "--video-kbps", "300"];
-        all.extend_from_slice(args);
-        let mut proc = spawn(self.cmd(user, &all));
-        proc.wait_line("waiting for a call", Duration::from_secs(20));
-        proc
-    }
-
-    /// `duet call NAME` as `user`.
-    fn call(&self, user: &str, name: &str, args: &[&str]) -> Proc {
-        let mut all = vec!["call", name, "--size", "320x240", "--video-kbps", "300"];
-        all.extend_from_slice(args);
-        spawn(self.cmd(user, &all))
-    }
-}
-
-fn json(stdout: &str) -> Value {
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout:?}"))
-}
 
 /// Fraction of the pictures in a Y4M file whose stamp reads back, and how many there are.
 fn stamped_fraction(path: &Path) -> (f64, u64) {

@@ -37,6 +37,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod jitter;
+pub mod link;
 pub mod loopback;
 pub mod measure;
 pub mod packetize;

@@ -25,7 +25,7 @@ use duet_signaling::protocol::{
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
-use super::route::{CallMsg, Route};
+use super::route::{CallMsg, Route, RouteKind};
 use super::{check_callee, Client, ClientEvent, DEFAULT_RING};
 
 mod report;
@@ -287,7 +287,7 @@ pub(super) async fn place(
             })
         }
     };
-    let mut route = client.routes.open(id);
+    let mut route = client.routes.open(id, RouteKind::Call);
     let mut cancel = CancelOnDrop {
         signaling: client.signaling.clone(),
         id,

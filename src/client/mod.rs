@@ -28,7 +28,10 @@
 //! ```
 
 mod call;
+mod link;
 mod route;
+mod share;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +45,13 @@ use duet_signaling::UserName;
 use tokio::sync::mpsc;
 
 pub use call::{Call, CallError, CallOptions, CallReport, CallStatus, IncomingCall};
-use route::Routes;
+use route::{RouteKind, Routes};
+pub use share::{
+    describe as describe_folder_change, FolderInvitation, ShareOptions, ShareSession, ShareSummary,
+};
+pub use transfer::{
+    IncomingFile, Progress, ReceiveOptions, Transfer, TransferError, TransferOutcome,
+};
 
 /// How to reach the server and as whom.
 #[derive(Debug, Clone)]
@@ -136,27 +145,21 @@ pub enum ClientEvent {
         /// The callee.
         to: UserName,
     },
-    /// A contact offers a file.
-    FileOffer {
-        /// The sender.
-        from: UserName,
-        /// The invitation.
-        id: InviteId,
-        /// The file's name.
-        name: String,
-        /// Its size in bytes.
-        size: u64,
-        /// Its SHA-256 in hex.
-        sha256: String,
-    },
-    /// A contact invites us to a sharing folder.
-    FolderInvite {
-        /// Who.
-        from: UserName,
-        /// The invitation.
-        id: InviteId,
+    /// A contact offers a file: [`IncomingFile::accept`] it into a folder, or
+    /// [`IncomingFile::decline`] it. An offer whose name or hash is unsafe never gets here: it
+    /// is declined with the reason.
+    FileOffer(IncomingFile),
+    /// A contact invites us to a sharing folder: [`FolderInvitation::accept`] joins it with a
+    /// local folder.
+    FolderInvite(FolderInvitation),
+    /// Something changed in a sharing folder ("alice added report.pdf").
+    FolderChanged {
         /// The folder's name.
-        name: String,
+        folder: String,
+        /// The contact it is shared with.
+        peer: UserName,
+        /// What happened.
+        event: duet_share::sync::SyncEvent,
     },
     /// An invitation that is not a call of ours changed state (a file offer or folder invite
     /// was accepted, declined, expired...).
@@ -402,14 +405,39 @@ impl Client {
                     self.incoming_call(from, id, media).await;
                     return;
                 }
-                Invitation::File { name, size, sha256 } => ClientEvent::FileOffer {
-                    from,
-                    id,
-                    name,
-                    size,
-                    sha256,
-                },
-                Invitation::Folder { name } => ClientEvent::FolderInvite { from, id, name },
+                Invitation::File { name, size, sha256 } => {
+                    match transfer::offer_of(&name, size, &sha256) {
+                        Ok(offer) => {
+                            let route = self.routes.open(id, RouteKind::Data);
+                            ClientEvent::FileOffer(IncomingFile::new(
+                                self.clone(),
+                                from,
+                                id,
+                                offer,
+                                route,
+                            ))
+                        }
+                        Err(e) => {
+                            tracing::warn!("refused a file offer from {from}: {e}");
+                            let reason = Some(format!("refused: {e}"));
+                            let _ = self
+                                .signaling
+                                .send(ClientMessage::Decline { id, reason })
+                                .await;
+                            return;
+                        }
+                    }
+                }
+                Invitation::Folder { name } => {
+                    let route = self.routes.open(id, RouteKind::Data);
+                    ClientEvent::FolderInvite(FolderInvitation::new(
+                        self.clone(),
+                        from,
+                        id,
+                        name,
+                        route,
+                    ))
+                }
             },
             ServerMessage::InviteState { id, state, reason } => {
                 if self.routes.deliver_state(id, state, reason.clone()) {
@@ -448,7 +476,7 @@ impl Client {
             let _ = self.signaling.send(ClientMessage::Busy { id }).await;
             return;
         }
-        let route = self.routes.open(id);
+        let route = self.routes.open(id, RouteKind::Call);
         let _ = self.signaling.send(ClientMessage::Ringing { id }).await;
         self.emit(ClientEvent::IncomingCall(IncomingCall::new(
             self.clone(),

@@ -26,9 +26,18 @@ pub(crate) enum CallMsg {
     Closed(String),
 }
 
+/// What an invitation's route carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouteKind {
+    /// A call: while one is open, other callers hear busy.
+    Call,
+    /// A file transfer or a sharing folder's link.
+    Data,
+}
+
 #[derive(Default)]
 struct Table {
-    live: HashMap<InviteId, UnboundedSender<CallMsg>>,
+    live: HashMap<InviteId, (RouteKind, UnboundedSender<CallMsg>)>,
     parked: HashMap<InviteId, Vec<CallMsg>>,
     parked_order: VecDeque<InviteId>,
 }
@@ -70,14 +79,14 @@ impl Routes {
     }
 
     /// Claims `id`: what was parked for it comes first.
-    pub(crate) fn open(self: &Arc<Self>, id: InviteId) -> Route {
+    pub(crate) fn open(self: &Arc<Self>, id: InviteId, kind: RouteKind) -> Route {
         let (tx, rx) = unbounded_channel();
         let mut table = self.lock();
         for msg in table.parked.remove(&id).unwrap_or_default() {
             let _ = tx.send(msg);
         }
         table.parked_order.retain(|p| *p != id);
-        table.live.insert(id, tx);
+        table.live.insert(id, (kind, tx));
         Route {
             id,
             rx,
@@ -87,7 +96,11 @@ impl Routes {
 
     /// Calls set up or going on.
     pub(crate) fn active_calls(&self) -> usize {
-        self.lock().live.len()
+        self.lock()
+            .live
+            .values()
+            .filter(|(kind, _)| *kind == RouteKind::Call)
+            .count()
     }
 
     /// Hands a state to its call; `false` when no call has claimed the id (the state is kept
@@ -108,7 +121,7 @@ impl Routes {
 
     fn deliver(&self, id: InviteId, msg: CallMsg) -> bool {
         let mut table = self.lock();
-        if let Some(tx) = table.live.get(&id) {
+        if let Some((_, tx)) = table.live.get(&id) {
             if tx.send(msg).is_ok() {
                 return true;
             }
@@ -132,7 +145,7 @@ impl Routes {
 
     /// Tells every call that the client stopped.
     pub(crate) fn close_all(&self, reason: &str) {
-        for tx in self.lock().live.values() {
+        for (_, tx) in self.lock().live.values() {
             let _ = tx.send(CallMsg::Closed(reason.to_owned()));
         }
     }
@@ -148,7 +161,10 @@ mod tests {
         let id = InviteId(7);
         assert!(!routes.deliver_state(id, InviteState::Ringing, None));
         routes.deliver_signal(id, serde_json::json!({"type": "answer"}));
-        let mut route = routes.open(id);
+        let data = routes.open(InviteId(8), RouteKind::Data);
+        assert_eq!(routes.active_calls(), 0);
+        drop(data);
+        let mut route = routes.open(id, RouteKind::Call);
         assert_eq!(routes.active_calls(), 1);
         assert_eq!(
             route.recv().await,

@@ -34,11 +34,20 @@ pub fn describe(event: &ClientEvent) -> Option<String> {
             let kind = if call.has_video() { "video" } else { "voice" };
             format!("* {} is calling you ({kind} call)", call.from())
         }
-        ClientEvent::FileOffer {
-            from, name, size, ..
-        } => format!("* {from} offers the file {name} ({size} bytes)"),
-        ClientEvent::FolderInvite { from, name, .. } => {
-            format!("* {from} invites you to share the folder {name}")
+        ClientEvent::FileOffer(offer) => format!(
+            "* {} offers the file {} ({} bytes)",
+            offer.from(),
+            offer.name(),
+            offer.size()
+        ),
+        ClientEvent::FolderInvite(invite) => format!(
+            "* {} invites you to share the folder {} (duet share accept {} DIR)",
+            invite.from(),
+            invite.name(),
+            invite.id()
+        ),
+        ClientEvent::FolderChanged { folder, event, .. } => {
+            format!("* {}", crate::client::describe_folder_change(folder, event))
         }
         _ => return None,
     })

@@ -348,6 +348,12 @@ impl Folder {
         crate::names::safe_join(&self.root, &crate::names::safe_relative(rel)?)
     }
 
+    /// Where a temporary file of the engine ([`Action::CreateTemp`]'s `temp`) is on disk: for
+    /// example to hand a finished download to a virus scanner before [`Action::Finish`].
+    pub fn temp_file(&self, temp: &str) -> PathBuf {
+        self.temp_path(temp)
+    }
+
     /// A temporary file of the engine: only plain names under `.duet/tmp`.
     fn temp_path(&self, temp: &str) -> PathBuf {
         let name = temp.rsplit('/').next().unwrap_or_default();

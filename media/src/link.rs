@@ -1,0 +1,623 @@
+//! Data links over WebRTC: a [`DataLink`] is one side of a data-only connection between two
+//! contacts, carrying duet's file transfers and folder sync over one ordered, reliable SCTP
+//! data channel (the `webrtc` crate's ICE, DTLS and SCTP).
+//!
+//! Like a [`CallSession`](crate::call::CallSession), the link knows no signaling server: it
+//! emits [`Signal`] values (offer, answer, ICE candidates, end) as [`LinkEvent::Signal`] and
+//! takes the peer's through [`DataLink::handle_signal`], so the same server path that carries
+//! call signals carries these, in order.
+//!
+//! ```text
+//!  send() ─► wait while buffered > HIGH_WATER ─► data channel ─► SCTP/DTLS/UDP ─► peer
+//!  peer ─► SCTP/DTLS/UDP ─► data channel ─► queue (RECEIVE_QUEUE messages) ─► recv()
+//! ```
+//!
+//! **Sending** is flow-controlled: [`DataLink::send`] waits while the channel holds more than
+//! [`HIGH_WATER`] bytes not yet acknowledged by the peer, and resumes when the stack reports
+//! the buffered amount fell to [`LOW_WATER`], so memory stays bounded whatever is sent.
+//! Messages are at most [`MAX_MESSAGE`] bytes.
+//!
+//! **Receiving** applies backpressure: messages wait in a queue of [`RECEIVE_QUEUE`] messages
+//! until [`DataLink::recv`] takes them. When the queue is full the link stops reading from the
+//! stack, the stack stops acknowledging, the SCTP receive window closes and the peer's
+//! `send` waits. Nothing is dropped; a peer whose application never reads stalls the sender
+//! rather than growing memory: what waits for the reader is bounded by this queue, the
+//! stack's own event queue (256 messages) and the SCTP receive window, about 14 MB at
+//! most. Sending on this side goes on meanwhile.
+//!
+//! The high-water bound holds for one task sending at a time; each further task sending
+//! concurrently may add one message over it.
+//!
+//! A link ends, with a [`LinkEvent::Ended`] naming the [`EndReason`], when either side hangs
+//! up ([`DataLink::hang_up`] sends [`Signal::End`]), when ICE or DTLS fails, when the channel
+//! or connection closes, or when the channel is not open within [`LinkConfig::connect_timeout`].
+//! Messages already received stay readable after the end; [`DataLink::recv`] then returns
+//! `None`. Hanging up discards what the peer has not yet acknowledged, so an application
+//! confirms receipt in its own protocol before hanging up.
+
+mod channel;
+mod peer;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::{self, unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
+use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+
+pub use crate::call::{EndReason, Runtime, Signal};
+use crate::error::Error;
+use peer::link_error;
+
+/// Largest message [`DataLink::send`] accepts, bytes (what every WebRTC stack delivers whole).
+pub const MAX_MESSAGE: usize = 16 * 1024;
+/// [`DataLink::send`] waits while more than this many bytes are buffered on the channel.
+pub const HIGH_WATER: usize = 1024 * 1024;
+/// A waiting [`DataLink::send`] resumes once the buffered amount has fallen to this.
+pub const LOW_WATER: usize = 256 * 1024;
+/// Messages received and not yet taken by [`DataLink::recv`] before reading stops.
+pub const RECEIVE_QUEUE: usize = 256;
+
+/// How one side of a data link is set up.
+#[derive(Clone)]
+pub struct LinkConfig {
+    /// Local address the UDP socket binds; port 0 picks a free one. No STUN or TURN server
+    /// is used: the host candidate of this address is the only one offered.
+    pub bind: SocketAddr,
+    /// The link ends when its data channel is not open this long after it was created.
+    pub connect_timeout: Duration,
+    /// The async runtime the WebRTC stack uses for its sockets and timers; `None` is plain
+    /// tokio. A wrapping runtime such as
+    /// [`ImpairedRuntime`](crate::transport::ImpairedRuntime) impairs the network under it.
+    pub runtime: Option<Arc<dyn Runtime>>,
+    /// The data channel's label, as the peer's stack sees it.
+    pub label: String,
+}
+
+impl Default for LinkConfig {
+    /// A link on 127.0.0.1 (any port), 20 s to connect, plain tokio, labelled "duet".
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            connect_timeout: Duration::from_secs(20),
+            runtime: None,
+            label: "duet".into(),
+        }
+    }
+}
+
+impl fmt::Debug for LinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkConfig")
+            .field("bind", &self.bind)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("custom_runtime", &self.runtime.is_some())
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
+impl LinkConfig {
+    /// Checks the values: a non-zero timeout and a label of at most 65535 bytes.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.connect_timeout.is_zero() {
+            return Err(Error::Config(
+                "the link's connect timeout must be longer than zero".into(),
+            ));
+        }
+        if self.label.len() > usize::from(u16::MAX) {
+            return Err(Error::Config(format!(
+                "a data channel label is at most 65535 bytes, not {}",
+                self.label.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a link tells its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    /// Carry this to the peer's link, in order.
+    Signal(Signal),
+    /// The data channel is open on this side: messages flow from now on.
+    Open,
+    /// The link is over; no event follows.
+    Ended(EndReason),
+}
+
+/// The events of one [`DataLink`], in the order they happened.
+#[derive(Debug)]
+pub struct LinkEvents {
+    rx: UnboundedReceiver<LinkEvent>,
+}
+
+impl LinkEvents {
+    /// The next event; `None` once the link is gone and every event was taken.
+    pub async fn recv(&mut self) -> Option<LinkEvent> {
+        self.rx.recv().await
+    }
+
+    /// The next event if there is one now.
+    pub fn try_recv(&mut self) -> Option<LinkEvent> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// A link's figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkStats {
+    /// Messages handed to the data channel by [`DataLink::send`].
+    pub messages_sent: u64,
+    /// Their bytes.
+    pub bytes_sent: u64,
+    /// Messages received from the peer (taken or still queued).
+    pub messages_received: u64,
+    /// Their bytes.
+    pub bytes_received: u64,
+    /// The most bytes buffered on the channel just after a send: the amount not yet
+    /// acknowledged before it, plus the message. Flow control keeps it at or below
+    /// [`HIGH_WATER`] + [`MAX_MESSAGE`].
+    pub peak_buffered: u64,
+    /// How many times [`DataLink::send`] waited for the buffer to drain.
+    pub send_waits: u64,
+    /// How many times the receive queue was full and reading from the network paused.
+    pub receive_stalls: u64,
+    /// Round trip of the ICE path, milliseconds, as last measured (every second).
+    pub rtt_ms: Option<f64>,
+}
+
+/// One side of a data link. See the [module docs](self) for the whole picture.
+///
+/// Create it inside a tokio runtime with [`new`](Self::new); the offering side calls
+/// [`start`](Self::start), the other passes the offer it received to
+/// [`handle_signal`](Self::handle_signal), and both carry every [`LinkEvent::Signal`] to the
+/// other side. After [`LinkEvent::Open`], [`send`](Self::send) and [`recv`](Self::recv)
+/// carry messages; both take `&self`, so one task may send while another receives. Dropping
+/// the link hangs up.
+pub struct DataLink {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for DataLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataLink")
+            .field("config", &self.inner.config)
+            .field("ended", &lock(&self.inner.phase).ended)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    pc: Arc<dyn PeerConnection>,
+    runtime: Handle,
+    config: LinkConfig,
+    created: Instant,
+    events: UnboundedSender<LinkEvent>,
+    phase: Mutex<Phase>,
+    /// The data channel, once created (offering side) or announced by the peer.
+    channel: Mutex<Option<Arc<dyn DataChannel>>>,
+    /// The queue's sending end, until the channel's reader takes it.
+    queue_tx: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    queue_rx: tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
+    /// Woken by the stack's buffered-amount-low event.
+    low: Notify,
+    /// Woken when the link opens or ends, or the reader stalls: waiters look again.
+    changed: Notify,
+    /// Wakes the control task when the link ends.
+    ended: Notify,
+    /// The reader is waiting for room in the receive queue.
+    reader_stalled: AtomicBool,
+    sent: Mutex<SentSince>,
+    counters: Counters,
+}
+
+/// The bytes buffered on the channel when last asked, and those sent since: while their sum
+/// is at most [`HIGH_WATER`], the buffer cannot be above it (acknowledgements only lower
+/// it), so a send needs not ask the stack again.
+#[derive(Default)]
+struct SentSince {
+    buffered: usize,
+    since: usize,
+}
+
+impl SentSince {
+    /// The most that can be buffered now, when that is at most [`HIGH_WATER`]; counts `len`
+    /// as sent.
+    fn fast_path(&mut self, len: usize) -> Option<usize> {
+        let bound = self.buffered + self.since;
+        if self.since == 0 || bound > HIGH_WATER {
+            return None;
+        }
+        self.since += len;
+        Some(bound)
+    }
+
+    /// The stack reported `buffered`; `len` more is being sent.
+    fn checked(&mut self, buffered: usize, len: usize) {
+        self.buffered = buffered;
+        self.since = len;
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    messages_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    messages_received: AtomicU64,
+    bytes_received: AtomicU64,
+    peak_buffered: AtomicU64,
+    send_waits: AtomicU64,
+    receive_stalls: AtomicU64,
+    /// ICE round trip in microseconds plus one; 0 when unknown.
+    rtt_us: AtomicU64,
+}
+
+#[derive(Default)]
+struct Phase {
+    offered: bool,
+    remote_set: bool,
+    /// The peer's candidates that came before its description.
+    pending: Vec<RTCIceCandidateInit>,
+    /// Our description has been emitted: our candidates may follow it.
+    described: bool,
+    /// Our candidates found before our description was emitted.
+    held: Vec<Signal>,
+    open: bool,
+    ended: Option<EndReason>,
+}
+
+impl DataLink {
+    /// Binds the socket, sets up the WebRTC stack and returns the link with its events. Must
+    /// be called inside a tokio runtime, which the link then uses for its tasks.
+    pub async fn new(config: LinkConfig) -> Result<(Self, LinkEvents), Error> {
+        config.validate()?;
+        let runtime = Handle::try_current().map_err(|_| {
+            Error::Call("a data link must be created inside a tokio runtime".into())
+        })?;
+        let (peer_tx, peer_rx) = unbounded_channel();
+        let pc =
+            peer::connect(config.bind, config.runtime.clone(), HIGH_WATER + 1, peer_tx).await?;
+        let (events_tx, events_rx) = unbounded_channel();
+        let (queue_tx, queue_rx) = mpsc::channel(RECEIVE_QUEUE);
+        let inner = Arc::new(Inner {
+            pc,
+            runtime: runtime.clone(),
+            config,
+            created: Instant::now(),
+            events: events_tx,
+            phase: Mutex::new(Phase::default()),
+            channel: Mutex::new(None),
+            queue_tx: Mutex::new(Some(queue_tx)),
+            queue_rx: tokio::sync::Mutex::new(queue_rx),
+            low: Notify::new(),
+            changed: Notify::new(),
+            ended: Notify::new(),
+            reader_stalled: AtomicBool::new(false),
+            sent: Mutex::default(),
+            counters: Counters::default(),
+        });
+        runtime.spawn(channel::control(inner.clone(), peer_rx));
+        Ok((Self { inner }, LinkEvents { rx: events_rx }))
+    }
+
+    /// Starts the link from this side: creates the data channel (ordered, reliable) and emits
+    /// the offer, then this side's ICE candidates as they are found. Call once, on one side
+    /// only; the other side answers.
+    pub async fn start(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        {
+            let mut phase = lock(&inner.phase);
+            if phase.ended.is_some() {
+                return Err(Error::Call("the data link has ended".into()));
+            }
+            if phase.offered || phase.remote_set {
+                return Err(Error::Call(
+                    "this data link is already being negotiated".into(),
+                ));
+            }
+            phase.offered = true;
+        }
+        let init = RTCDataChannelInit {
+            ordered: true,
+            ..Default::default()
+        };
+        let channel = inner
+            .pc
+            .create_data_channel(&inner.config.label, Some(init))
+            .await
+            .map_err(link_error)?;
+        inner.attach(channel).await;
+        let offer = inner.pc.create_offer(None).await.map_err(link_error)?;
+        let sdp = offer.sdp.clone();
+        inner
+            .pc
+            .set_local_description(offer)
+            .await
+            .map_err(link_error)?;
+        inner.emit_description(Signal::Offer { sdp });
+        Ok(())
+    }
+
+    /// Applies a signal from the peer: answers an offer (emitting the answer), takes an answer
+    /// or a candidate (held until the peer's description has been applied), or ends the link
+    /// on [`Signal::End`]. A signal that cannot be applied (bad SDP or candidate, an answer
+    /// without an offer) is an error and leaves the link as it was.
+    pub async fn handle_signal(&self, signal: Signal) -> Result<(), Error> {
+        let inner = &self.inner;
+        let ended = lock(&inner.phase).ended.is_some();
+        match signal {
+            Signal::End { reason } => {
+                inner.end(EndReason::RemoteHungUp(reason));
+                Ok(())
+            }
+            // Candidates still in flight when the link ended are of no use any more.
+            Signal::Candidate { .. } if ended => Ok(()),
+            _ if ended => Err(Error::Call("the data link has ended".into())),
+            Signal::Offer { sdp } => {
+                if lock(&inner.phase).offered {
+                    return Err(Error::Call(
+                        "an offer came but this side made the offer".into(),
+                    ));
+                }
+                let offer = RTCSessionDescription::offer(sdp)
+                    .map_err(|e| Error::Call(format!("the peer's offer is not valid SDP: {e}")))?;
+                inner
+                    .pc
+                    .set_remote_description(offer)
+                    .await
+                    .map_err(|e| Error::Call(format!("the peer's offer cannot be applied: {e}")))?;
+                inner.remote_described().await;
+                let answer = inner.pc.create_answer(None).await.map_err(link_error)?;
+                let sdp = answer.sdp.clone();
+                inner
+                    .pc
+                    .set_local_description(answer)
+                    .await
+                    .map_err(link_error)?;
+                inner.emit_description(Signal::Answer { sdp });
+                Ok(())
+            }
+            Signal::Answer { sdp } => {
+                if !lock(&inner.phase).offered {
+                    return Err(Error::Call("an answer came but no offer was made".into()));
+                }
+                let answer = RTCSessionDescription::answer(sdp)
+                    .map_err(|e| Error::Call(format!("the peer's answer is not valid SDP: {e}")))?;
+                inner.pc.set_remote_description(answer).await.map_err(|e| {
+                    Error::Call(format!("the peer's answer cannot be applied: {e}"))
+                })?;
+                inner.remote_described().await;
+                Ok(())
+            }
+            Signal::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+            } => {
+                let init = RTCIceCandidateInit {
+                    candidate,
+                    sdp_mid,
+                    sdp_mline_index,
+                    ..Default::default()
+                };
+                {
+                    let mut phase = lock(&inner.phase);
+                    if !phase.remote_set {
+                        phase.pending.push(init);
+                        return Ok(());
+                    }
+                }
+                inner.add_candidate(init).await
+            }
+        }
+    }
+
+    /// Sends one message of at most [`MAX_MESSAGE`] bytes, in order after the ones before.
+    ///
+    /// Waits until the link is open, then while more than [`HIGH_WATER`] bytes are buffered
+    /// on the channel (until the stack reports they fell to [`LOW_WATER`]). Returns once the
+    /// message is handed to the channel, not when the peer has it. Fails when the message is
+    /// too large (the link goes on) or the link has ended.
+    pub async fn send(&self, msg: &[u8]) -> Result<(), Error> {
+        if msg.len() > MAX_MESSAGE {
+            return Err(Error::Call(format!(
+                "a data link message is at most {MAX_MESSAGE} bytes, not {}",
+                msg.len()
+            )));
+        }
+        let channel = self.inner.open_channel().await?;
+        let fast = lock(&self.inner.sent).fast_path(msg.len());
+        let buffered = match fast {
+            Some(buffered) => buffered,
+            None => {
+                let buffered = self.inner.wait_for_room(&channel).await?;
+                lock(&self.inner.sent).checked(buffered, msg.len());
+                buffered
+            }
+        };
+        channel
+            .send(BytesMut::from(msg))
+            .await
+            .map_err(|e| self.inner.send_error(e))?;
+        let counters = &self.inner.counters;
+        counters
+            .peak_buffered
+            .fetch_max((buffered + msg.len()) as u64, Ordering::Relaxed);
+        counters.messages_sent.fetch_add(1, Ordering::Relaxed);
+        counters
+            .bytes_sent
+            .fetch_add(msg.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The next message from the peer, in the order it was sent; waits for one. `None` once
+    /// the link has ended and every message received before was taken.
+    pub async fn recv(&self) -> Option<Vec<u8>> {
+        self.inner.queue_rx.lock().await.recv().await
+    }
+
+    /// Hangs up: emits [`Signal::End`] with `reason` for the peer, then ends the link and
+    /// closes the connection. Does nothing once the link has ended.
+    pub fn hang_up(&self, reason: &str) {
+        if lock(&self.inner.phase).ended.is_some() {
+            return;
+        }
+        self.inner.emit(Signal::End {
+            reason: reason.to_string(),
+        });
+        self.inner.end(EndReason::HungUp(reason.to_string()));
+    }
+
+    /// True from the moment the data channel is open until the link ends.
+    pub fn is_open(&self) -> bool {
+        let phase = lock(&self.inner.phase);
+        phase.open && phase.ended.is_none()
+    }
+
+    /// Why the link ended, once it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        lock(&self.inner.phase).ended.clone()
+    }
+
+    /// The link's figures now (the round trip as last measured).
+    pub fn stats(&self) -> LinkStats {
+        let c = &self.inner.counters;
+        let rtt_us = c.rtt_us.load(Ordering::Relaxed);
+        LinkStats {
+            messages_sent: c.messages_sent.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            messages_received: c.messages_received.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            peak_buffered: c.peak_buffered.load(Ordering::Relaxed),
+            send_waits: c.send_waits.load(Ordering::Relaxed),
+            receive_stalls: c.receive_stalls.load(Ordering::Relaxed),
+            rtt_ms: (rtt_us > 0).then(|| (rtt_us - 1) as f64 / 1000.0),
+        }
+    }
+}
+
+impl Drop for DataLink {
+    fn drop(&mut self) {
+        self.hang_up("link dropped");
+    }
+}
+
+impl Inner {
+    fn emit(&self, signal: Signal) {
+        let _ = self.events.send(LinkEvent::Signal(signal));
+    }
+
+    /// Emits our offer or answer, then the candidates found while it was being applied, so
+    /// that the peer always gets the description first.
+    fn emit_description(&self, description: Signal) {
+        let mut phase = lock(&self.phase);
+        self.emit(description);
+        phase.described = true;
+        for candidate in std::mem::take(&mut phase.held) {
+            self.emit(candidate);
+        }
+    }
+
+    /// Emits one of our candidates, or holds it until our description has gone out.
+    fn emit_candidate(&self, init: RTCIceCandidateInit) {
+        let signal = Signal::Candidate {
+            candidate: init.candidate,
+            sdp_mid: init.sdp_mid,
+            sdp_mline_index: init.sdp_mline_index,
+        };
+        let mut phase = lock(&self.phase);
+        if phase.ended.is_some() {
+            return;
+        }
+        if phase.described {
+            self.emit(signal);
+        } else {
+            phase.held.push(signal);
+        }
+    }
+
+    /// The remote description is set: candidates that came early can be applied.
+    async fn remote_described(&self) {
+        let pending = {
+            let mut phase = lock(&self.phase);
+            phase.remote_set = true;
+            std::mem::take(&mut phase.pending)
+        };
+        for init in pending {
+            if let Err(e) = self.add_candidate(init).await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    async fn add_candidate(&self, init: RTCIceCandidateInit) -> Result<(), Error> {
+        let text = init.candidate.clone();
+        self.pc.add_ice_candidate(init).await.map_err(|e| {
+            Error::Call(format!(
+                "the peer's ICE candidate {text:?} is not usable: {e}"
+            ))
+        })
+    }
+
+    /// The data channel is open on this side: tell the owner and waiting senders.
+    fn opened(&self) {
+        {
+            let mut phase = lock(&self.phase);
+            if phase.open || phase.ended.is_some() {
+                return;
+            }
+            phase.open = true;
+        }
+        let _ = self.events.send(LinkEvent::Open);
+        self.changed.notify_waiters();
+    }
+
+    /// Ends the link once: tells the owner, wakes waiting senders and the control task,
+    /// which closes the connection. False when it had already ended.
+    fn end(&self, reason: EndReason) -> bool {
+        {
+            let mut phase = lock(&self.phase);
+            if phase.ended.is_some() {
+                return false;
+            }
+            phase.ended = Some(reason.clone());
+            phase.held.clear();
+        }
+        tracing::debug!("data link ended: {reason}");
+        let _ = self.events.send(LinkEvent::Ended(reason));
+        self.changed.notify_waiters();
+        self.ended.notify_one();
+        true
+    }
+
+    fn is_ended(&self) -> bool {
+        lock(&self.phase).ended.is_some()
+    }
+
+    /// The error a send fails with once the link has ended.
+    fn ended_error(&self) -> Error {
+        match lock(&self.phase).ended.clone() {
+            Some(reason) => Error::Call(format!("the data link has ended: {reason}")),
+            None => Error::Call("the data link has ended".into()),
+        }
+    }
+
+    fn send_error(&self, e: impl fmt::Display) -> Error {
+        if self.is_ended() {
+            self.ended_error()
+        } else {
+            link_error(e)
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

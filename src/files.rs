@@ -1,0 +1,256 @@
+//! `duet send NAME PATH` and the file side of `duet answer`: a file offered through the server
+//! and sent peer to peer, with a progress bar (rate and time left) and a clear outcome.
+//!
+//! `duet send` exits 0 once the file arrived whole, 7 when the receiver's virus scanner held it,
+//! 3 when declined, 5 when unanswered, 6 when the contact is offline or not a contact, 1 otherwise.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use duet_share::scan::Scanner;
+use duet_share::transfer::ReceiverConfig;
+use serde_json::json;
+
+use crate::client::{
+    Client, ClientConfig, ClientEvents, IncomingFile, ReceiveOptions, Transfer, TransferError,
+    TransferOutcome,
+};
+use crate::social::ConnectArgs;
+
+/// `duet send NAME PATH`.
+#[derive(Args, Debug, Clone)]
+pub struct SendArgs {
+    /// The contact.
+    pub name: String,
+    /// The file to send.
+    pub path: PathBuf,
+    /// Print the outcome as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Where and as whom.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// How `duet answer` treats file offers.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReceiveArgs {
+    /// Accept file offers into this folder without asking (else `duet answer` asks, and a yes
+    /// receives into the current folder).
+    #[arg(long)]
+    pub accept_files: Option<PathBuf>,
+    /// Hand each received file to this virus scanner before it leaves quarantine, e.g.
+    /// "clamscan --no-summary {file}" or "clamdscan --fdpass {file}" (the clamd socket).
+    #[arg(long)]
+    pub scanner: Option<String>,
+    /// Refuse files larger than this many bytes.
+    #[arg(long, default_value_t = 64 << 30)]
+    pub max_size: u64,
+}
+
+impl ReceiveArgs {
+    fn options(&self) -> Result<ReceiveOptions> {
+        let scanner = self
+            .scanner
+            .as_deref()
+            .map(Scanner::from_command)
+            .transpose()
+            .context("--scanner")?;
+        Ok(ReceiveOptions {
+            scanner,
+            limits: ReceiverConfig {
+                max_size: self.max_size,
+                ..ReceiverConfig::default()
+            },
+        })
+    }
+}
+
+/// Peak resident memory of this process, MiB (0 where /proc is not available).
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Shows a transfer's progress until it ends, and returns how it ended.
+async fn follow(mut transfer: Transfer) -> Result<TransferOutcome, TransferError> {
+    let live = std::io::stderr().is_terminal();
+    let mut last_line = tokio::time::Instant::now();
+    loop {
+        let changed = tokio::time::timeout(Duration::from_millis(250), transfer.changed()).await;
+        if let Ok(false) = changed {
+            break;
+        }
+        if live {
+            eprint!("\r{}  ", transfer.progress().bar());
+        } else if last_line.elapsed() >= Duration::from_secs(1) {
+            eprintln!("{}", transfer.progress().bar());
+            last_line = tokio::time::Instant::now();
+        }
+    }
+    if live {
+        eprintln!();
+    }
+    transfer.finish().await
+}
+
+fn outcome_json(outcome: &Result<TransferOutcome, TransferError>, file: &str) -> serde_json::Value {
+    let base = json!({ "file": file, "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0 });
+    let mut value = base;
+    match outcome {
+        Ok(TransferOutcome::Delivered {
+            path,
+            blocks_moved,
+            blocks_resumed,
+            progress,
+        }) => {
+            value["outcome"] = json!("delivered");
+            value["path"] = json!(path.display().to_string());
+            value["bytes"] = json!(progress.total);
+            value["bytes_moved"] = json!(progress.moved);
+            value["seconds"] = json!(progress.seconds);
+            value["mb_per_s"] = json!(progress.rate() / 1e6);
+            value["blocks_moved"] = json!(blocks_moved);
+            value["blocks_resumed"] = json!(blocks_resumed);
+        }
+        Ok(TransferOutcome::Held { reason }) => {
+            value["outcome"] = json!("held");
+            value["reason"] = json!(reason);
+        }
+        Err(e) => {
+            value["outcome"] = json!("failed");
+            value["reason"] = json!(e.to_string());
+        }
+    }
+    value
+}
+
+fn describe(outcome: &Result<TransferOutcome, TransferError>, who: &str) -> (String, u8) {
+    match outcome {
+        Ok(TransferOutcome::Delivered {
+            path,
+            blocks_moved,
+            blocks_resumed,
+            progress,
+        }) => {
+            let resumed = if *blocks_resumed > 0 {
+                format!(", {blocks_resumed} blocks already there from before")
+            } else {
+                String::new()
+            };
+            let place = if path.as_os_str().is_empty() {
+                String::new()
+            } else {
+                format!(" as {}", path.display())
+            };
+            (
+                format!(
+                    "delivered{place}: {:.1} MB in {:.1} s ({:.1} MB/s), {blocks_moved} blocks moved{resumed}",
+                    progress.total as f64 / 1e6,
+                    progress.seconds,
+                    progress.rate() / 1e6
+                ),
+                0,
+            )
+        }
+        Ok(TransferOutcome::Held { reason }) => (format!("{who}: {reason}"), 7),
+        Err(e) => (format!("{who}: {e}"), e.exit_code()),
+    }
+}
+
+async fn connect(args: &ConnectArgs) -> Result<(Client, ClientEvents)> {
+    let creds = args.resolve()?;
+    let mut config = ClientConfig::new(creds.server, creds.user, creds.token);
+    config.reconnect = false;
+    Client::connect(config).await
+}
+
+/// Runs `duet send`; returns the exit status.
+pub fn send(args: SendArgs) -> Result<u8> {
+    let file = args
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let (client, _events) = connect(&args.connect).await?;
+        eprintln!("offering {} to {}...", args.path.display(), args.name);
+        let outcome = match client.send_file(&args.name, &args.path).await {
+            Ok(transfer) => {
+                eprintln!("{} accepted", args.name);
+                follow(transfer).await
+            }
+            Err(e) => Err(e),
+        };
+        client.close().await;
+        let (text, code) = describe(&outcome, &args.name);
+        eprintln!("{text}");
+        if args.json {
+            println!("{}", outcome_json(&outcome, &file));
+        }
+        Ok(code)
+    })
+}
+
+/// Receives an offered file as `duet answer` does; returns the exit status.
+pub async fn receive(offer: IncomingFile, args: &ReceiveArgs, json: bool) -> Result<u8> {
+    let name = offer.name();
+    let from = offer.from().clone();
+    eprintln!("{from} offers {name} ({:.1} MB)", offer.size() as f64 / 1e6);
+    let dir = match &args.accept_files {
+        Some(dir) => dir.clone(),
+        None => {
+            if !crate::calling::ask(&format!("accept {name} into the current folder? [y/N] "))? {
+                offer.decline(Some("declined".into())).await?;
+                eprintln!("declined");
+                return Ok(3);
+            }
+            PathBuf::from(".")
+        }
+    };
+    let options = args.options()?;
+    let outcome = match offer.accept(Path::new(&dir), options).await {
+        Ok(transfer) => follow(transfer).await,
+        Err(e) => Err(e),
+    };
+    let (text, code) = describe(&outcome, from.as_str());
+    eprintln!("{text}");
+    if json {
+        println!("{}", outcome_json(&outcome, &name));
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Progress;
+
+    #[test]
+    fn the_bar_shows_share_rate_and_time_left() {
+        let p = Progress {
+            bytes: 50_000_000,
+            total: 200_000_000,
+            moved: 50_000_000,
+            seconds: 1.0,
+        };
+        let bar = p.bar();
+        assert!(bar.starts_with("[######..................]  25%"), "{bar}");
+        assert!(bar.contains("50.0/200.0 MB"), "{bar}");
+        assert!(bar.contains("50.0 MB/s"), "{bar}");
+        assert!(bar.ends_with("3 s left"), "{bar}");
+        assert!(peak_rss_mb() > 0.0);
+    }
+}
