@@ -466,13 +466,11 @@ impl DataLink {
     /// Hangs up: emits [`Signal::End`] with `reason` for the peer, then ends the link and
     /// closes the connection. Does nothing once the link has ended.
     pub fn hang_up(&self, reason: &str) {
-        if lock(&self.inner.phase).ended.is_some() {
-            return;
-        }
-        self.inner.emit(Signal::End {
+        let end = Signal::End {
             reason: reason.to_string(),
-        });
-        self.inner.end(EndReason::HungUp(reason.to_string()));
+        };
+        self.inner
+            .end_with(EndReason::HungUp(reason.to_string()), Some(end));
     }
 
     /// True from the moment the data channel is open until the link ends.
@@ -582,6 +580,12 @@ impl Inner {
     /// Ends the link once: tells the owner, wakes waiting senders and the control task,
     /// which closes the connection. False when it had already ended.
     fn end(&self, reason: EndReason) -> bool {
+        self.end_with(reason, None)
+    }
+
+    /// Ends the link once, emitting `signal` for the peer first. The link is marked ended
+    /// before the signal leaves, so whatever the peer does on it finds this side ended.
+    fn end_with(&self, reason: EndReason, signal: Option<Signal>) -> bool {
         {
             let mut phase = lock(&self.phase);
             if phase.ended.is_some() {
@@ -589,6 +593,9 @@ impl Inner {
             }
             phase.ended = Some(reason.clone());
             phase.held.clear();
+        }
+        if let Some(signal) = signal {
+            self.emit(signal);
         }
         tracing::debug!("data link ended: {reason}");
         let _ = self.events.send(LinkEvent::Ended(reason));
