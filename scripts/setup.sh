@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages duet's crates build against on a fresh Debian machine:
-# ALSA headers (cpal), cmake (libopus), clang/libclang (bindgen for v4l), pkg-config.
+# ALSA headers (cpal), cmake (libopus), clang/libclang (bindgen for v4l), pkg-config, and
+# ClamAV's scanner (the tests scan received files with their own signature database).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 

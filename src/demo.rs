@@ -15,7 +15,7 @@ use duet_signaling::UserName;
 use serde_json::json;
 
 use crate::calling::MediaArgs;
-use crate::client::{CallReport, Client, ClientConfig, ClientEvent, ClientEvents};
+use crate::client::{CallReport, Client, ClientConfig, ClientEvent, ClientEvents, ShareOptions};
 use crate::spec::{AudioChoice, Size, VideoChoice};
 
 /// `duet demo`.
@@ -128,27 +128,47 @@ async fn demo(args: DemoArgs) -> Result<()> {
         n.say(format!("{from} says: {text}"));
     }
 
-    let folder = alice.invite_folder("bob", "holiday-photos").await?;
-    if let ClientEvent::FolderInvite(invite) =
+    // A sharing folder: alice's holiday-photos, joined by bob with a folder of his own.
+    let alice_dir = dir.path().join("holiday-photos");
+    let bob_dir = dir.path().join("bob").join("holiday-photos");
+    std::fs::create_dir_all(&alice_dir)?;
+    std::fs::write(
+        alice_dir.join("itinerary.txt"),
+        "day 1: lake\nday 2: ridge\nday 3: home\n",
+    )?;
+    let sharing = {
+        let (alice, dir) = (alice.clone(), alice_dir.clone());
+        tokio::spawn(async move {
+            alice
+                .share_folder("bob", &dir, ShareOptions::default())
+                .await
+        })
+    };
+    let ClientEvent::FolderInvite(invite) =
         wait_for(&mut bob_events, "the folder invitation", |e| {
             matches!(e, ClientEvent::FolderInvite(_))
         })
         .await?
+    else {
+        bail!("expected a folder invitation");
+    };
+    n.say(format!(
+        "{} invites bob to the sharing folder {:?}; bob joins it",
+        invite.from(),
+        invite.name()
+    ));
+    let bob_share = invite.accept(&bob_dir, ShareOptions::default()).await?;
+    let alice_share = sharing.await.context("the sharing task")??;
+    if let ClientEvent::FolderChanged { folder, event, .. } =
+        wait_for(&mut bob_events, "the shared file", |e| {
+            matches!(e, ClientEvent::FolderChanged { .. })
+        })
+        .await?
     {
-        n.say(format!(
-            "{} invites bob to the sharing folder {:?}",
-            invite.from(),
-            invite.name()
-        ));
-        bob.accept(invite.id()).await?;
+        n.say(format!("bob's copy of {folder}: {event}"));
     }
-    wait_for(
-        &mut alice_events,
-        "bob's answer to the folder",
-        |e| matches!(e, ClientEvent::Invitation { id, .. } if *id == folder),
-    )
-    .await?;
-    n.say("bob joined the sharing folder");
+    alice_share.stop().await?;
+    bob_share.stop().await?;
 
     let media = |impair: Option<String>| MediaArgs {
         audio: AudioChoice::Speech,
