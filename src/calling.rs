@@ -22,7 +22,7 @@ use duet_media::video::y4m::Y4mSink;
 use duet_media::video::VideoSink;
 use duet_media::{AudioFormat, Channels, FrameDuration};
 
-use crate::client::{Call, CallError, CallOptions, CallReport, Client, ClientConfig, ClientEvent};
+use crate::client::{Call, CallError, CallOptions, CallReport, ClientEvent};
 use crate::social::ConnectArgs;
 use crate::spec::{open_audio, open_video, AudioChoice, Size, VideoChoice};
 
@@ -201,13 +201,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-async fn connect(args: &ConnectArgs) -> Result<(Client, crate::client::ClientEvents)> {
-    let creds = args.resolve()?;
-    let mut config = ClientConfig::new(creds.server, creds.user, creds.token);
-    config.reconnect = false;
-    Client::connect(config).await
-}
-
 /// Runs `duet call`; returns the process's exit status.
 pub fn call(args: CallArgs) -> Result<u8> {
     let seconds = positive_seconds("--seconds", args.seconds)?;
@@ -216,7 +209,7 @@ pub fn call(args: CallArgs) -> Result<u8> {
     let mut options = args.media.options()?;
     options.ring = ring;
     runtime()?.block_on(async {
-        let (client, mut events) = connect(&args.connect).await?;
+        let (client, mut events) = args.connect.client().await?;
         eprintln!("calling {}...", args.name);
         let placing = client.call(&args.name, options);
         tokio::pin!(placing);
@@ -311,7 +304,7 @@ pub fn answer(args: AnswerArgs) -> Result<u8> {
     let wait = positive_seconds("--wait-seconds", args.wait_seconds)?;
     let options = args.media.options()?;
     runtime()?.block_on(async {
-        let (client, mut events) = connect(&args.connect).await?;
+        let (client, mut events) = args.connect.client().await?;
         eprintln!("waiting for a call as {}...", client.user());
         let deadline = wait.map(|w| tokio::time::Instant::now() + w);
         let incoming = loop {

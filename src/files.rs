@@ -14,10 +14,7 @@ use duet_share::scan::Scanner;
 use duet_share::transfer::ReceiverConfig;
 use serde_json::json;
 
-use crate::client::{
-    Client, ClientConfig, ClientEvents, IncomingFile, ReceiveOptions, Transfer, TransferError,
-    TransferOutcome,
-};
+use crate::client::{IncomingFile, ReceiveOptions, Transfer, TransferError, TransferOutcome};
 use crate::social::ConnectArgs;
 
 /// `duet send NAME PATH`.
@@ -165,13 +162,6 @@ fn describe(outcome: &Result<TransferOutcome, TransferError>, who: &str) -> (Str
     }
 }
 
-async fn connect(args: &ConnectArgs) -> Result<(Client, ClientEvents)> {
-    let creds = args.resolve()?;
-    let mut config = ClientConfig::new(creds.server, creds.user, creds.token);
-    config.reconnect = false;
-    Client::connect(config).await
-}
-
 /// Runs `duet send`; returns the exit status.
 pub fn send(args: SendArgs) -> Result<u8> {
     let file = args
@@ -185,7 +175,7 @@ pub fn send(args: SendArgs) -> Result<u8> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let (client, _events) = connect(&args.connect).await?;
+        let (client, _events) = args.connect.client().await?;
         eprintln!("offering {} to {}...", args.path.display(), args.name);
         let outcome = match client.send_file(&args.name, &args.path).await {
             Ok(transfer) => {

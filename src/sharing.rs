@@ -10,8 +10,7 @@ use duet_share::scan::Scanner;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{
-    describe_folder_change, Client, ClientConfig, ClientEvent, ClientEvents, ShareOptions,
-    ShareSession,
+    describe_folder_change, ClientEvent, ClientEvents, ShareOptions, ShareSession,
 };
 use crate::social::{config, ConnectArgs};
 
@@ -115,13 +114,6 @@ fn remember(share: KnownShare) -> Result<()> {
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
 }
 
-async fn connect(args: &ConnectArgs) -> Result<(Client, ClientEvents)> {
-    let creds = args.resolve()?;
-    let mut config = ClientConfig::new(creds.server, creds.user, creds.token);
-    config.reconnect = false;
-    Client::connect(config).await
-}
-
 impl RunArgs {
     fn options(&self) -> Result<ShareOptions> {
         let scanner = self
@@ -158,7 +150,7 @@ pub fn share(args: ShareArgs) -> Result<u8> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let (client, mut events) = connect(&args.connect).await?;
+        let (client, mut events) = args.connect.client().await?;
         let code = match &args.action {
             ShareAction::Create { name, dir, run } => {
                 let options = run.options()?;

@@ -20,13 +20,13 @@ use duet_media::video::{NullVideoSink, VideoSink};
 use duet_media::{AudioFormat, Channels, FrameDuration};
 use duet_signaling::client::SignalingClient;
 use duet_signaling::protocol::{
-    CallMedia, ClientMessage, ErrorCode, Invitation, InviteId, InviteState, ServerMessage,
+    CallMedia, ClientMessage, ErrorCode, Invitation, InviteId, InviteState,
 };
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
 use super::route::{CallMsg, Route, RouteKind};
-use super::{check_callee, Client, ClientEvent, DEFAULT_RING};
+use super::{Client, ClientEvent, DEFAULT_RING};
 
 mod report;
 
@@ -261,33 +261,15 @@ pub(super) async fn place(
     options: CallOptions,
 ) -> Result<Call, CallError> {
     let to = UserName::new(to).map_err(setup)?;
-    let contacts = client
-        .contacts()
-        .await
-        .map_err(|e| CallError::Signaling(format!("{e:#}")))?;
-    check_callee(&contacts, &to)?;
     let media = if options.video {
         CallMedia::Video
     } else {
         CallMedia::Audio
     };
-    let invite = ClientMessage::Invite {
-        to: to.clone(),
-        invitation: Invitation::Call { media },
-        expires_ms: Some(options.ring.as_millis().try_into().unwrap_or(u64::MAX)),
-    };
-    let id = match client.signaling.request(invite).await {
-        Ok(ServerMessage::Invited { id, .. }) => id,
-        Ok(other) => return Err(CallError::Signaling(format!("unexpected reply {other:?}"))),
-        Err(e) => {
-            return Err(match e.code() {
-                Some(ErrorCode::PeerOffline) => CallError::Offline(to),
-                Some(ErrorCode::NotContact | ErrorCode::Blocked) => CallError::NotContact(to),
-                _ => CallError::Signaling(e.to_string()),
-            })
-        }
-    };
-    let mut route = client.routes.open(id, RouteKind::Call);
+    let invitation = Invitation::Call { media };
+    let (id, mut route) = client
+        .invite_contact(&to, invitation, options.ring, RouteKind::Call, false)
+        .await?;
     let mut cancel = CancelOnDrop {
         signaling: client.signaling.clone(),
         id,

@@ -38,8 +38,8 @@ use std::time::Duration;
 
 use duet_signaling::client::{Event, Events, SignalingClient};
 use duet_signaling::protocol::{
-    CallMedia, ClientMessage, Contact, ContactChange, Invitation, InviteId, InviteState, Link,
-    ServerMessage, Shown, Status,
+    CallMedia, ClientMessage, Contact, ContactChange, ErrorCode, Invitation, InviteId, InviteState,
+    Link, ServerMessage, Shown, Status,
 };
 use duet_signaling::UserName;
 use tokio::sync::mpsc;
@@ -361,6 +361,42 @@ impl Client {
     /// call, or why there is none (offline, declined, busy, no answer...).
     pub async fn call(&self, to: &str, options: CallOptions) -> Result<Call, CallError> {
         call::place(self, to, options).await
+    }
+
+    /// Checks that `to` is a contact (and online, unless `offline_ok`), invites them for
+    /// `ttl`, and claims the invitation's route.
+    pub(crate) async fn invite_contact(
+        &self,
+        to: &UserName,
+        invitation: Invitation,
+        ttl: Duration,
+        kind: RouteKind,
+        offline_ok: bool,
+    ) -> Result<(InviteId, route::Route), CallError> {
+        let contacts = self
+            .contacts()
+            .await
+            .map_err(|e| CallError::Signaling(format!("{e:#}")))?;
+        match check_callee(&contacts, to) {
+            Err(CallError::Offline(_)) if offline_ok => {}
+            other => other?,
+        }
+        let invite = ClientMessage::Invite {
+            to: to.clone(),
+            invitation,
+            expires_ms: Some(ttl.as_millis().try_into().unwrap_or(u64::MAX)),
+        };
+        match self.signaling.request(invite).await {
+            Ok(ServerMessage::Invited { id, .. }) => Ok((id, self.routes.open(id, kind))),
+            Ok(other) => Err(CallError::Signaling(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(match e.code() {
+                Some(ErrorCode::PeerOffline) => CallError::Offline(to.clone()),
+                Some(ErrorCode::NotContact | ErrorCode::Blocked) => {
+                    CallError::NotContact(to.clone())
+                }
+                _ => CallError::Signaling(e.to_string()),
+            }),
+        }
     }
 
     /// Whether a call of this client is set up or going on.

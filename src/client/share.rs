@@ -16,14 +16,14 @@ use duet_share::sync::{
     Action, Debouncer, Folder, FolderWatcher, Outcome, Rescan, SyncConfig, SyncEngine, SyncEvent,
     SyncStats,
 };
-use duet_signaling::protocol::{ClientMessage, Invitation, InviteId, ServerMessage};
+use duet_signaling::protocol::{ClientMessage, Invitation, InviteId};
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
 use super::link::{open_link, LinkRole};
 use super::route::{Route, RouteKind};
 use super::transfer::TransferError;
-use super::{check_callee, Client, ClientEvent};
+use super::{Client, ClientEvent};
 use crate::client::CallError;
 
 /// How long a folder invitation waits for an answer.
@@ -155,28 +155,11 @@ impl Client {
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "shared".into());
-        let contacts = self
-            .contacts()
-            .await
-            .map_err(|e| CallError::Signaling(format!("{e:#}")))?;
         // The contact may be offline: the invitation waits for their next login.
-        match check_callee(&contacts, &to) {
-            Ok(()) | Err(CallError::Offline(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let invite = ClientMessage::Invite {
-            to: to.clone(),
-            invitation: Invitation::Folder { name: name.clone() },
-            expires_ms: Some(INVITE_TTL.as_millis() as u64),
-        };
-        let id = match self.signaling.request(invite).await {
-            Ok(ServerMessage::Invited { id, .. }) => id,
-            Ok(other) => {
-                return Err(CallError::Signaling(format!("unexpected reply {other:?}")).into())
-            }
-            Err(e) => return Err(CallError::Signaling(e.to_string()).into()),
-        };
-        let mut route = self.routes.open(id, RouteKind::Data);
+        let invitation = Invitation::Folder { name: name.clone() };
+        let (_, mut route) = self
+            .invite_contact(&to, invitation, INVITE_TTL, RouteKind::Data, true)
+            .await?;
         super::transfer::wait_accepted(&mut route, INVITE_TTL).await?;
         let link = open_link(self, route, LinkRole::Offer).await?;
         Ok(ShareSession::start(

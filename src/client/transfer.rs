@@ -16,15 +16,13 @@ use duet_share::transfer::files::{Incoming, Outcome, Outgoing};
 use duet_share::transfer::{
     Hash256, Message, Offer, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderEvent,
 };
-use duet_signaling::protocol::{
-    ClientMessage, ErrorCode, Invitation, InviteId, InviteState, ServerMessage,
-};
+use duet_signaling::protocol::{ClientMessage, Invitation, InviteId, InviteState};
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
 use super::link::{open_link, LinkRole};
 use super::route::{CallMsg, Route, RouteKind};
-use super::{check_callee, Client};
+use super::Client;
 use crate::client::CallError;
 
 /// How long an offer waits for an answer.
@@ -306,35 +304,14 @@ impl Client {
             .await
             .map_err(|e| TransferError::Lost(e.to_string()))??;
         let offer = outgoing.offer()?;
-        let contacts = self
-            .contacts()
-            .await
-            .map_err(|e| CallError::Signaling(format!("{e:#}")))?;
-        check_callee(&contacts, &to)?;
-        let invite = ClientMessage::Invite {
-            to: to.clone(),
-            invitation: Invitation::File {
-                name: offer.name().to_string(),
-                size: offer.size,
-                sha256: offer.sha256.to_hex(),
-            },
-            expires_ms: Some(OFFER_TTL.as_millis() as u64),
+        let invitation = Invitation::File {
+            name: offer.name().to_string(),
+            size: offer.size,
+            sha256: offer.sha256.to_hex(),
         };
-        let id = match self.signaling.request(invite).await {
-            Ok(ServerMessage::Invited { id, .. }) => id,
-            Ok(other) => {
-                return Err(CallError::Signaling(format!("unexpected reply {other:?}")).into())
-            }
-            Err(e) => {
-                return Err(match e.code() {
-                    Some(ErrorCode::PeerOffline) => CallError::Offline(to),
-                    Some(ErrorCode::NotContact | ErrorCode::Blocked) => CallError::NotContact(to),
-                    _ => CallError::Signaling(e.to_string()),
-                }
-                .into())
-            }
-        };
-        let mut route = self.routes.open(id, RouteKind::Data);
+        let (_, mut route) = self
+            .invite_contact(&to, invitation, OFFER_TTL, RouteKind::Data, false)
+            .await?;
         wait_accepted(&mut route, OFFER_TTL).await?;
         let (progress_tx, progress) = watch::channel(Progress {
             total: offer.size,

@@ -68,6 +68,11 @@ pub struct ConnectArgs {
 }
 
 impl ConnectArgs {
+    /// Connects as these credentials, once (no reconnection: a command is short).
+    pub async fn client(&self) -> Result<(Client, ClientEvents)> {
+        connect(&self.resolve()?).await
+    }
+
     /// The credentials to use, after flags, environment and saved login.
     pub fn resolve(&self) -> Result<Credentials> {
         let saved = config::load(&config::config_path()?)?;
