@@ -10,6 +10,17 @@
 //!   hashes, version vectors, tombstones, conflict copies).
 //!
 //! The crate does no network I/O: the app carries the messages over a WebRTC data channel.
+//!
+//! ```
+//! use duet_share::names::{safe_file_name, unclobbered};
+//!
+//! assert!(safe_file_name("report.pdf").is_ok());
+//! for unsafe_name in ["../etc/passwd", "/etc/passwd", "C:evil", "CON.txt", "a/b"] {
+//!     assert!(safe_file_name(unsafe_name).is_err(), "{unsafe_name}");
+//! }
+//! let dir = std::env::temp_dir();
+//! assert!(unclobbered(&dir, "report.pdf").starts_with(&dir));
+//! ```
 #![forbid(unsafe_code)]
 
 mod error;
