@@ -95,6 +95,8 @@ struct Phase {
     /// Our candidates found before our description was emitted.
     held: Vec<Signal>,
     connected_at: Option<Instant>,
+    /// Our end signal has gone out: nothing may follow it.
+    end_sent: bool,
     ended: Option<EndReason>,
 }
 
@@ -321,12 +323,17 @@ impl CallSession {
     /// Hangs up: emits [`Signal::End`] with `reason` for the peer, then ends the call. Does
     /// nothing once the call has ended.
     pub fn hang_up(&self, reason: &str) {
-        if lock(&self.inner.phase).ended.is_some() {
-            return;
+        {
+            let mut phase = lock(&self.inner.phase);
+            if phase.ended.is_some() || phase.end_sent {
+                return;
+            }
+            // Under the lock, so that no candidate gathered meanwhile can follow the end.
+            phase.end_sent = true;
+            self.inner.emit(Signal::End {
+                reason: reason.to_string(),
+            });
         }
-        self.inner.emit(Signal::End {
-            reason: reason.to_string(),
-        });
         self.inner.end(EndReason::HungUp(reason.to_string()));
     }
 
@@ -410,6 +417,10 @@ impl Inner {
             sdp_mline_index: init.sdp_mline_index,
         };
         let mut phase = lock(&self.phase);
+        if phase.ended.is_some() || phase.end_sent {
+            // Gathering can outlive the call; the peer has had our end already.
+            return;
+        }
         if phase.described {
             self.emit(signal);
         } else {
