@@ -186,6 +186,16 @@ fn a_file_arrives_through_the_quarantine_into_the_folder() {
     assert!(run.tx_done);
     // The quarantine is left empty: no partial file, no state.
     assert_eq!(listing(&s.dest), [QUARANTINE_DIR, "holiday.mp4"]);
+    // And it is its owner's alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.dest.join(QUARANTINE_DIR))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 }
 
 #[test]

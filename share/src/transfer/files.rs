@@ -183,7 +183,11 @@ impl Incoming {
             return Err(Error::Config(format!("{} is not a folder", dir.display())));
         }
         let quarantine = safe_join(dir, &safe_file_name(QUARANTINE_DIR)?)?;
-        match fs::create_dir(&quarantine) {
+        // Private to its owner: what waits in it has not been checked yet.
+        let mut create = fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut create, 0o700);
+        match create.create(&quarantine) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists && quarantine.is_dir() => {}
             Err(e) => return Err(Error::io(&quarantine, e)),
