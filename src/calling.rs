@@ -345,6 +345,12 @@ pub fn answer(args: AnswerArgs) -> Result<u8> {
                     client.close().await;
                     return Ok(code);
                 }
+                Some(Some(ClientEvent::FolderInvite(invite))) => eprintln!(
+                    "{} invites you to share the folder {:?}: duet share accept {} DIR",
+                    invite.from(),
+                    invite.name(),
+                    invite.id()
+                ),
                 Some(Some(ClientEvent::Closed { reason })) => {
                     bail!("the connection to the server closed: {reason}")
                 }
