@@ -19,12 +19,11 @@ use duet_media::video::stamp::wall_epoch;
 use duet_media::video::{NullVideoSink, VideoSink};
 use duet_media::{AudioFormat, Channels, FrameDuration};
 use duet_signaling::client::SignalingClient;
-use duet_signaling::protocol::{
-    CallMedia, ClientMessage, ErrorCode, Invitation, InviteId, InviteState,
-};
+use duet_signaling::protocol::{CallMedia, ClientMessage, Invitation, InviteId, InviteState};
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
+use super::invited::Invited;
 use super::route::{CallMsg, Route, RouteKind};
 use super::{Client, ClientEvent, DEFAULT_RING};
 
@@ -136,48 +135,33 @@ fn setup(e: impl std::fmt::Display) -> CallError {
 /// A call arriving from a contact. Accept it, decline it, or answer busy; dropping it lets it
 /// ring until it expires.
 pub struct IncomingCall {
-    client: Client,
-    from: UserName,
-    id: InviteId,
+    invited: Invited,
     media: CallMedia,
-    route: Route,
 }
 
 impl std::fmt::Debug for IncomingCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IncomingCall")
-            .field("from", &self.from)
-            .field("id", &self.id)
+            .field("from", &self.invited.from)
+            .field("id", &self.invited.id)
             .field("media", &self.media)
             .finish()
     }
 }
 
 impl IncomingCall {
-    pub(super) fn new(
-        client: Client,
-        from: UserName,
-        id: InviteId,
-        media: CallMedia,
-        route: Route,
-    ) -> Self {
-        Self {
-            client,
-            from,
-            id,
-            media,
-            route,
-        }
+    pub(super) fn new(invited: Invited, media: CallMedia) -> Self {
+        Self { invited, media }
     }
 
     /// Who is calling.
     pub fn from(&self) -> &UserName {
-        &self.from
+        &self.invited.from
     }
 
     /// The invitation's id.
     pub fn id(&self) -> InviteId {
-        self.id
+        self.invited.id
     }
 
     /// Whether the caller asked for video.
@@ -188,51 +172,25 @@ impl IncomingCall {
     /// Accepts: connects the call and starts sending `options`' media. The call carries what
     /// the caller asked for (`options.video` is not consulted).
     pub async fn accept(self, options: CallOptions) -> Result<Call, CallError> {
-        let reply = self
-            .client
-            .signaling
-            .request(ClientMessage::Accept { id: self.id })
-            .await;
-        if let Err(e) = reply {
-            return Err(match e.code() {
-                Some(ErrorCode::NoSuchInvitation) => CallError::Signaling(format!(
-                    "the call from {} is no longer ringing",
-                    self.from
-                )),
-                _ => CallError::Signaling(e.to_string()),
-            });
-        }
+        self.invited.accept().await?;
         let video = self.has_video();
-        establish(
-            &self.client,
-            self.route,
-            self.from,
-            options,
-            Role::Callee,
-            video,
-        )
-        .await
+        let Invited {
+            client,
+            from,
+            route,
+            ..
+        } = self.invited;
+        establish(&client, route, from, options, Role::Callee, video).await
     }
 
     /// Declines, with an optional reason the caller sees.
     pub async fn decline(self, reason: Option<String>) -> anyhow::Result<()> {
-        self.client
-            .signaling
-            .request(ClientMessage::Decline {
-                id: self.id,
-                reason,
-            })
-            .await?;
-        Ok(())
+        Ok(self.invited.decline(reason).await?)
     }
 
     /// Answers that we are busy.
     pub async fn busy(self) -> anyhow::Result<()> {
-        self.client
-            .signaling
-            .request(ClientMessage::Busy { id: self.id })
-            .await?;
-        Ok(())
+        Ok(self.invited.busy().await?)
     }
 }
 

@@ -28,6 +28,7 @@
 //! ```
 
 mod call;
+mod invited;
 mod link;
 mod route;
 mod share;
@@ -444,14 +445,8 @@ impl Client {
                 Invitation::File { name, size, sha256 } => {
                     match transfer::offer_of(&name, size, &sha256) {
                         Ok(offer) => {
-                            let route = self.routes.open(id, RouteKind::Data);
-                            ClientEvent::FileOffer(IncomingFile::new(
-                                self.clone(),
-                                from,
-                                id,
-                                offer,
-                                route,
-                            ))
+                            let invited = self.invited(from, id, RouteKind::Data);
+                            ClientEvent::FileOffer(IncomingFile::new(invited, offer))
                         }
                         Err(e) => {
                             tracing::warn!("refused a file offer from {from}: {e}");
@@ -465,14 +460,8 @@ impl Client {
                     }
                 }
                 Invitation::Folder { name } => {
-                    let route = self.routes.open(id, RouteKind::Data);
-                    ClientEvent::FolderInvite(FolderInvitation::new(
-                        self.clone(),
-                        from,
-                        id,
-                        name,
-                        route,
-                    ))
+                    let invited = self.invited(from, id, RouteKind::Data);
+                    ClientEvent::FolderInvite(FolderInvitation::new(invited, name))
                 }
             },
             ServerMessage::InviteState { id, state, reason } => {
@@ -512,15 +501,19 @@ impl Client {
             let _ = self.signaling.send(ClientMessage::Busy { id }).await;
             return;
         }
-        let route = self.routes.open(id, RouteKind::Call);
+        let invited = self.invited(from, id, RouteKind::Call);
         let _ = self.signaling.send(ClientMessage::Ringing { id }).await;
-        self.emit(ClientEvent::IncomingCall(IncomingCall::new(
-            self.clone(),
+        self.emit(ClientEvent::IncomingCall(IncomingCall::new(invited, media)));
+    }
+
+    /// An invitation from `from`, its route claimed so that nothing sent for it is lost.
+    fn invited(&self, from: UserName, id: InviteId, kind: RouteKind) -> invited::Invited {
+        invited::Invited {
+            client: self.clone(),
             from,
             id,
-            media,
-            route,
-        )));
+            route: self.routes.open(id, kind),
+        }
     }
 }
 

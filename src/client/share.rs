@@ -16,12 +16,13 @@ use duet_share::sync::{
     Action, Debouncer, Folder, FolderWatcher, Outcome, Rescan, SyncConfig, SyncEngine, SyncEvent,
     SyncStats,
 };
-use duet_signaling::protocol::{ClientMessage, Invitation, InviteId};
+use duet_signaling::protocol::{Invitation, InviteId};
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
+use super::invited::Invited;
 use super::link::{open_link, LinkRole};
-use super::route::{Route, RouteKind};
+use super::route::RouteKind;
 use super::transfer::TransferError;
 use super::{Client, ClientEvent};
 use crate::client::CallError;
@@ -52,48 +53,33 @@ impl Default for ShareOptions {
 
 /// A contact's invitation to a sharing folder.
 pub struct FolderInvitation {
-    client: Client,
-    from: UserName,
-    id: InviteId,
+    invited: Invited,
     name: String,
-    route: Route,
 }
 
 impl std::fmt::Debug for FolderInvitation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FolderInvitation")
-            .field("from", &self.from)
-            .field("id", &self.id)
+            .field("from", &self.invited.from)
+            .field("id", &self.invited.id)
             .field("name", &self.name)
             .finish()
     }
 }
 
 impl FolderInvitation {
-    pub(super) fn new(
-        client: Client,
-        from: UserName,
-        id: InviteId,
-        name: String,
-        route: Route,
-    ) -> Self {
-        Self {
-            client,
-            from,
-            id,
-            name,
-            route,
-        }
+    pub(super) fn new(invited: Invited, name: String) -> Self {
+        Self { invited, name }
     }
 
     /// Who invites.
     pub fn from(&self) -> &UserName {
-        &self.from
+        &self.invited.from
     }
 
     /// The invitation's id (`duet share accept ID DIR`).
     pub fn id(&self) -> InviteId {
-        self.id
+        self.invited.id
     }
 
     /// The folder's name.
@@ -109,32 +95,27 @@ impl FolderInvitation {
     ) -> Result<ShareSession, TransferError> {
         std::fs::create_dir_all(dir).map_err(|e| duet_share::Error::io(dir, e))?;
         let folder = Folder::open(dir)?;
-        self.client
-            .signaling
-            .request(ClientMessage::Accept { id: self.id })
-            .await
-            .map_err(|e| CallError::Signaling(e.to_string()))?;
-        let link = open_link(&self.client, self.route, LinkRole::Answer).await?;
+        self.invited.accept().await?;
+        let Invited {
+            client,
+            from,
+            route,
+            ..
+        } = self.invited;
+        let link = open_link(&client, route, LinkRole::Answer).await?;
         Ok(ShareSession::start(
-            self.client.clone(),
+            client.clone(),
             link,
             folder,
             self.name,
-            self.from,
+            from,
             options,
         ))
     }
 
     /// Declines the invitation.
     pub async fn decline(self, reason: Option<String>) -> anyhow::Result<()> {
-        self.client
-            .signaling
-            .request(ClientMessage::Decline {
-                id: self.id,
-                reason,
-            })
-            .await?;
-        Ok(())
+        Ok(self.invited.decline(reason).await?)
     }
 }
 

@@ -16,10 +16,11 @@ use duet_share::transfer::files::{Incoming, Outcome, Outgoing};
 use duet_share::transfer::{
     Hash256, Message, Offer, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderEvent,
 };
-use duet_signaling::protocol::{ClientMessage, Invitation, InviteId, InviteState};
+use duet_signaling::protocol::{Invitation, InviteId, InviteState};
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
+use super::invited::Invited;
 use super::link::{open_link, LinkRole};
 use super::route::{CallMsg, Route, RouteKind};
 use super::Client;
@@ -164,18 +165,15 @@ impl Transfer {
 /// A file a contact offers. Accept it into a folder, or decline; dropping it lets the offer
 /// expire.
 pub struct IncomingFile {
-    client: Client,
-    from: UserName,
-    id: InviteId,
+    invited: Invited,
     offer: Offer,
-    route: Route,
 }
 
 impl std::fmt::Debug for IncomingFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IncomingFile")
-            .field("from", &self.from)
-            .field("id", &self.id)
+            .field("from", &self.invited.from)
+            .field("id", &self.invited.id)
             .field("name", &self.name())
             .field("size", &self.offer.size)
             .finish()
@@ -192,30 +190,18 @@ pub struct ReceiveOptions {
 }
 
 impl IncomingFile {
-    pub(super) fn new(
-        client: Client,
-        from: UserName,
-        id: InviteId,
-        offer: Offer,
-        route: Route,
-    ) -> Self {
-        Self {
-            client,
-            from,
-            id,
-            offer,
-            route,
-        }
+    pub(super) fn new(invited: Invited, offer: Offer) -> Self {
+        Self { invited, offer }
     }
 
     /// Who offers it.
     pub fn from(&self) -> &UserName {
-        &self.from
+        &self.invited.from
     }
 
     /// The invitation's id.
     pub fn id(&self) -> InviteId {
-        self.id
+        self.invited.id
     }
 
     /// The file's name (already checked: one safe component).
@@ -245,31 +231,19 @@ impl IncomingFile {
         ) {
             Ok(pair) => pair,
             Err(e) => {
-                let reason = format!("refused: {e}");
-                let _ = self
-                    .client
-                    .signaling
-                    .request(ClientMessage::Decline {
-                        id: self.id,
-                        reason: Some(reason),
-                    })
-                    .await;
+                let _ = self.invited.decline(Some(format!("refused: {e}"))).await;
                 return Err(e.into());
             }
         };
-        self.client
-            .signaling
-            .request(ClientMessage::Accept { id: self.id })
-            .await
-            .map_err(|e| CallError::Signaling(e.to_string()))?;
+        self.invited.accept().await?;
         let (progress_tx, progress) = watch::channel(Progress {
             total: self.offer.size,
             ..Progress::default()
         });
-        let client = self.client.clone();
+        let Invited { client, route, .. } = self.invited;
         let scanner = options.scanner.clone();
         let task = tokio::spawn(async move {
-            let link = open_link(&client, self.route, LinkRole::Answer).await?;
+            let link = open_link(&client, route, LinkRole::Answer).await?;
             receive(link, incoming, receiver, scanner, progress_tx).await
         });
         Ok(Transfer { progress, task })
@@ -277,14 +251,7 @@ impl IncomingFile {
 
     /// Declines the offer.
     pub async fn decline(self, reason: Option<String>) -> anyhow::Result<()> {
-        self.client
-            .signaling
-            .request(ClientMessage::Decline {
-                id: self.id,
-                reason,
-            })
-            .await?;
-        Ok(())
+        Ok(self.invited.decline(reason).await?)
     }
 }
 
