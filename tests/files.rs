@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::{json, spawn, World};
 use duet_signaling::protocol::Invitation;
 use duet_signaling::{ClientConfig, SignalingClient, UserName};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// A file of `len` pseudo-random bytes (seeded), and its SHA-256 in hex.
@@ -53,6 +54,22 @@ fn visible(dir: &Path) -> Vec<String> {
     names
 }
 
+/// `duet send bob FILE` as alice to `duet answer --accept-files INBOX` as bob; both must
+/// succeed. Returns what each printed (`--json`).
+fn send_accepted(world: &World, file: &Path, inbox: &Path) -> (Value, Value) {
+    let bob = world.answer(
+        "bob",
+        &["--accept-files", inbox.to_str().unwrap(), "--json"],
+    );
+    let alice = spawn(world.cmd("alice", &["send", "bob", file.to_str().unwrap(), "--json"]));
+    let (status, stdout, stderr) = alice.finish(Duration::from_secs(120));
+    assert!(status.success(), "alice: {stderr}");
+    let sent = json(&stdout);
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(30));
+    assert!(status.success(), "bob: {stderr}");
+    (sent, json(&stdout))
+}
+
 fn inbox(world: &World) -> PathBuf {
     let dir = world.path("inbox");
     std::fs::create_dir_all(&dir).expect("inbox");
@@ -65,17 +82,7 @@ fn a_fifty_megabyte_file_arrives_identical_with_bounded_memory() {
     let inbox = inbox(&world);
     let file = world.path("big.bin");
     let sha = random_file(&file, 50_000_000, 7);
-    let bob = world.answer(
-        "bob",
-        &["--accept-files", inbox.to_str().unwrap(), "--json"],
-    );
-    let alice = spawn(world.cmd("alice", &["send", "bob", file.to_str().unwrap(), "--json"]));
-    let (status, stdout, stderr) = alice.finish(Duration::from_secs(120));
-    assert!(status.success(), "alice: {stderr}");
-    let sent = json(&stdout);
-    let (status, stdout, stderr) = bob.finish(Duration::from_secs(30));
-    assert!(status.success(), "bob: {stderr}");
-    let received = json(&stdout);
+    let (sent, received) = send_accepted(&world, &file, &inbox);
     assert_eq!(received["outcome"], "delivered", "{received}");
     assert_eq!(visible(&inbox), ["big.bin"]);
     assert_eq!(sha256_of(&inbox.join("big.bin")), sha);
@@ -149,17 +156,7 @@ fn a_cut_transfer_resumes_without_sending_verified_blocks_again() {
     assert!(visible(&inbox).is_empty());
 
     // The same file offered again: only the missing blocks travel.
-    let bob = world.answer(
-        "bob",
-        &["--accept-files", inbox.to_str().unwrap(), "--json"],
-    );
-    let alice = spawn(world.cmd("alice", &["send", "bob", file.to_str().unwrap(), "--json"]));
-    let (status, stdout, stderr) = alice.finish(Duration::from_secs(120));
-    assert!(status.success(), "alice: {stderr}");
-    let sent = json(&stdout);
-    let (status, stdout, stderr) = bob.finish(Duration::from_secs(30));
-    assert!(status.success(), "bob: {stderr}");
-    let received = json(&stdout);
+    let (sent, received) = send_accepted(&world, &file, &inbox);
     assert_eq!(sha256_of(&inbox.join("movie.bin")), sha);
     let blocks = 60_000_000u64.div_ceil(128 * 1024);
     let resumed = received["blocks_resumed"].as_u64().unwrap_or(0);
