@@ -40,6 +40,7 @@ pub mod jitter;
 pub mod link;
 pub mod loopback;
 pub mod measure;
+mod negotiate;
 pub mod packetize;
 pub mod rtp;
 pub mod stats;

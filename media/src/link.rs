@@ -49,11 +49,11 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc::{self, unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::PeerConnection;
 
 pub use crate::call::{EndReason, Runtime, Signal};
 use crate::error::Error;
-use peer::link_error;
+use crate::negotiate::{self, stack_error, Negotiation, Negotiator};
 
 /// Largest message [`DataLink::send`] accepts, bytes (what every WebRTC stack delivers whole).
 pub const MAX_MESSAGE: usize = 16 * 1024;
@@ -201,6 +201,7 @@ struct Inner {
     created: Instant,
     events: UnboundedSender<LinkEvent>,
     phase: Mutex<Phase>,
+    negotiation: Mutex<Negotiation>,
     /// The data channel, once created (offering side) or announced by the peer.
     channel: Mutex<Option<Arc<dyn DataChannel>>>,
     /// The queue's sending end, until the channel's reader takes it.
@@ -261,14 +262,6 @@ struct Counters {
 
 #[derive(Default)]
 struct Phase {
-    offered: bool,
-    remote_set: bool,
-    /// The peer's candidates that came before its description.
-    pending: Vec<RTCIceCandidateInit>,
-    /// Our description has been emitted: our candidates may follow it.
-    described: bool,
-    /// Our candidates found before our description was emitted.
-    held: Vec<Signal>,
     open: bool,
     ended: Option<EndReason>,
 }
@@ -293,6 +286,7 @@ impl DataLink {
             created: Instant::now(),
             events: events_tx,
             phase: Mutex::new(Phase::default()),
+            negotiation: Mutex::default(),
             channel: Mutex::new(None),
             queue_tx: Mutex::new(Some(queue_tx)),
             queue_rx: tokio::sync::Mutex::new(queue_rx),
@@ -311,38 +305,7 @@ impl DataLink {
     /// the offer, then this side's ICE candidates as they are found. Call once, on one side
     /// only; the other side answers.
     pub async fn start(&self) -> Result<(), Error> {
-        let inner = &self.inner;
-        {
-            let mut phase = lock(&inner.phase);
-            if phase.ended.is_some() {
-                return Err(Error::Call("the data link has ended".into()));
-            }
-            if phase.offered || phase.remote_set {
-                return Err(Error::Call(
-                    "this data link is already being negotiated".into(),
-                ));
-            }
-            phase.offered = true;
-        }
-        let init = RTCDataChannelInit {
-            ordered: true,
-            ..Default::default()
-        };
-        let channel = inner
-            .pc
-            .create_data_channel(&inner.config.label, Some(init))
-            .await
-            .map_err(link_error)?;
-        inner.attach(channel).await;
-        let offer = inner.pc.create_offer(None).await.map_err(link_error)?;
-        let sdp = offer.sdp.clone();
-        inner
-            .pc
-            .set_local_description(offer)
-            .await
-            .map_err(link_error)?;
-        inner.emit_description(Signal::Offer { sdp });
-        Ok(())
+        negotiate::start(&self.inner).await
     }
 
     /// Applies a signal from the peer: answers an offer (emitting the answer), takes an answer
@@ -350,73 +313,7 @@ impl DataLink {
     /// on [`Signal::End`]. A signal that cannot be applied (bad SDP or candidate, an answer
     /// without an offer) is an error and leaves the link as it was.
     pub async fn handle_signal(&self, signal: Signal) -> Result<(), Error> {
-        let inner = &self.inner;
-        let ended = lock(&inner.phase).ended.is_some();
-        match signal {
-            Signal::End { reason } => {
-                inner.end(EndReason::RemoteHungUp(reason));
-                Ok(())
-            }
-            // Candidates still in flight when the link ended are of no use any more.
-            Signal::Candidate { .. } if ended => Ok(()),
-            _ if ended => Err(Error::Call("the data link has ended".into())),
-            Signal::Offer { sdp } => {
-                if lock(&inner.phase).offered {
-                    return Err(Error::Call(
-                        "an offer came but this side made the offer".into(),
-                    ));
-                }
-                let offer = RTCSessionDescription::offer(sdp)
-                    .map_err(|e| Error::Call(format!("the peer's offer is not valid SDP: {e}")))?;
-                inner
-                    .pc
-                    .set_remote_description(offer)
-                    .await
-                    .map_err(|e| Error::Call(format!("the peer's offer cannot be applied: {e}")))?;
-                inner.remote_described().await;
-                let answer = inner.pc.create_answer(None).await.map_err(link_error)?;
-                let sdp = answer.sdp.clone();
-                inner
-                    .pc
-                    .set_local_description(answer)
-                    .await
-                    .map_err(link_error)?;
-                inner.emit_description(Signal::Answer { sdp });
-                Ok(())
-            }
-            Signal::Answer { sdp } => {
-                if !lock(&inner.phase).offered {
-                    return Err(Error::Call("an answer came but no offer was made".into()));
-                }
-                let answer = RTCSessionDescription::answer(sdp)
-                    .map_err(|e| Error::Call(format!("the peer's answer is not valid SDP: {e}")))?;
-                inner.pc.set_remote_description(answer).await.map_err(|e| {
-                    Error::Call(format!("the peer's answer cannot be applied: {e}"))
-                })?;
-                inner.remote_described().await;
-                Ok(())
-            }
-            Signal::Candidate {
-                candidate,
-                sdp_mid,
-                sdp_mline_index,
-            } => {
-                let init = RTCIceCandidateInit {
-                    candidate,
-                    sdp_mid,
-                    sdp_mline_index,
-                    ..Default::default()
-                };
-                {
-                    let mut phase = lock(&inner.phase);
-                    if !phase.remote_set {
-                        phase.pending.push(init);
-                        return Ok(());
-                    }
-                }
-                inner.add_candidate(init).await
-            }
-        }
+        negotiate::handle_signal(&self.inner, signal).await
     }
 
     /// Sends one message of at most [`MAX_MESSAGE`] bytes, in order after the ones before.
@@ -507,63 +404,50 @@ impl Drop for DataLink {
     }
 }
 
-impl Inner {
+impl Negotiator for Arc<Inner> {
+    const WHAT: &'static str = "data link";
+
+    fn peer(&self) -> &Arc<dyn PeerConnection> {
+        &self.pc
+    }
+
+    fn negotiation(&self) -> &Mutex<Negotiation> {
+        &self.negotiation
+    }
+
     fn emit(&self, signal: Signal) {
         let _ = self.events.send(LinkEvent::Signal(signal));
     }
 
-    /// Emits our offer or answer, then the candidates found while it was being applied, so
-    /// that the peer always gets the description first.
-    fn emit_description(&self, description: Signal) {
-        let mut phase = lock(&self.phase);
-        self.emit(description);
-        phase.described = true;
-        for candidate in std::mem::take(&mut phase.held) {
-            self.emit(candidate);
-        }
+    fn is_ended(&self) -> bool {
+        Inner::is_ended(self)
     }
 
-    /// Emits one of our candidates, or holds it until our description has gone out.
-    fn emit_candidate(&self, init: RTCIceCandidateInit) {
-        let signal = Signal::Candidate {
-            candidate: init.candidate,
-            sdp_mid: init.sdp_mid,
-            sdp_mline_index: init.sdp_mline_index,
+    fn peer_ended(&self, reason: String) {
+        self.end(EndReason::RemoteHungUp(reason));
+    }
+
+    /// The offering side creates the channel (ordered, reliable); the answering side gets
+    /// the peer's from the stack.
+    async fn prepare(&self, offering: bool) -> Result<(), Error> {
+        if !offering {
+            return Ok(());
+        }
+        let init = RTCDataChannelInit {
+            ordered: true,
+            ..Default::default()
         };
-        let mut phase = lock(&self.phase);
-        if phase.ended.is_some() {
-            return;
-        }
-        if phase.described {
-            self.emit(signal);
-        } else {
-            phase.held.push(signal);
-        }
+        let channel = self
+            .pc
+            .create_data_channel(&self.config.label, Some(init))
+            .await
+            .map_err(stack_error::<Self>)?;
+        self.attach(channel).await;
+        Ok(())
     }
+}
 
-    /// The remote description is set: candidates that came early can be applied.
-    async fn remote_described(&self) {
-        let pending = {
-            let mut phase = lock(&self.phase);
-            phase.remote_set = true;
-            std::mem::take(&mut phase.pending)
-        };
-        for init in pending {
-            if let Err(e) = self.add_candidate(init).await {
-                tracing::warn!("{e}");
-            }
-        }
-    }
-
-    async fn add_candidate(&self, init: RTCIceCandidateInit) -> Result<(), Error> {
-        let text = init.candidate.clone();
-        self.pc.add_ice_candidate(init).await.map_err(|e| {
-            Error::Call(format!(
-                "the peer's ICE candidate {text:?} is not usable: {e}"
-            ))
-        })
-    }
-
+impl Inner {
     /// The data channel is open on this side: tell the owner and waiting senders.
     fn opened(&self) {
         {
@@ -579,24 +463,21 @@ impl Inner {
 
     /// Ends the link once: tells the owner, wakes waiting senders and the control task,
     /// which closes the connection. False when it had already ended.
-    fn end(&self, reason: EndReason) -> bool {
+    fn end(self: &Arc<Self>, reason: EndReason) -> bool {
         self.end_with(reason, None)
     }
 
     /// Ends the link once, emitting `signal` for the peer first. The link is marked ended
     /// before the signal leaves, so whatever the peer does on it finds this side ended.
-    fn end_with(&self, reason: EndReason, signal: Option<Signal>) -> bool {
+    fn end_with(self: &Arc<Self>, reason: EndReason, signal: Option<Signal>) -> bool {
         {
             let mut phase = lock(&self.phase);
             if phase.ended.is_some() {
                 return false;
             }
             phase.ended = Some(reason.clone());
-            phase.held.clear();
         }
-        if let Some(signal) = signal {
-            self.emit(signal);
-        }
+        negotiate::close(self, signal);
         tracing::debug!("data link ended: {reason}");
         let _ = self.events.send(LinkEvent::Ended(reason));
         self.changed.notify_waiters();
@@ -620,7 +501,7 @@ impl Inner {
         if self.is_ended() {
             self.ended_error()
         } else {
-            link_error(e)
+            stack_error::<Arc<Self>>(e)
         }
     }
 }

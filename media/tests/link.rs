@@ -325,3 +325,41 @@ async fn dropping_a_link_hangs_up() {
     );
     assert_eq!(timeout(WAIT, b.recv()).await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offer_comes_first_and_nothing_follows_the_end() {
+    let (a, mut a_events) = DataLink::new(LinkConfig::default()).await.unwrap();
+    let (b, _b_events) = DataLink::new(LinkConfig::default()).await.unwrap();
+    a.start().await.unwrap();
+    // Both sides offering is refused, not half-applied.
+    b.start().await.unwrap();
+    let first = timeout(WAIT, a_events.recv()).await.unwrap().unwrap();
+    let LinkEvent::Signal(offer @ Signal::Offer { .. }) = first else {
+        panic!("the first event is {first:?}, not the offer");
+    };
+    let err = b.handle_signal(offer).await.unwrap_err().to_string();
+    assert!(err.contains("this side made the offer"), "{err}");
+
+    // Hanging up while candidates are still being gathered: the end is the last signal.
+    a.hang_up("bye");
+    let mut after = Vec::new();
+    while let Ok(Some(event)) = timeout(Duration::from_millis(500), a_events.recv()).await {
+        after.push(event);
+    }
+    let end = after
+        .iter()
+        .position(|e| matches!(e, LinkEvent::Signal(Signal::End { .. })))
+        .unwrap_or_else(|| panic!("no end signal in {after:?}"));
+    assert!(
+        after[end + 1..]
+            .iter()
+            .all(|e| !matches!(e, LinkEvent::Signal(_))),
+        "a signal followed the end: {after:?}"
+    );
+    assert!(
+        after[end + 1..]
+            .iter()
+            .any(|e| matches!(e, LinkEvent::Ended(EndReason::HungUp(_)))),
+        "the end event follows the end signal: {after:?}"
+    );
+}

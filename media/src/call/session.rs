@@ -15,7 +15,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use webrtc::peer_connection::PeerConnection;
 
 use super::peer::{self, call_error, PeerSetup};
 use super::receive::{self, Arrival, Feedback, ReceiveShared};
@@ -26,6 +26,7 @@ use super::{CallConfig, CallEvent, CallEvents, CallSinks, EndReason, Signal};
 use crate::adapt::BitrateController;
 use crate::audio::NullAudioSink;
 use crate::error::Error;
+use crate::negotiate::{self, Negotiation, Negotiator};
 use crate::video::NullVideoSink;
 
 mod control;
@@ -70,6 +71,7 @@ struct Inner {
     /// Our SSRC used as the sender of the RTCP feedback we write.
     feedback_ssrc: u32,
     phase: Mutex<Phase>,
+    negotiation: Mutex<Negotiation>,
     routes: Mutex<Routes>,
     threads: Mutex<Vec<JoinHandle<Result<(), Error>>>>,
     stack: Mutex<StackFigures>,
@@ -85,18 +87,8 @@ struct Adapter {
 
 #[derive(Default)]
 struct Phase {
-    offered: bool,
     tracks_added: bool,
-    remote_set: bool,
-    /// The peer's candidates that came before its description.
-    pending: Vec<RTCIceCandidateInit>,
-    /// Our description has been emitted: our candidates may follow it.
-    described: bool,
-    /// Our candidates found before our description was emitted.
-    held: Vec<Signal>,
     connected_at: Option<Instant>,
-    /// Our end signal has gone out: nothing may follow it.
-    end_sent: bool,
     ended: Option<EndReason>,
 }
 
@@ -215,6 +207,7 @@ impl CallSession {
             tracks,
             feedback_ssrc: video_ssrc.or(audio_ssrc).unwrap_or(1),
             phase: Mutex::new(Phase::default()),
+            negotiation: Mutex::default(),
             routes: Mutex::new(routes),
             threads: Mutex::new(threads),
             stack: Mutex::new(StackFigures::default()),
@@ -228,113 +221,24 @@ impl CallSession {
     /// Starts the call from this side: emits the offer (then, as they are found, this side's
     /// ICE candidates). Call once, on one side only; the other side answers.
     pub async fn start(&self) -> Result<(), Error> {
-        let inner = &self.inner;
-        {
-            let mut phase = lock(&inner.phase);
-            if phase.ended.is_some() {
-                return Err(Error::Call("the call has ended".into()));
-            }
-            if phase.offered || phase.remote_set {
-                return Err(Error::Call("this call is already being negotiated".into()));
-            }
-            phase.offered = true;
-        }
-        inner.add_tracks().await?;
-        let offer = inner.pc.create_offer(None).await.map_err(call_error)?;
-        let sdp = offer.sdp.clone();
-        inner
-            .pc
-            .set_local_description(offer)
-            .await
-            .map_err(call_error)?;
-        inner.emit_description(Signal::Offer { sdp });
-        Ok(())
+        negotiate::start(&*self.inner).await
     }
 
     /// Applies a signal from the peer: answers an offer (emitting the answer), takes an answer
     /// or a candidate, or ends the call on [`Signal::End`]. A signal that cannot be applied (bad
     /// SDP or candidate, an answer without an offer) is an error and leaves the call as it was.
     pub async fn handle_signal(&self, signal: Signal) -> Result<(), Error> {
-        let inner = &self.inner;
-        let ended = lock(&inner.phase).ended.is_some();
-        match signal {
-            Signal::End { reason } => {
-                inner.end(EndReason::RemoteHungUp(reason));
-                Ok(())
-            }
-            // Candidates still in flight when the call ended are of no use any more.
-            Signal::Candidate { .. } if ended => Ok(()),
-            _ if ended => Err(Error::Call("the call has ended".into())),
-            Signal::Offer { sdp } => {
-                let offer = RTCSessionDescription::offer(sdp)
-                    .map_err(|e| Error::Call(format!("the peer's offer is not valid SDP: {e}")))?;
-                inner
-                    .pc
-                    .set_remote_description(offer)
-                    .await
-                    .map_err(|e| Error::Call(format!("the peer's offer cannot be applied: {e}")))?;
-                inner.remote_described().await;
-                inner.add_tracks().await?;
-                let answer = inner.pc.create_answer(None).await.map_err(call_error)?;
-                let sdp = answer.sdp.clone();
-                inner
-                    .pc
-                    .set_local_description(answer)
-                    .await
-                    .map_err(call_error)?;
-                inner.emit_description(Signal::Answer { sdp });
-                Ok(())
-            }
-            Signal::Answer { sdp } => {
-                if !lock(&inner.phase).offered {
-                    return Err(Error::Call("an answer came but no offer was made".into()));
-                }
-                let answer = RTCSessionDescription::answer(sdp)
-                    .map_err(|e| Error::Call(format!("the peer's answer is not valid SDP: {e}")))?;
-                inner.pc.set_remote_description(answer).await.map_err(|e| {
-                    Error::Call(format!("the peer's answer cannot be applied: {e}"))
-                })?;
-                inner.remote_described().await;
-                Ok(())
-            }
-            Signal::Candidate {
-                candidate,
-                sdp_mid,
-                sdp_mline_index,
-            } => {
-                let init = RTCIceCandidateInit {
-                    candidate,
-                    sdp_mid,
-                    sdp_mline_index,
-                    ..Default::default()
-                };
-                {
-                    let mut phase = lock(&inner.phase);
-                    if !phase.remote_set {
-                        phase.pending.push(init);
-                        return Ok(());
-                    }
-                }
-                inner.add_candidate(init).await
-            }
-        }
+        negotiate::handle_signal(&*self.inner, signal).await
     }
 
     /// Hangs up: emits [`Signal::End`] with `reason` for the peer, then ends the call. Does
     /// nothing once the call has ended.
     pub fn hang_up(&self, reason: &str) {
-        {
-            let mut phase = lock(&self.inner.phase);
-            if phase.ended.is_some() || phase.end_sent {
-                return;
-            }
-            // Under the lock, so that no candidate gathered meanwhile can follow the end.
-            phase.end_sent = true;
-            self.inner.emit(Signal::End {
-                reason: reason.to_string(),
-            });
-        }
-        self.inner.end(EndReason::HungUp(reason.to_string()));
+        let end = Signal::End {
+            reason: reason.to_string(),
+        };
+        self.inner
+            .end_with(EndReason::HungUp(reason.to_string()), Some(end));
     }
 
     /// Where encoded frames go in.
@@ -393,41 +297,36 @@ impl Drop for CallSession {
     }
 }
 
-impl Inner {
+impl Negotiator for Inner {
+    const WHAT: &'static str = "call";
+
+    fn peer(&self) -> &Arc<dyn PeerConnection> {
+        &self.pc
+    }
+
+    fn negotiation(&self) -> &Mutex<Negotiation> {
+        &self.negotiation
+    }
+
     fn emit(&self, signal: Signal) {
         let _ = self.events.send(CallEvent::Signal(signal));
     }
 
-    /// Emits our offer or answer, then the candidates found while it was being applied, so
-    /// that the peer always gets the description first.
-    fn emit_description(&self, description: Signal) {
-        let mut phase = lock(&self.phase);
-        self.emit(description);
-        phase.described = true;
-        for candidate in std::mem::take(&mut phase.held) {
-            self.emit(candidate);
-        }
+    fn is_ended(&self) -> bool {
+        lock(&self.phase).ended.is_some()
     }
 
-    /// Emits one of our candidates, or holds it until our description has gone out.
-    fn emit_candidate(&self, init: RTCIceCandidateInit) {
-        let signal = Signal::Candidate {
-            candidate: init.candidate,
-            sdp_mid: init.sdp_mid,
-            sdp_mline_index: init.sdp_mline_index,
-        };
-        let mut phase = lock(&self.phase);
-        if phase.ended.is_some() || phase.end_sent {
-            // Gathering can outlive the call; the peer has had our end already.
-            return;
-        }
-        if phase.described {
-            self.emit(signal);
-        } else {
-            phase.held.push(signal);
-        }
+    fn peer_ended(&self, reason: String) {
+        self.end(EndReason::RemoteHungUp(reason));
     }
 
+    /// Our tracks go in before the offer, or once the peer's offer has made its transceivers.
+    async fn prepare(&self, _offering: bool) -> Result<(), Error> {
+        self.add_tracks().await
+    }
+}
+
+impl Inner {
     /// Adds our tracks to the connection, once.
     async fn add_tracks(&self) -> Result<(), Error> {
         {
@@ -446,32 +345,15 @@ impl Inner {
         Ok(())
     }
 
-    /// The remote description is set: candidates that came early can be applied.
-    async fn remote_described(&self) {
-        let pending = {
-            let mut phase = lock(&self.phase);
-            phase.remote_set = true;
-            std::mem::take(&mut phase.pending)
-        };
-        for init in pending {
-            if let Err(e) = self.add_candidate(init).await {
-                tracing::warn!("{e}");
-            }
-        }
-    }
-
-    async fn add_candidate(&self, init: RTCIceCandidateInit) -> Result<(), Error> {
-        let text = init.candidate.clone();
-        self.pc.add_ice_candidate(init).await.map_err(|e| {
-            Error::Call(format!(
-                "the peer's ICE candidate {text:?} is not usable: {e}"
-            ))
-        })
-    }
-
     /// Ends the call once: stops sending and receiving, tells the owner, wakes the control
     /// task to close the connection. False when it had already ended.
     fn end(&self, reason: EndReason) -> bool {
+        self.end_with(reason, None)
+    }
+
+    /// Ends the call once, emitting `signal` for the peer first. The call is marked ended
+    /// before the signal leaves, so whatever the peer does on it finds this side ended.
+    fn end_with(&self, reason: EndReason, signal: Option<Signal>) -> bool {
         {
             let mut phase = lock(&self.phase);
             if phase.ended.is_some() {
@@ -479,6 +361,7 @@ impl Inner {
             }
             phase.ended = Some(reason.clone());
         }
+        negotiate::close(self, signal);
         tracing::debug!("call ended: {reason}");
         self.receive
             .stop
@@ -488,10 +371,6 @@ impl Inner {
         let _ = self.events.send(CallEvent::Ended(reason));
         self.ended.notify_one();
         true
-    }
-
-    fn is_ended(&self) -> bool {
-        lock(&self.phase).ended.is_some()
     }
 }
 

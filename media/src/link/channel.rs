@@ -15,6 +15,7 @@ use webrtc::peer_connection::{RTCIceConnectionState, RTCPeerConnectionState, Sta
 use super::peer::PeerEvent;
 use super::{lock, EndReason, Inner, HIGH_WATER, LOW_WATER};
 use crate::error::Error;
+use crate::negotiate;
 
 /// How often the control task looks at the connect timeout.
 const TICK: Duration = Duration::from_millis(250);
@@ -127,7 +128,7 @@ impl Inner {
 
     async fn on_peer_event(self: &Arc<Self>, event: PeerEvent) {
         match event {
-            PeerEvent::Candidate(init) => self.emit_candidate(init),
+            PeerEvent::Candidate(init) => negotiate::emit_candidate(self, init),
             PeerEvent::Ice(RTCIceConnectionState::Failed) => {
                 self.end(EndReason::IceFailed);
             }
@@ -143,7 +144,7 @@ impl Inner {
     }
 
     /// The connect timeout, and the round trip once open.
-    async fn on_tick(&self, rtt_due: &mut Instant) {
+    async fn on_tick(self: &Arc<Self>, rtt_due: &mut Instant) {
         let now = Instant::now();
         let open = lock(&self.phase).open;
         if !open {

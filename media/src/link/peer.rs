@@ -84,6 +84,6 @@ pub(crate) async fn connect(
 }
 
 /// The stack's error as duet's.
-pub(crate) fn link_error(e: impl std::fmt::Display) -> Error {
+fn link_error(e: impl std::fmt::Display) -> Error {
     Error::Call(format!("data link: {e}"))
 }

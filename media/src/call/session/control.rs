@@ -23,12 +23,13 @@ use crate::call::peer::{self, PeerEvent};
 use crate::call::receive::{Arrival, Feedback};
 use crate::call::stats::{ms, CallStats, TransportStats};
 use crate::call::{CallEvent, EndReason};
+use crate::negotiate::{self, Negotiator};
 use crate::rtp::RtpPacket;
 
 impl Inner {
     async fn on_peer_event(self: &Arc<Self>, event: PeerEvent) {
         match event {
-            PeerEvent::Candidate(init) => self.emit_candidate(init),
+            PeerEvent::Candidate(init) => negotiate::emit_candidate(&**self, init),
             PeerEvent::Connection(RTCPeerConnectionState::Connected) => self.connected().await,
             PeerEvent::Ice(RTCIceConnectionState::Failed) => {
                 self.end(EndReason::IceFailed);

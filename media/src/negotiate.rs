@@ -1,0 +1,253 @@
+//! Offer, answer and trickled ICE candidates, shared by [`CallSession`](crate::call::CallSession)
+//! and [`DataLink`](crate::link::DataLink).
+//!
+//! Both carry the same [`Signal`]s through their owner, and both keep the same promises about
+//! their order:
+//!
+//! - our description goes out before any of our candidates: candidates found while it is
+//!   being applied are held, then emitted right after it;
+//! - the peer's candidates that come before its description wait until it is applied;
+//! - nothing follows our [`Signal::End`]: closing the negotiation and emitting the end happen
+//!   under one lock, so a candidate gathered meanwhile is dropped.
+//!
+//! What differs between a call and a link (tracks or a data channel, its end) is behind
+//! [`Negotiator`].
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+
+use crate::call::Signal;
+use crate::error::Error;
+
+/// Where one side's negotiation stands.
+#[derive(Debug, Default)]
+pub(crate) struct Negotiation {
+    /// This side made the offer.
+    offered: bool,
+    /// The peer's description has been applied.
+    remote_set: bool,
+    /// The peer's candidates that came before its description.
+    pending: Vec<RTCIceCandidateInit>,
+    /// Our description has been emitted: our candidates may follow it.
+    described: bool,
+    /// Our candidates found before our description was emitted.
+    held: Vec<Signal>,
+    /// Our end has gone out, or the peer's came: no signal of ours follows.
+    closed: bool,
+}
+
+/// One side of a connection that negotiates through [`Signal`]s.
+pub(crate) trait Negotiator: Send + Sync {
+    /// What the connection is called in errors: "call" or "data link".
+    const WHAT: &'static str;
+
+    /// The WebRTC connection.
+    fn peer(&self) -> &Arc<dyn PeerConnection>;
+
+    /// The negotiation's state.
+    fn negotiation(&self) -> &Mutex<Negotiation>;
+
+    /// Hands a signal to the owner, to carry to the peer.
+    fn emit(&self, signal: Signal);
+
+    /// True once the connection has ended.
+    fn is_ended(&self) -> bool;
+
+    /// The peer hung up with `reason`.
+    fn peer_ended(&self, reason: String);
+
+    /// Readies the connection to be described: before our offer when `offering`, else after
+    /// the peer's offer is applied and before our answer is made.
+    fn prepare(&self, offering: bool) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// The stack's error as duet's, naming the connection.
+pub(crate) fn stack_error<N: Negotiator>(e: impl std::fmt::Display) -> Error {
+    Error::Call(format!("{}: {e}", N::WHAT))
+}
+
+/// Makes the offer: readies the connection, applies the offer locally and emits it (then our
+/// candidates as they are found). Fails on a connection that has ended or is already being
+/// negotiated.
+pub(crate) async fn start<N: Negotiator>(n: &N) -> Result<(), Error> {
+    if n.is_ended() {
+        return Err(Error::Call(format!("the {} has ended", N::WHAT)));
+    }
+    {
+        let mut state = lock(n.negotiation());
+        if state.offered || state.remote_set {
+            return Err(Error::Call(format!(
+                "this {} is already being negotiated",
+                N::WHAT
+            )));
+        }
+        state.offered = true;
+    }
+    n.prepare(true).await?;
+    let offer = n
+        .peer()
+        .create_offer(None)
+        .await
+        .map_err(stack_error::<N>)?;
+    let sdp = offer.sdp.clone();
+    n.peer()
+        .set_local_description(offer)
+        .await
+        .map_err(stack_error::<N>)?;
+    emit_description(n, Signal::Offer { sdp });
+    Ok(())
+}
+
+/// Applies a signal from the peer: answers an offer (emitting the answer), takes an answer or
+/// a candidate (held until the peer's description is applied), or ends on [`Signal::End`]. A
+/// signal that cannot be applied (bad SDP or candidate, an answer without an offer, an offer
+/// when this side offered) is an error and leaves the connection as it was.
+pub(crate) async fn handle_signal<N: Negotiator>(n: &N, signal: Signal) -> Result<(), Error> {
+    let ended = n.is_ended();
+    match signal {
+        Signal::End { reason } => {
+            n.peer_ended(reason);
+            Ok(())
+        }
+        // Candidates still in flight at the end are of no use any more.
+        Signal::Candidate { .. } if ended => Ok(()),
+        _ if ended => Err(Error::Call(format!("the {} has ended", N::WHAT))),
+        Signal::Offer { sdp } => {
+            if lock(n.negotiation()).offered {
+                return Err(Error::Call(format!(
+                    "an offer came but this side made the offer for the {}",
+                    N::WHAT
+                )));
+            }
+            let offer = RTCSessionDescription::offer(sdp)
+                .map_err(|e| Error::Call(format!("the peer's offer is not valid SDP: {e}")))?;
+            n.peer()
+                .set_remote_description(offer)
+                .await
+                .map_err(|e| Error::Call(format!("the peer's offer cannot be applied: {e}")))?;
+            remote_described(n).await;
+            n.prepare(false).await?;
+            let answer = n
+                .peer()
+                .create_answer(None)
+                .await
+                .map_err(stack_error::<N>)?;
+            let sdp = answer.sdp.clone();
+            n.peer()
+                .set_local_description(answer)
+                .await
+                .map_err(stack_error::<N>)?;
+            emit_description(n, Signal::Answer { sdp });
+            Ok(())
+        }
+        Signal::Answer { sdp } => {
+            if !lock(n.negotiation()).offered {
+                return Err(Error::Call("an answer came but no offer was made".into()));
+            }
+            let answer = RTCSessionDescription::answer(sdp)
+                .map_err(|e| Error::Call(format!("the peer's answer is not valid SDP: {e}")))?;
+            n.peer()
+                .set_remote_description(answer)
+                .await
+                .map_err(|e| Error::Call(format!("the peer's answer cannot be applied: {e}")))?;
+            remote_described(n).await;
+            Ok(())
+        }
+        Signal::Candidate {
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+        } => {
+            let init = RTCIceCandidateInit {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+                ..Default::default()
+            };
+            {
+                let mut state = lock(n.negotiation());
+                if !state.remote_set {
+                    state.pending.push(init);
+                    return Ok(());
+                }
+            }
+            add_candidate(n, init).await
+        }
+    }
+}
+
+/// Emits one of our candidates, or holds it until our description has gone out. Dropped once
+/// the negotiation is closed: gathering can outlive the connection.
+pub(crate) fn emit_candidate<N: Negotiator>(n: &N, init: RTCIceCandidateInit) {
+    let signal = Signal::Candidate {
+        candidate: init.candidate,
+        sdp_mid: init.sdp_mid,
+        sdp_mline_index: init.sdp_mline_index,
+    };
+    let mut state = lock(n.negotiation());
+    if state.closed {
+        return;
+    }
+    if state.described {
+        n.emit(signal);
+    } else {
+        state.held.push(signal);
+    }
+}
+
+/// Closes the negotiation, emitting `end` (our [`Signal::End`]) unless it was already closed:
+/// no signal of ours follows. Called by the owner as the connection ends.
+pub(crate) fn close<N: Negotiator>(n: &N, end: Option<Signal>) {
+    let mut state = lock(n.negotiation());
+    if state.closed {
+        return;
+    }
+    state.closed = true;
+    state.held.clear();
+    if let Some(end) = end {
+        n.emit(end);
+    }
+}
+
+/// Emits our offer or answer, then the candidates found while it was being applied, so that
+/// the peer always gets the description first.
+fn emit_description<N: Negotiator>(n: &N, description: Signal) {
+    let mut state = lock(n.negotiation());
+    if state.closed {
+        return;
+    }
+    n.emit(description);
+    state.described = true;
+    for candidate in std::mem::take(&mut state.held) {
+        n.emit(candidate);
+    }
+}
+
+/// The peer's description is applied: candidates that came early can be applied too.
+async fn remote_described<N: Negotiator>(n: &N) {
+    let pending = {
+        let mut state = lock(n.negotiation());
+        state.remote_set = true;
+        std::mem::take(&mut state.pending)
+    };
+    for init in pending {
+        if let Err(e) = add_candidate(n, init).await {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+async fn add_candidate<N: Negotiator>(n: &N, init: RTCIceCandidateInit) -> Result<(), Error> {
+    let text = init.candidate.clone();
+    n.peer().add_ice_candidate(init).await.map_err(|e| {
+        Error::Call(format!(
+            "the peer's ICE candidate {text:?} is not usable: {e}"
+        ))
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
