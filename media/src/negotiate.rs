@@ -11,15 +11,90 @@
 //!   under one lock, so a candidate gathered meanwhile is dropped.
 //!
 //! What differs between a call and a link (tracks or a data channel, its end) is behind
-//! [`Negotiator`].
+//! [`Negotiator`]. The stack's events reach both through one [`EventForwarder`].
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use webrtc::peer_connection::{PeerConnection, RTCIceCandidateInit, RTCSessionDescription};
+use tokio::sync::mpsc::UnboundedSender;
+use webrtc::data_channel::DataChannel;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceConnectionState,
+    RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
+};
 
-use crate::call::Signal;
+use crate::call::{EndReason, Signal};
 use crate::error::Error;
+
+/// What the stack tells a call or a link, forwarded from its event handler.
+pub(crate) enum PeerEvent {
+    /// A local ICE candidate to trickle to the peer.
+    Candidate(RTCIceCandidateInit),
+    /// The connection state changed.
+    Connection(RTCPeerConnectionState),
+    /// The ICE connection state changed.
+    Ice(RTCIceConnectionState),
+    /// The peer's track started.
+    Track(Arc<dyn TrackRemote>),
+    /// The peer opened a data channel.
+    Channel(Arc<dyn DataChannel>),
+}
+
+impl PeerEvent {
+    /// The end this event means, if it means one: ICE or the connection failed, or closed.
+    pub(crate) fn end_reason(&self) -> Option<EndReason> {
+        match self {
+            PeerEvent::Ice(RTCIceConnectionState::Failed) => Some(EndReason::IceFailed),
+            PeerEvent::Connection(RTCPeerConnectionState::Failed) => {
+                Some(EndReason::ConnectionFailed)
+            }
+            PeerEvent::Connection(RTCPeerConnectionState::Closed) => Some(EndReason::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// The stack's event handler: forwards every event into the owner's control task. It never
+/// waits on a channel: returning promptly is what lets the stack's driver go on.
+pub(crate) struct EventForwarder {
+    events: UnboundedSender<PeerEvent>,
+}
+
+impl EventForwarder {
+    /// A handler that sends the stack's events to `events`.
+    pub(crate) fn new(events: UnboundedSender<PeerEvent>) -> Arc<Self> {
+        Arc::new(Self { events })
+    }
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for EventForwarder {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => {
+                let _ = self.events.send(PeerEvent::Candidate(init));
+            }
+            Err(e) => tracing::warn!("local ICE candidate not usable: {e}"),
+        }
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        let _ = self.events.send(PeerEvent::Ice(state));
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.events.send(PeerEvent::Connection(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.events.send(PeerEvent::Track(track));
+    }
+
+    async fn on_data_channel(&self, channel: Arc<dyn DataChannel>) {
+        let _ = self.events.send(PeerEvent::Channel(channel));
+    }
+}
 
 /// Where one side's negotiation stands.
 #[derive(Debug, Default)]

@@ -1,7 +1,7 @@
 //! Setting up the WebRTC stack for a call: the codecs offered (Opus with in-band FEC, H.264
 //! constrained baseline in packetization mode 1, as a browser offers them), the interceptor
 //! chain (NACK responder, RTCP reports, transport-wide congestion control and duet's taps),
-//! the local tracks, and the event handler that forwards the stack's events to the session.
+//! and the local tracks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,17 +20,15 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceConnectionState, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    SettingEngineBuilder,
+    PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, SettingEngineBuilder,
 };
 use webrtc::runtime::Runtime;
 
 use super::tap::{AppTap, TapState, WireTap};
 use crate::error::Error;
 use crate::frame::Channels;
+use crate::negotiate::{EventForwarder, PeerEvent};
 
 /// Payload type duet offers for Opus.
 pub(crate) const OPUS_PT: u8 = 111;
@@ -47,47 +45,6 @@ const TRANSPORT_CC_URI: &str =
 const WIRE_TAP_SLOT: usize = 500;
 /// Slot of the application tap: above everything, so the congestion estimate is on the packet.
 const APP_TAP_SLOT: usize = 14_000;
-
-/// What the stack tells the session, forwarded from its event handler.
-pub(crate) enum PeerEvent {
-    /// A local ICE candidate to trickle to the peer.
-    Candidate(RTCIceCandidateInit),
-    /// The connection state changed.
-    Connection(RTCPeerConnectionState),
-    /// The ICE connection state changed.
-    Ice(RTCIceConnectionState),
-    /// The peer's track started.
-    Track(Arc<dyn TrackRemote>),
-}
-
-/// Forwards the stack's events into the session's control task.
-struct Handler {
-    events: UnboundedSender<PeerEvent>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
-        match event.candidate.to_json() {
-            Ok(init) => {
-                let _ = self.events.send(PeerEvent::Candidate(init));
-            }
-            Err(e) => tracing::warn!("local ICE candidate not usable: {e}"),
-        }
-    }
-
-    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
-        let _ = self.events.send(PeerEvent::Ice(state));
-    }
-
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        let _ = self.events.send(PeerEvent::Connection(state));
-    }
-
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let _ = self.events.send(PeerEvent::Track(track));
-    }
-}
 
 /// How to build the connection.
 pub(crate) struct PeerSetup {
@@ -113,7 +70,7 @@ pub(crate) async fn connect(
         .with_media_engine(engine)
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler { events }))
+        .with_handler(EventForwarder::new(events))
         .with_udp_addrs(vec![setup.bind]);
     if let Some(runtime) = setup.runtime {
         builder = builder.with_runtime(runtime);

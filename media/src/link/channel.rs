@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
-use webrtc::peer_connection::{RTCIceConnectionState, RTCPeerConnectionState, StatsSelector};
+use webrtc::peer_connection::StatsSelector;
 
-use super::peer::PeerEvent;
 use super::{lock, EndReason, Inner, HIGH_WATER, LOW_WATER};
 use crate::error::Error;
-use crate::negotiate;
+use crate::negotiate::{self, PeerEvent};
 
 /// How often the control task looks at the connect timeout.
 const TICK: Duration = Duration::from_millis(250);
@@ -129,17 +128,14 @@ impl Inner {
     async fn on_peer_event(self: &Arc<Self>, event: PeerEvent) {
         match event {
             PeerEvent::Candidate(init) => negotiate::emit_candidate(self, init),
-            PeerEvent::Ice(RTCIceConnectionState::Failed) => {
-                self.end(EndReason::IceFailed);
-            }
-            PeerEvent::Connection(RTCPeerConnectionState::Failed) => {
-                self.end(EndReason::ConnectionFailed);
-            }
-            PeerEvent::Connection(RTCPeerConnectionState::Closed) => {
-                self.end(EndReason::Closed);
-            }
-            PeerEvent::Connection(_) | PeerEvent::Ice(_) => {}
             PeerEvent::Channel(channel) => self.attach(channel).await,
+            // A link carries no media.
+            PeerEvent::Track(_) => {}
+            other => {
+                if let Some(reason) = other.end_reason() {
+                    self.end(reason);
+                }
+            }
         }
     }
 

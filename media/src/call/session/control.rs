@@ -14,16 +14,14 @@ use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::mpsc::UnboundedReceiver;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    RTCIceConnectionState, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
-};
+use webrtc::peer_connection::{RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector};
 
 use super::{lock, Inner, StackFigures, STATS_EVERY, TICK};
-use crate::call::peer::{self, PeerEvent};
+use crate::call::peer;
 use crate::call::receive::{Arrival, Feedback};
 use crate::call::stats::{ms, CallStats, TransportStats};
 use crate::call::{CallEvent, EndReason};
-use crate::negotiate::{self, Negotiator};
+use crate::negotiate::{self, Negotiator, PeerEvent};
 use crate::rtp::RtpPacket;
 
 impl Inner {
@@ -31,17 +29,16 @@ impl Inner {
         match event {
             PeerEvent::Candidate(init) => negotiate::emit_candidate(&**self, init),
             PeerEvent::Connection(RTCPeerConnectionState::Connected) => self.connected().await,
-            PeerEvent::Ice(RTCIceConnectionState::Failed) => {
-                self.end(EndReason::IceFailed);
-            }
-            PeerEvent::Connection(RTCPeerConnectionState::Failed) => {
-                self.end(EndReason::ConnectionFailed);
-            }
-            PeerEvent::Connection(RTCPeerConnectionState::Closed) => {
-                self.end(EndReason::Closed);
-            }
-            PeerEvent::Connection(_) | PeerEvent::Ice(_) => {}
             PeerEvent::Track(track) => self.on_track(track),
+            // A call carries no data channel: one the peer opens is closed.
+            PeerEvent::Channel(channel) => {
+                let _ = channel.close().await;
+            }
+            other => {
+                if let Some(reason) = other.end_reason() {
+                    self.end(reason);
+                }
+            }
         }
     }
 
