@@ -39,6 +39,9 @@ pub enum Error {
     /// The virus scanner could not run, or refused the file.
     #[error("scanner: {0}")]
     Scanner(String),
+    /// The file is already being received into the same folder, by this process or another.
+    #[error("{0}")]
+    Busy(String),
     /// A setting that cannot work.
     #[error("configuration: {0}")]
     Config(String),

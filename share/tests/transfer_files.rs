@@ -243,6 +243,29 @@ fn an_offer_over_the_limit_is_refused_before_anything_is_written() {
 }
 
 #[test]
+fn a_second_receiver_of_the_same_file_is_refused_while_the_first_lives() {
+    let s = setup("same.bin", random_bytes(400_000, 6));
+    let outgoing = Outgoing::open(&s.src).unwrap();
+    let offer = outgoing.offer().unwrap();
+    let now = Instant::now();
+    let (first, _rx) =
+        Incoming::accept(&s.dest, offer.clone(), ReceiverConfig::default(), now).unwrap();
+    match Incoming::accept(&s.dest, offer.clone(), ReceiverConfig::default(), now) {
+        Err(Error::Busy(message)) => {
+            assert!(
+                message.contains("same.bin is already being received"),
+                "{message}"
+            )
+        }
+        other => panic!("a second receiver was let in: {:?}", other.err()),
+    }
+    // The first still owns its partial file; once it is gone the file can be received again.
+    assert!(first.part_path().is_file());
+    drop(first);
+    assert!(Incoming::accept(&s.dest, offer, ReceiverConfig::default(), now).is_ok());
+}
+
+#[test]
 fn a_cut_transfer_resumes_from_its_saved_state() {
     let s = setup("movie.mkv", random_bytes(5_000_000, 5));
     let mut now = Instant::now();

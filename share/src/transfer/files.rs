@@ -8,7 +8,7 @@
 //! transfer, and which refuses an offer over the size limit first. Memory stays bounded: files
 //! are hashed through a fixed buffer and written one verified block at a time.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -195,12 +195,7 @@ impl Incoming {
         let hex = offer.sha256.to_hex();
         let part = quarantine.join(format!("{hex}.part"));
         let state = quarantine.join(format!("{hex}.json"));
-        let resume = if part.is_file() {
-            load_state(&state)
-        } else {
-            None
-        };
-        let receiver = Receiver::new(offer.clone(), config, resume, now)?;
+        let resuming = part.is_file();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -208,6 +203,22 @@ impl Incoming {
             .truncate(false)
             .open(&part)
             .map_err(|e| Error::io(&part, e))?;
+        // One receiver per file and folder: a second offer of the same file while the first
+        // is arriving would write the same partial file. The lock goes with the file handle,
+        // so a receiver that dies leaves nothing locked.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Busy(format!(
+                    "{} is already being received into {}",
+                    offer.name().file_name(),
+                    dir.display()
+                )))
+            }
+            Err(TryLockError::Error(e)) => return Err(Error::io(&part, e)),
+        }
+        let resume = if resuming { load_state(&state) } else { None };
+        let receiver = Receiver::new(offer.clone(), config, resume, now)?;
         let incoming = Incoming {
             dir: dir.to_owned(),
             offer,
