@@ -200,7 +200,7 @@ pub fn i420_len(width: u32, height: u32) -> usize {
 
 /// Checks that a picture size is usable: even, non-zero, at most 4096x2304.
 pub fn check_size(width: u32, height: u32) -> Result<(), Error> {
-    if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
+    if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         return Err(Error::Config(format!(
             "video size {width}x{height}: width and height must be even and non-zero"
         )));

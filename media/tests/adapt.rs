@@ -141,7 +141,13 @@ fn sustained_loss_lowers_the_bitrate_and_the_picture_then_it_recovers() {
 fn small_changes_do_not_rebuild_the_encoder() {
     let mut sim = Sim::new(AdaptConfig::default());
     // The transport estimate wobbles ±5% around 600 kbps.
-    let wobble = |step: u64| if step % 2 == 0 { 630_000 } else { 570_000 };
+    let wobble = |step: u64| {
+        if step.is_multiple_of(2) {
+            630_000
+        } else {
+            570_000
+        }
+    };
     sim.run(60, |_| 0.0, MS(40), Some(&wobble));
     let video = sim.video();
     assert_eq!(video.len(), 1, "{video:?}");
@@ -153,7 +159,7 @@ fn small_changes_do_not_rebuild_the_encoder() {
 fn wild_swings_are_rate_limited() {
     let mut sim = Sim::new(AdaptConfig::default());
     let swing = |step: u64| {
-        if (step / 5) % 2 == 0 {
+        if (step / 5).is_multiple_of(2) {
             300_000
         } else {
             2_000_000

@@ -290,7 +290,7 @@ fn random_corruption_and_loss_still_deliver_the_file() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        rng % 100 == 0
+        rng.is_multiple_of(100)
     });
     let config = ReceiverConfig {
         max_block_failures: 10,

@@ -157,7 +157,7 @@ pub(crate) fn spawn_audio(
                         // Far behind (the machine stalled): start the clock again.
                         next = now + PERIOD;
                     }
-                    if periods % DELAY_SAMPLE_PERIODS == 0 {
+                    if periods.is_multiple_of(DELAY_SAMPLE_PERIODS) {
                         publish_audio(&shared, &playout, periods, true);
                     }
                     continue;
