@@ -6,6 +6,8 @@ use duet_share::sync::{
     diff, index_messages, BlockHash, FileEntry, Index, SyncMessage, VersionVector, BLOCK_SIZE,
     MAX_MESSAGE,
 };
+use std::time::Duration;
+
 use duet_share::Error;
 use sync_common::{bytes, mem_pair, t, MemDisk, Pair, Side};
 
@@ -241,6 +243,41 @@ fn local_change_during_download_is_not_overwritten() {
         assert_eq!(side.disk.files[copy].0, b"alice edit");
     }
     assert_equal(&pair);
+}
+
+#[test]
+fn refused_content_is_not_fetched_again_until_it_changes() {
+    let mut pair = mem_pair();
+    let bad = bytes(40, 300_000);
+    pair.b.disk.flagged.push(bad.clone());
+    put(&mut pair.a, "setup.exe", bad, t(0));
+    put(&mut pair.a, "notes.txt", b"clean".to_vec(), t(0));
+    rescan_a(&mut pair);
+    assert_eq!(pair.b.disk.files["notes.txt"].0, b"clean");
+    assert!(!pair.b.disk.files.contains_key("setup.exe"));
+    assert!(pair.b.disk.temps.is_empty());
+    assert_eq!(
+        pair.b.take_events(),
+        ["alice added notes.txt", "could not sync setup.exe: flagged"]
+    );
+    let stats = pair.b.engine.stats();
+    assert_eq!(stats.refused, 1);
+    // No retry is scheduled, and time passing fetches nothing.
+    assert_eq!(pair.b.engine.poll_timeout(), None);
+    pair.advance(Duration::from_secs(600));
+    let now = pair.now;
+    pair.b.engine.handle_timeout(now);
+    pair.a.rescan(now);
+    pair.b.rescan(now);
+    pair.settle();
+    assert_eq!(pair.b.engine.stats(), stats);
+    assert!(pair.b.take_events().is_empty());
+    // A new version from alice is fetched as usual.
+    let fixed = bytes(41, 300_000);
+    put(&mut pair.a, "setup.exe", fixed.clone(), t(10));
+    rescan_a(&mut pair);
+    assert_eq!(pair.b.disk.files["setup.exe"].0, fixed);
+    assert_eq!(pair.b.take_events(), ["alice added setup.exe"]);
 }
 
 #[test]

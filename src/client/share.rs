@@ -339,19 +339,25 @@ fn apply(folder: &Folder, engine: &mut SyncEngine, scanner: Option<&Scanner>) {
         ) = (&action, scanner)
         {
             let file: PathBuf = folder.temp_file(temp);
+            let job = *job;
             let refusal = match scanner.scan(&file) {
                 Ok(Verdict::Clean) => None,
                 Ok(Verdict::Infected { signature }) => {
                     tracing::warn!(
                         "{path} from the sharing folder held by the virus scanner: {signature}"
                     );
-                    Some(format!("held by the virus scanner: {signature}"))
+                    let reason = format!("held by the virus scanner: {signature}");
+                    Some(Outcome::JobRefused { job, reason })
                 }
-                Err(e) => Some(format!("not scanned, so not taken: {e}")),
+                // Tried again later: the scanner may come back.
+                Err(e) => {
+                    let reason = format!("not scanned, so not taken: {e}");
+                    Some(Outcome::JobFailed { job, reason })
+                }
             };
-            if let Some(reason) = refusal {
+            if let Some(refusal) = refusal {
                 let _ = std::fs::remove_file(&file);
-                engine.handle_outcome(now, Outcome::JobFailed { job: *job, reason });
+                engine.handle_outcome(now, refusal);
                 continue;
             }
         }

@@ -60,6 +60,8 @@ pub struct SyncStats {
     pub blocks_served: u64,
     /// Messages from the peer that were malformed or broke the protocol; each was dropped.
     pub protocol_errors: u64,
+    /// Downloads whose content the shell refused ([`Outcome::JobRefused`]).
+    pub refused: u64,
 }
 
 /// What a path is waiting for on disk.
@@ -105,6 +107,8 @@ pub struct SyncEngine {
     pub(super) rename_hints: HashMap<String, String>,
     pub(super) quiet_deletes: BTreeSet<String>,
     pub(super) retry_at: Option<Instant>,
+    /// Content refused for a path ([`Outcome::JobRefused`]), not to be fetched again.
+    pub(super) refused: HashMap<String, FileEntry>,
     pub(super) transmit: VecDeque<SyncMessage>,
     pub(super) actions: VecDeque<Action>,
     pub(super) events: VecDeque<SyncEvent>,
@@ -132,6 +136,7 @@ impl SyncEngine {
             rename_hints: HashMap::new(),
             quiet_deletes: BTreeSet::new(),
             retry_at: None,
+            refused: HashMap::new(),
             transmit: VecDeque::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -333,6 +338,7 @@ impl SyncEngine {
             Outcome::BlockCopied { job, index, ok } => {
                 self.handle_block_copied(now, job, index, ok)
             }
+            Outcome::JobRefused { job, reason } => self.refuse_job(job, reason),
             Outcome::JobFailed { job, reason } => self.fail_job(now, job, reason),
             Outcome::Finished { job, result } => self.handle_finished(now, job, result),
             Outcome::Deleted { path, result } => self.handle_deleted(now, path, result),

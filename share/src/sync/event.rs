@@ -66,7 +66,8 @@ pub enum Action {
     },
     /// Every block of `temp` is in place: if the file at `path` still matches `expect`, set
     /// the modification time of `temp` to `mtime` and rename it to `path` (creating parent
-    /// folders). Report [`Outcome::Finished`].
+    /// folders). Report [`Outcome::Finished`], or [`Outcome::JobRefused`] when the shell will
+    /// not take the content.
     Finish {
         /// The download.
         job: u64,
@@ -151,6 +152,16 @@ pub enum Outcome {
         index: u32,
         /// Whether the block was copied.
         ok: bool,
+    },
+    /// The shell refused a finished download's content instead of applying
+    /// [`Action::Finish`]: a virus scanner flagged it. The engine reports it and does not
+    /// fetch the same content for that path again; a later change by the peer is fetched as
+    /// usual.
+    JobRefused {
+        /// The download.
+        job: u64,
+        /// Why, for the user.
+        reason: String,
     },
     /// A download could not go on (temporary file not writable).
     JobFailed {

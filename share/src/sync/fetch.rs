@@ -82,6 +82,13 @@ impl SyncEngine {
         expect: Expect,
         kind: JobKind,
     ) {
+        if self
+            .refused
+            .get(&target.path)
+            .is_some_and(|r| r.same_content(&target))
+        {
+            return;
+        }
         let id = self.next_id();
         let peer: String = self
             .cfg
@@ -156,6 +163,21 @@ impl SyncEngine {
             self.cancel_job(id);
             self.report_failure(now, path, reason);
         }
+    }
+
+    /// Abandons a download whose content the shell refused, tells the user, and remembers
+    /// the content so that it is not fetched again. No retry follows.
+    pub(super) fn refuse_job(&mut self, id: u64, reason: String) {
+        let Some(target) = self.jobs.get(&id).map(|j| j.target.clone()) else {
+            return;
+        };
+        self.cancel_job(id);
+        self.stats.refused += 1;
+        self.events.push_back(SyncEvent::Failed {
+            path: target.path.clone(),
+            reason,
+        });
+        self.refused.insert(target.path.clone(), target);
     }
 
     /// Asks the shell to move the file into place once every block is written.

@@ -26,6 +26,8 @@ pub trait Disk {
 pub struct MemDisk {
     pub files: BTreeMap<String, (Vec<u8>, i64)>,
     pub temps: BTreeMap<String, Vec<u8>>,
+    /// Contents this side's scanner flags: a finished download holding one is refused.
+    pub flagged: Vec<Vec<u8>>,
 }
 
 impl MemDisk {
@@ -128,6 +130,17 @@ impl Disk for MemDisk {
                 mtime,
                 expect,
             } => {
+                if self
+                    .temps
+                    .get(temp)
+                    .is_some_and(|d| self.flagged.contains(d))
+                {
+                    self.temps.remove(temp);
+                    return Some(Outcome::JobRefused {
+                        job: *job,
+                        reason: "flagged".into(),
+                    });
+                }
                 let result = if !self.matches(path, *expect) {
                     Applied::ChangedLocally
                 } else if let Some(data) = self.temps.remove(temp) {
