@@ -5,7 +5,7 @@
 //! machine may be busy with other work.
 //!
 //! ```text
-//! cargo run --release -p duet-bench --bin datachannel -- [--mib 200] [--rounds 3] [--json]
+//! cargo run --release -p duet-bench --bin datachannel -- [--mib 200] [--rounds 3] [--receive-window BYTES] [--json]
 //! ```
 
 use std::process::ExitCode;
@@ -13,7 +13,9 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use duet_media::link::{DataLink, LinkConfig, LinkEvent, LinkEvents, HIGH_WATER, LOW_WATER};
+use duet_media::link::{
+    DataLink, LinkConfig, LinkEvent, LinkEvents, HIGH_WATER, LOW_WATER, RECEIVE_WINDOW,
+};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
@@ -29,6 +31,8 @@ const LIMIT: Duration = Duration::from_secs(300);
 struct Args {
     mib: usize,
     rounds: usize,
+    /// The DataLink's SCTP receive window, bytes.
+    window: usize,
     json: bool,
 }
 
@@ -36,6 +40,7 @@ fn parse() -> Result<Args, String> {
     let mut args = Args {
         mib: 200,
         rounds: 3,
+        window: RECEIVE_WINDOW as usize,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -52,10 +57,11 @@ fn parse() -> Result<Args, String> {
         match flag.as_str() {
             "--mib" => args.mib = number("--mib")?,
             "--rounds" => args.rounds = number("--rounds")?,
+            "--receive-window" => args.window = number("--receive-window")?,
             "--json" => args.json = true,
             _ => {
                 return Err(format!(
-                    "unknown option {flag}; use [--mib N] [--rounds R] [--json]"
+                    "unknown option {flag}; use [--mib N] [--rounds R] [--receive-window BYTES] [--json]"
                 ))
             }
         }
@@ -81,6 +87,8 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn run() -> Result<(), String> {
     let args = parse()?;
+    let window = u32::try_from(args.window)
+        .map_err(|_| format!("--receive-window {} is too large", args.window))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,7 +103,7 @@ fn run() -> Result<(), String> {
             let bare = tokio::time::timeout(LIMIT, bare_channel(messages))
                 .await
                 .map_err(|_| "the bare data channel run timed out".to_string())??;
-            let link = tokio::time::timeout(LIMIT, data_link(messages))
+            let link = tokio::time::timeout(LIMIT, data_link(messages, window))
                 .await
                 .map_err(|_| "the data link run timed out".to_string())??;
             Ok::<_, String>((bare, link))
@@ -300,10 +308,14 @@ fn relay(mut events: LinkEvents, to: Weak<DataLink>, open: UnboundedSender<()>) 
 
 /// `messages` messages through a pair of [`DataLink`]s; the time from the first send to the
 /// last byte received.
-async fn data_link(messages: usize) -> Result<Duration, String> {
+async fn data_link(messages: usize, window: u32) -> Result<Duration, String> {
     let e = |err: duet_media::Error| err.to_string();
-    let (a, a_events) = DataLink::new(LinkConfig::default()).await.map_err(e)?;
-    let (b, b_events) = DataLink::new(LinkConfig::default()).await.map_err(e)?;
+    let config = LinkConfig {
+        receive_window: window,
+        ..LinkConfig::default()
+    };
+    let (a, a_events) = DataLink::new(config.clone()).await.map_err(e)?;
+    let (b, b_events) = DataLink::new(config).await.map_err(e)?;
     let (a, b) = (Arc::new(a), Arc::new(b));
     let (open_tx, mut open_rx) = unbounded_channel();
     relay(a_events, Arc::downgrade(&b), open_tx.clone());

@@ -1,7 +1,6 @@
 //! Setting up the WebRTC stack for a data link: a connection with no media, no interceptors
 //! and one data channel.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -9,21 +8,22 @@ use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, Registry,
     SettingEngineBuilder,
 };
-use webrtc::runtime::Runtime;
 
+use super::LinkConfig;
 use crate::error::Error;
 use crate::negotiate::{EventForwarder, PeerEvent};
 
-/// Builds a data-only peer connection bound to `bind`. `send_limit` is the stack's own cap
+/// Builds a data-only peer connection as `config` says. `send_limit` is the stack's own cap
 /// on a channel's outstanding bytes, a wake source for senders waiting on the high-water mark.
 pub(crate) async fn connect(
-    bind: SocketAddr,
-    runtime: Option<Arc<dyn Runtime>>,
+    config: &LinkConfig,
     send_limit: usize,
     events: UnboundedSender<PeerEvent>,
 ) -> Result<Arc<dyn PeerConnection>, Error> {
+    let bind = config.bind;
     let settings = SettingEngineBuilder::new()
         .with_include_loopback_candidate(bind.ip().is_loopback())
+        .with_sctp_max_receive_buffer_size(config.receive_window)
         .build();
     let mut builder = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
@@ -33,7 +33,7 @@ pub(crate) async fn connect(
         .with_handler(EventForwarder::new(events))
         .with_data_channel_send_buffer_limit(send_limit)
         .with_udp_addrs(vec![bind]);
-    if let Some(runtime) = runtime {
+    if let Some(runtime) = config.runtime.clone() {
         builder = builder.with_runtime(runtime);
     }
     let pc = builder.build().await.map_err(link_error)?;
