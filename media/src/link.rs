@@ -77,12 +77,15 @@ pub struct LinkConfig {
     /// The async runtime the WebRTC stack uses for its sockets and timers; `None` is plain
     /// tokio. A wrapping runtime such as
     /// [`ImpairedRuntime`](crate::transport::ImpairedRuntime) impairs the network under it.
+    /// Either way the link's UDP socket gets buffers of
+    /// [`SOCKET_BUFFER`](crate::transport::SOCKET_BUFFER) bytes
+    /// ([`BufferedRuntime`](crate::transport::BufferedRuntime)): with the kernel's default a
+    /// burst overflows it, and every datagram dropped there costs SCTP a retransmission timeout.
     pub runtime: Option<Arc<dyn Runtime>>,
     /// The data channel's label, as the peer's stack sees it.
     pub label: String,
     /// The SCTP receive window this side advertises, bytes: how much the peer may have in
-    /// flight towards it. The stack's default of 1 MiB halves a link's throughput on a fast
-    /// path; [`RECEIVE_WINDOW`] is the default here.
+    /// flight towards it; [`RECEIVE_WINDOW`] by default, where the stack's is 1 MiB.
     pub receive_window: u32,
 }
 

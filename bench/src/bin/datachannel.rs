@@ -4,8 +4,12 @@
 //! their ratio. The two alternate for a few rounds and their medians are compared, as the
 //! machine may be busy with other work.
 //!
+//! The bare channel runs with the crate's defaults; `--bare-socket-buffer BYTES` gives its
+//! UDP sockets the larger buffers a [`DataLink`] asks for, to see what they alone change.
+//!
 //! ```text
-//! cargo run --release -p duet-bench --bin datachannel -- [--mib 200] [--rounds 3] [--receive-window BYTES] [--json]
+//! cargo run --release -p duet-bench --bin datachannel -- [--mib 200] [--rounds 3]
+//!     [--receive-window BYTES] [--bare-socket-buffer BYTES] [--json]
 //! ```
 
 use std::process::ExitCode;
@@ -16,6 +20,7 @@ use bytes::BytesMut;
 use duet_media::link::{
     DataLink, LinkConfig, LinkEvent, LinkEvents, HIGH_WATER, LOW_WATER, RECEIVE_WINDOW,
 };
+use duet_media::transport::BufferedRuntime;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
@@ -33,6 +38,8 @@ struct Args {
     rounds: usize,
     /// The DataLink's SCTP receive window, bytes.
     window: usize,
+    /// UDP socket buffers for the bare channel, bytes; `None` leaves the kernel's default.
+    bare_buffer: Option<usize>,
     json: bool,
 }
 
@@ -41,6 +48,7 @@ fn parse() -> Result<Args, String> {
         mib: 200,
         rounds: 3,
         window: RECEIVE_WINDOW as usize,
+        bare_buffer: None,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -58,10 +66,12 @@ fn parse() -> Result<Args, String> {
             "--mib" => args.mib = number("--mib")?,
             "--rounds" => args.rounds = number("--rounds")?,
             "--receive-window" => args.window = number("--receive-window")?,
+            "--bare-socket-buffer" => args.bare_buffer = Some(number("--bare-socket-buffer")?),
             "--json" => args.json = true,
             _ => {
                 return Err(format!(
-                    "unknown option {flag}; use [--mib N] [--rounds R] [--receive-window BYTES] [--json]"
+                    "unknown option {flag}; use [--mib N] [--rounds R] [--receive-window BYTES] \
+                     [--bare-socket-buffer BYTES] [--json]"
                 ))
             }
         }
@@ -100,7 +110,7 @@ fn run() -> Result<(), String> {
     let (mut bare, mut link) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds {
         let (b, l) = rt.block_on(async {
-            let bare = tokio::time::timeout(LIMIT, bare_channel(messages))
+            let bare = tokio::time::timeout(LIMIT, bare_channel(messages, args.bare_buffer))
                 .await
                 .map_err(|_| "the bare data channel run timed out".to_string())??;
             let link = tokio::time::timeout(LIMIT, data_link(messages, window))
@@ -159,8 +169,8 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-async fn peer(handler: Handler) -> Result<Arc<dyn PeerConnection>, String> {
-    let pc = PeerConnectionBuilder::new()
+async fn peer(handler: Handler, buffer: Option<usize>) -> Result<Arc<dyn PeerConnection>, String> {
+    let mut builder = PeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(MediaEngine::default())
         .with_setting_engine(
@@ -170,7 +180,12 @@ async fn peer(handler: Handler) -> Result<Arc<dyn PeerConnection>, String> {
         )
         .with_interceptor_registry(Registry::new())
         .with_handler(Arc::new(handler))
-        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .with_udp_addrs(vec!["127.0.0.1:0".to_string()]);
+    if let Some(bytes) = buffer {
+        let runtime = BufferedRuntime::new(bytes).map_err(|e| e.to_string())?;
+        builder = builder.with_runtime(Arc::new(runtime));
+    }
+    let pc = builder
         .build()
         .await
         .map_err(|e| format!("peer connection: {e}"))?;
@@ -179,20 +194,26 @@ async fn peer(handler: Handler) -> Result<Arc<dyn PeerConnection>, String> {
 
 /// `messages` messages over a bare channel, paced on the buffered-amount-low event; the time
 /// from the first send to the last byte received.
-async fn bare_channel(messages: usize) -> Result<Duration, String> {
+async fn bare_channel(messages: usize, buffer: Option<usize>) -> Result<Duration, String> {
     let e = |what: &'static str| move |err: webrtc::error::Error| format!("{what}: {err}");
     let (offer_gathered, mut offer_gathered_rx) = unbounded_channel();
     let (answer_gathered, mut answer_gathered_rx) = unbounded_channel();
     let (channel_tx, mut channel_rx) = unbounded_channel();
-    let offerer = peer(Handler {
-        gathered: offer_gathered,
-        channel: None,
-    })
+    let offerer = peer(
+        Handler {
+            gathered: offer_gathered,
+            channel: None,
+        },
+        buffer,
+    )
     .await?;
-    let answerer = peer(Handler {
-        gathered: answer_gathered,
-        channel: Some(channel_tx),
-    })
+    let answerer = peer(
+        Handler {
+            gathered: answer_gathered,
+            channel: Some(channel_tx),
+        },
+        buffer,
+    )
     .await?;
     let init = RTCDataChannelInit {
         ordered: true,

@@ -12,6 +12,8 @@ use webrtc::peer_connection::{
 use super::LinkConfig;
 use crate::error::Error;
 use crate::negotiate::{EventForwarder, PeerEvent};
+use crate::transport::{BufferedRuntime, SOCKET_BUFFER};
+use webrtc::runtime::Runtime;
 
 /// Builds a data-only peer connection as `config` says. `send_limit` is the stack's own cap
 /// on a channel's outstanding bytes, a wake source for senders waiting on the high-water mark.
@@ -33,9 +35,11 @@ pub(crate) async fn connect(
         .with_handler(EventForwarder::new(events))
         .with_data_channel_send_buffer_limit(send_limit)
         .with_udp_addrs(vec![bind]);
-    if let Some(runtime) = config.runtime.clone() {
-        builder = builder.with_runtime(runtime);
-    }
+    let runtime: Arc<dyn Runtime> = match config.runtime.clone() {
+        Some(inner) => Arc::new(BufferedRuntime::with_inner(inner, SOCKET_BUFFER)),
+        None => Arc::new(BufferedRuntime::new(SOCKET_BUFFER)?),
+    };
+    builder = builder.with_runtime(runtime);
     let pc = builder.build().await.map_err(link_error)?;
     Ok(Arc::new(pc))
 }
