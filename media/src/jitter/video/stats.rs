@@ -26,7 +26,7 @@ pub struct VideoJitterStats {
     pub frames_dropped: u64,
     /// Complete frames whose payloads could not be depacketized (also in `frames_dropped`).
     pub frames_malformed: u64,
-    /// Output gaps counted as freezes (`freezeCount`), counted as WebRTC statistics count them.
+    /// Output gaps long enough to be freezes, as WebRTC statistics count them (`freezeCount`).
     pub freeze_count: u64,
     /// Sum of those gaps (`totalFreezesDuration`).
     pub total_freezes_duration: Duration,
