@@ -22,7 +22,7 @@ use duet_media::video::y4m::Y4mSink;
 use duet_media::video::VideoSink;
 use duet_media::{AudioFormat, Channels, FrameDuration};
 
-use crate::client::{Call, CallError, CallOptions, CallReport, ClientEvent};
+use crate::client::{Call, CallError, CallOptions, CallReport, Client, ClientEvent, ClientEvents};
 use crate::social::ConnectArgs;
 use crate::spec::{open_audio, open_video, AudioChoice, Size, VideoChoice};
 
@@ -81,12 +81,16 @@ pub struct CallArgs {
     pub connect: ConnectArgs,
 }
 
-/// `duet answer`: takes one call or one file offer.
+/// `duet answer`: takes one call or one file offer, or with `--keep` one after another.
 #[derive(Args, Debug, Clone)]
 pub struct AnswerArgs {
-    /// Accept the first call without asking.
+    /// Accept calls without asking.
     #[arg(long)]
     pub auto: bool,
+    /// Keep answering: after each call, file or refusal, wait for the next, until Ctrl-C
+    /// (which then exits with 0).
+    #[arg(long)]
+    pub keep: bool,
     /// Hang up after this many seconds of call (else when the caller hangs up or on Ctrl-C).
     #[arg(long)]
     pub seconds: Option<f64>,
@@ -298,84 +302,118 @@ fn exit_for(end: &EndReason) -> u8 {
     }
 }
 
-/// Runs `duet answer`; returns the process's exit status.
+/// Runs `duet answer`; returns the process's exit status: that of the call or file taken, 5
+/// when none came in time, and with `--keep` (which takes one after another) 0 on Ctrl-C.
 pub fn answer(args: AnswerArgs) -> Result<u8> {
     let seconds = positive_seconds("--seconds", args.seconds)?;
     let wait = positive_seconds("--wait-seconds", args.wait_seconds)?;
-    let options = args.media.options()?;
+    // Opened now, so that a missing device is reported before anyone calls.
+    let mut options = Some(args.media.options()?);
     runtime()?.block_on(async {
         let (client, mut events) = args.connect.client().await?;
-        eprintln!("waiting for a call as {}...", client.user());
-        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
-        let incoming = loop {
-            let next = async {
-                match deadline {
-                    Some(d) => tokio::time::timeout_at(d, events.recv()).await.ok(),
-                    None => Some(events.recv().await),
-                }
+        loop {
+            let options = match options.take() {
+                Some(options) => options,
+                None => args.media.options()?,
             };
-            let event = tokio::select! {
-                e = next => e,
-                _ = tokio::signal::ctrl_c() => { client.close().await; return Ok(1) }
+            let answered = answer_one(&client, &mut events, &args, options, seconds, wait).await?;
+            let code = match answered {
+                Answered::Took(_) if args.keep => continue,
+                Answered::Took(code) => code,
+                Answered::Interrupted if args.keep => 0,
+                Answered::Interrupted => 1,
+                Answered::NoCall => 5,
             };
-            match event {
-                None => {
-                    eprintln!("duet: no call came");
-                    client.close().await;
-                    return Ok(5);
-                }
-                Some(None) => bail!("the connection to the server closed"),
-                Some(Some(ClientEvent::IncomingCall(incoming))) => {
-                    let kind = if incoming.has_video() {
-                        "video"
-                    } else {
-                        "voice"
-                    };
-                    eprintln!("{} is calling ({kind} call)", incoming.from());
-                    if args.auto || ask(&format!("answer {}? [y/N] ", incoming.from()))? {
-                        break incoming;
-                    }
-                    incoming.decline(Some("declined".into())).await?;
-                    eprintln!("declined");
-                    client.close().await;
-                    return Ok(3);
-                }
-                Some(Some(ClientEvent::FileOffer(offer))) => {
-                    let code = crate::files::receive(offer, &args.files, args.media.json).await?;
-                    client.close().await;
-                    return Ok(code);
-                }
-                Some(Some(ClientEvent::FolderInvite(invite))) => eprintln!(
-                    "{} invites you to share the folder {:?}: duet share accept {} DIR",
-                    invite.from(),
-                    invite.name(),
-                    invite.id()
-                ),
-                Some(Some(ClientEvent::Closed { reason })) => {
-                    bail!("the connection to the server closed: {reason}")
-                }
-                Some(Some(_)) => {}
-            }
-        };
-        let peer = incoming.from().clone();
-        let call = match incoming.accept(options).await {
-            Ok(call) => call,
-            Err(e) => {
-                eprintln!("duet: call from {peer}: {e}");
-                client.close().await;
-                return Ok(match e {
-                    CallError::Ended(_) => 1,
-                    other => other.exit_code(),
-                });
-            }
-        };
-        eprintln!("connected with {peer}");
-        // Callers that ring meanwhile hear busy: the client answers them while this call lasts.
-        let report = run_call(call, seconds).await?;
-        finish_report(&report, args.media.json);
-        client.close().await;
-        Ok(exit_for(&report.end))
+            client.close().await;
+            return Ok(code);
+        }
     })
+}
+
+/// How waiting for one call or file ended.
+enum Answered {
+    /// A call or file was taken (or refused); the exit status it gives.
+    Took(u8),
+    /// Ctrl-C while waiting.
+    Interrupted,
+    /// Nothing came within `--wait-seconds`.
+    NoCall,
+}
+
+/// Waits for one call or file offer and takes it (or refuses it).
+async fn answer_one(
+    client: &Client,
+    events: &mut ClientEvents,
+    args: &AnswerArgs,
+    options: CallOptions,
+    seconds: Option<Duration>,
+    wait: Option<Duration>,
+) -> Result<Answered> {
+    eprintln!("waiting for a call as {}...", client.user());
+    let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+    let incoming = loop {
+        let next = async {
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, events.recv()).await.ok(),
+                None => Some(events.recv().await),
+            }
+        };
+        let event = tokio::select! {
+            e = next => e,
+            _ = tokio::signal::ctrl_c() => return Ok(Answered::Interrupted),
+        };
+        match event {
+            None => {
+                eprintln!("duet: no call came");
+                return Ok(Answered::NoCall);
+            }
+            Some(None) => bail!("the connection to the server closed"),
+            Some(Some(ClientEvent::IncomingCall(incoming))) => {
+                let kind = if incoming.has_video() {
+                    "video"
+                } else {
+                    "voice"
+                };
+                eprintln!("{} is calling ({kind} call)", incoming.from());
+                if args.auto || ask(&format!("answer {}? [y/N] ", incoming.from()))? {
+                    break incoming;
+                }
+                incoming.decline(Some("declined".into())).await?;
+                eprintln!("declined");
+                return Ok(Answered::Took(3));
+            }
+            Some(Some(ClientEvent::FileOffer(offer))) => {
+                let code = crate::files::receive(offer, &args.files, args.media.json).await?;
+                return Ok(Answered::Took(code));
+            }
+            Some(Some(ClientEvent::FolderInvite(invite))) => eprintln!(
+                "{} invites you to share the folder {:?}: duet share accept {} DIR",
+                invite.from(),
+                invite.name(),
+                invite.id()
+            ),
+            Some(Some(ClientEvent::Closed { reason })) => {
+                bail!("the connection to the server closed: {reason}")
+            }
+            Some(Some(_)) => {}
+        }
+    };
+    let peer = incoming.from().clone();
+    let call = match incoming.accept(options).await {
+        Ok(call) => call,
+        Err(e) => {
+            eprintln!("duet: call from {peer}: {e}");
+            return Ok(Answered::Took(match e {
+                CallError::Ended(_) => 1,
+                other => other.exit_code(),
+            }));
+        }
+    };
+    eprintln!("connected with {peer}");
+    // Callers that ring meanwhile hear busy: the client answers them while this call lasts.
+    let report = run_call(call, seconds).await?;
+    finish_report(&report, args.media.json);
+    Ok(Answered::Took(exit_for(&report.end)))
 }
 
 /// Asks a yes/no question on the terminal.

@@ -241,3 +241,35 @@ fn an_offer_with_an_unsafe_name_is_refused_with_the_reason() {
     drop(bob);
     assert!(visible(&inbox).is_empty());
 }
+
+#[test]
+fn answer_keep_takes_one_file_after_another_until_interrupted() {
+    let world = World::new(&["alice", "bob"]);
+    let inbox = inbox(&world);
+    let mut bob = world.answer(
+        "bob",
+        &["--keep", "--accept-files", inbox.to_str().unwrap()],
+    );
+    let mut shas = Vec::new();
+    for (i, name) in ["first.bin", "second.bin"].into_iter().enumerate() {
+        let file = world.path(name);
+        shas.push(random_file(&file, 3_000_000, 20 + i as u64));
+        let alice = spawn(world.cmd("alice", &["send", "bob", file.to_str().unwrap()]));
+        let (status, _, stderr) = alice.finish(Duration::from_secs(60));
+        assert!(status.success(), "alice, {name}: {stderr}");
+        // Bob waits for the next one instead of exiting.
+        bob.wait_line("waiting for a call", Duration::from_secs(20));
+        assert!(bob.child.try_wait().expect("wait").is_none(), "bob exited");
+    }
+    assert_eq!(visible(&inbox), ["first.bin", "second.bin"]);
+    assert_eq!(sha256_of(&inbox.join("first.bin")), shas[0]);
+    assert_eq!(sha256_of(&inbox.join("second.bin")), shas[1]);
+    // Ctrl-C ends it, and that is a normal end.
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &bob.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    let (status, _, stderr) = bob.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "bob: {stderr}");
+}
