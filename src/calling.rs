@@ -307,6 +307,9 @@ fn exit_for(end: &EndReason) -> u8 {
 pub fn answer(args: AnswerArgs) -> Result<u8> {
     let seconds = positive_seconds("--seconds", args.seconds)?;
     let wait = positive_seconds("--wait-seconds", args.wait_seconds)?;
+    if args.keep && (args.media.save_audio.is_some() || args.media.save_video.is_some()) {
+        bail!("--keep with --save-audio or --save-video would write each call over the last one");
+    }
     // Opened now, so that a missing device is reported before anyone calls.
     let mut options = Some(args.media.options()?);
     runtime()?.block_on(async {

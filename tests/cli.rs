@@ -140,6 +140,10 @@ fn bad_input_ends_with_one_line_naming_it() {
     );
     fails_naming(&["loopback", "--video", "webcam"], "camera");
     fails_naming(&["loopback", "--seconds", "-1"], "-1");
+    fails_naming(
+        &["answer", "--keep", "--save-audio", "/tmp/never-written.wav"],
+        "would write each call over the last one",
+    );
 }
 
 #[test]
