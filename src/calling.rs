@@ -1,5 +1,5 @@
 //! `duet call NAME` and `duet answer`: calls between contacts across processes, through
-//! [`Client`](crate::client::Client).
+//! [`Client`].
 //!
 //! `duet call` exits 0 when the call took place, 3 when declined, 4 busy, 5 unanswered, 6 when
 //! the contact is offline or not a contact, and 1 on any other failure.
