@@ -2,7 +2,9 @@
 //! [`Client`].
 //!
 //! `duet call` exits 0 when the call took place, 3 when declined, 4 busy, 5 unanswered, 6 when
-//! the contact is offline or not a contact, and 1 on any other failure.
+//! the contact is offline or not a contact, and 1 on any other failure. `duet answer` exits as
+//! the call or file it took did, or 5 when none came in time; with `--keep` it takes one after
+//! another and exits 0 on Ctrl-C.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
