@@ -48,14 +48,17 @@ pub struct ReceiveArgs {
     pub max_size: u64,
 }
 
+/// The scanner named by `--scanner`, if any.
+pub(crate) fn scanner_arg(command: Option<&str>) -> Result<Option<Scanner>> {
+    command
+        .map(Scanner::from_command)
+        .transpose()
+        .context("--scanner")
+}
+
 impl ReceiveArgs {
     fn options(&self) -> Result<ReceiveOptions> {
-        let scanner = self
-            .scanner
-            .as_deref()
-            .map(Scanner::from_command)
-            .transpose()
-            .context("--scanner")?;
+        let scanner = scanner_arg(self.scanner.as_deref())?;
         Ok(ReceiveOptions {
             scanner,
             limits: ReceiverConfig {

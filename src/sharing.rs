@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use duet_share::scan::Scanner;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{
@@ -116,12 +115,7 @@ fn remember(share: KnownShare) -> Result<()> {
 
 impl RunArgs {
     fn options(&self) -> Result<ShareOptions> {
-        let scanner = self
-            .scanner
-            .as_deref()
-            .map(Scanner::from_command)
-            .transpose()
-            .context("--scanner")?;
+        let scanner = crate::files::scanner_arg(self.scanner.as_deref())?;
         if self.rescan_seconds == 0 {
             bail!("--rescan-seconds must be at least 1");
         }

@@ -383,21 +383,15 @@ async fn send(
             message.encode(&mut out);
             link.send(&out).await.map_err(lost)?;
         }
-        let timeout = sender
-            .poll_timeout()
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(60));
-        match tokio::time::timeout(timeout, link.recv()).await {
-            Ok(Some(bytes)) => match Message::decode(&bytes) {
-                Ok(message) => {
-                    if let Err(e) = sender.handle_message(Instant::now(), message) {
-                        tracing::warn!("dropped a transfer message: {e}");
-                    }
+        match next_message(&link, sender.poll_timeout()).await {
+            Next::Message(message) => {
+                if let Err(e) = sender.handle_message(Instant::now(), message) {
+                    tracing::warn!("dropped a transfer message: {e}");
                 }
-                Err(e) => tracing::warn!("dropped a malformed transfer message: {e}"),
-            },
-            Ok(None) => break Err(lost(link_end(&link))),
-            Err(_) => sender.handle_timeout(Instant::now()),
+            }
+            Next::Dropped => {}
+            Next::Ended => break Err(lost(link_end(&link))),
+            Next::Timeout => sender.handle_timeout(Instant::now()),
         }
     };
     finish_link(&link, result)
@@ -507,25 +501,49 @@ async fn receive(
                 return finish_link(&link, Err(lost(e)));
             }
         }
-        let timeout = receiver
-            .poll_timeout()
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_secs(60));
-        match tokio::time::timeout(timeout, link.recv()).await {
-            Ok(Some(bytes)) => match Message::decode(&bytes) {
-                Ok(message) => {
-                    if let Err(e) = receiver.handle_message(Instant::now(), message) {
-                        tracing::warn!("dropped a transfer message: {e}");
-                    }
+        match next_message(&link, receiver.poll_timeout()).await {
+            Next::Message(message) => {
+                if let Err(e) = receiver.handle_message(Instant::now(), message) {
+                    tracing::warn!("dropped a transfer message: {e}");
                 }
-                Err(e) => tracing::warn!("dropped a malformed transfer message: {e}"),
-            },
-            Ok(None) => {
+            }
+            Next::Dropped => {}
+            Next::Ended => {
                 save_quietly(&mut incoming, &receiver);
                 return finish_link(&link, Err(lost(link_end(&link))));
             }
-            Err(_) => receiver.handle_timeout(Instant::now()),
+            Next::Timeout => receiver.handle_timeout(Instant::now()),
         }
+    }
+}
+
+/// What waiting for the peer's next transfer message gave.
+enum Next {
+    Message(Message),
+    /// A message that did not decode: dropped and logged.
+    Dropped,
+    /// The core's timeout came first.
+    Timeout,
+    /// The link ended.
+    Ended,
+}
+
+/// Waits for the peer's next transfer message until `deadline`, the core's next timeout
+/// (a minute when it has none).
+async fn next_message(link: &DataLink, deadline: Option<Instant>) -> Next {
+    let wait = deadline
+        .map(|t| t.saturating_duration_since(Instant::now()))
+        .unwrap_or(Duration::from_secs(60));
+    match tokio::time::timeout(wait, link.recv()).await {
+        Ok(Some(bytes)) => match Message::decode(&bytes) {
+            Ok(message) => Next::Message(message),
+            Err(e) => {
+                tracing::warn!("dropped a malformed transfer message: {e}");
+                Next::Dropped
+            }
+        },
+        Ok(None) => Next::Ended,
+        Err(_) => Next::Timeout,
     }
 }
 
