@@ -1069,3 +1069,170 @@ fn sequence_numbers_never_repeat_across_restarts() {
     assert!(next > first, "{next} after {first}");
     assert_eq!(Status::default(), Status::Online);
 }
+
+#[test]
+fn blocking_or_removing_a_contact_ends_the_invitations_and_calls_between_them() {
+    let mut s = Sim::new(&["alice", "bob"]);
+    let (a, b) = s.befriend("alice", "bob");
+    let call = json!({"kind": "call", "media": "audio"});
+    let ringing = invite(&mut s, a, "bob", call.clone());
+    let file = invite(
+        &mut s,
+        b,
+        "alice",
+        json!({"kind": "file", "name": "a.txt", "size": 3, "sha256": "a".repeat(64)}),
+    );
+    s.drain();
+    s.send(b, json!({"type": "contact_block", "user": "alice"}));
+    let out = s.drain();
+    let ended = |conn: ConnId, id: InviteId| {
+        out.iter().find_map(|(c, m)| match m {
+            ServerMessage::InviteState { id: i, state, .. } if *c == conn && *i == id => {
+                Some(*state)
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(ended(a, ringing), Some(InviteState::Declined));
+    assert_eq!(ended(b, ringing), Some(InviteState::Declined));
+    assert_eq!(ended(b, file), Some(InviteState::Cancelled));
+    assert_eq!(ended(a, file), Some(InviteState::Cancelled));
+    // Nothing is left to signal on.
+    s.send(
+        a,
+        json!({"type": "signal", "call": ringing.0, "signal": {}, "rid": 7}),
+    );
+    assert_eq!(error_code(&s.to(a)[0]), Some(ErrorCode::NoSuchInvitation));
+
+    // An accepted call ends, hung up, when either removes the other.
+    s.send(b, json!({"type": "contact_unblock", "user": "alice"}));
+    s.drain();
+    let id = invite(&mut s, a, "bob", call);
+    s.send(b, json!({"type": "accept", "id": id.0}));
+    s.drain();
+    s.send(a, json!({"type": "contact_remove", "user": "bob"}));
+    let out = s.drain();
+    for conn in [a, b] {
+        assert!(
+            out.iter().any(|(c, m)| *c == conn
+                && *m
+                    == ServerMessage::InviteState {
+                        id,
+                        state: InviteState::HungUp,
+                        reason: None
+                    }),
+            "{out:?}"
+        );
+    }
+}
+
+#[test]
+fn an_invisible_user_in_a_call_is_not_shown_busy() {
+    let mut s = Sim::new(&["alice", "bob", "carol"]);
+    let (a, b) = s.befriend("alice", "bob");
+    s.send(b, json!({"type": "contact_add", "user": "carol"}));
+    let c = s.login("carol");
+    s.send(c, json!({"type": "contact_accept", "user": "bob"}));
+    let call = json!({"kind": "call", "media": "audio"});
+    let id = invite(&mut s, a, "bob", call.clone());
+    s.send(b, json!({"type": "accept", "id": id.0}));
+    s.send(b, json!({"type": "presence", "status": "invisible"}));
+    s.drain();
+    // carol's call to bob is treated as to anyone who looks offline: it waits, it is not `busy`.
+    s.send(
+        c,
+        json!({"type": "invite", "to": "bob", "invitation": call, "rid": 4}),
+    );
+    let out = s.drain();
+    assert!(matches!(
+        out.first(),
+        Some((_, ServerMessage::Invited { .. }))
+    ));
+    assert!(
+        out.iter().all(|(_, m)| state(m) != Some(InviteState::Busy)),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn rotating_revoking_or_deleting_an_account_ends_its_session() {
+    let mut s = Sim::new(&["alice", "bob", "carol"]);
+    let (a, b) = s.befriend("alice", "bob");
+    s.send(b, json!({"type": "contact_add", "user": "carol"}));
+    let c = s.login("carol");
+    s.send(c, json!({"type": "contact_accept", "user": "bob"}));
+    s.drain();
+
+    // What `duet user rotate` does to the database while the server runs.
+    let new_token = s
+        .hub
+        .store_mut()
+        .rotate_token(&name("alice"))
+        .unwrap()
+        .unwrap();
+    s.advance(Duration::from_secs(1));
+    let out = s.drain();
+    assert!(out
+        .iter()
+        .any(|(conn, m)| *conn == a && error_code(m) == Some(ErrorCode::BadCredentials)));
+    assert_eq!(s.closed, vec![a]);
+    // The old token no longer works; the new one does.
+    let old = s.tokens["alice"].clone();
+    let c2 = s.connect();
+    s.send(
+        c2,
+        json!({"type": "hello", "version": 1, "user": "alice", "token": old}),
+    );
+    assert_eq!(error_code(&s.to(c2)[0]), Some(ErrorCode::BadCredentials));
+    s.tokens.insert("alice".into(), new_token);
+    s.login("alice");
+
+    // Revoked: nothing logs in.
+    s.hub
+        .store_mut()
+        .set_token_hash(&name("carol"), crate::store::REVOKED)
+        .unwrap();
+    s.advance(Duration::from_secs(1));
+    s.drain();
+    assert!(s.closed.contains(&c));
+    let c3 = s.connect();
+    let token = s.tokens["carol"].clone();
+    s.send(
+        c3,
+        json!({"type": "hello", "version": 1, "user": "carol", "token": token}),
+    );
+    assert_eq!(error_code(&s.to(c3)[0]), Some(ErrorCode::BadCredentials));
+
+    // Deleted: bob's session ends, alice learns bob is gone, nothing of bob is kept.
+    s.hub.disconnect(s.now, b);
+    s.drain();
+    let a2 = s.login("alice");
+    s.send(
+        a2,
+        json!({"type": "chat", "to": "bob", "id": "x", "text": "hi"}),
+    );
+    s.drain();
+    assert_eq!(
+        s.hub.store_mut().undelivered(&name("bob")).unwrap().len(),
+        1
+    );
+    assert!(s.hub.store_mut().delete_user(&name("bob")).unwrap());
+    s.advance(Duration::from_secs(1));
+    let out = s.to(a2);
+    assert!(out.contains(&ServerMessage::ContactUpdate {
+        user: name("bob"),
+        change: crate::protocol::ContactChange::Removed
+    }));
+    assert!(s
+        .hub
+        .store_mut()
+        .undelivered(&name("bob"))
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .hub
+        .store_mut()
+        .relations(&name("alice"))
+        .unwrap()
+        .is_empty());
+}

@@ -281,6 +281,82 @@ mod tests {
         assert_eq!(store.seq_floor().unwrap(), 1);
         store.set_seq_floor(4097).unwrap();
         assert_eq!(store.seq_floor().unwrap(), 4097);
+
+        // Pages in seq order, and what a mailbox holds.
+        let carol = name("carol");
+        for seq in [30, 20, 40, 50] {
+            store.push_undelivered(&carol, seq, None, "xy").unwrap();
+        }
+        let page = |store: &mut dyn Store, after, limit| -> Vec<u64> {
+            let kept = store.undelivered_after(&carol, after, limit).unwrap();
+            kept.iter().map(|s| s.seq).collect()
+        };
+        assert_eq!(page(store, 0, 2), vec![20, 30]);
+        assert_eq!(page(store, 30, 10), vec![40, 50]);
+        assert_eq!(
+            store.mailbox(&carol).unwrap(),
+            Mailbox {
+                messages: 4,
+                bytes: 8
+            }
+        );
+        store.remove_undelivered_many(&[20, 40]).unwrap();
+        assert_eq!(page(store, 0, 10), vec![30, 50]);
+
+        // Tokens change and accounts go, each moving the generation on.
+        let g0 = store.accounts_generation().unwrap();
+        let fresh = store.rotate_token(&a).unwrap().unwrap();
+        assert_eq!(
+            store.account(&a).unwrap().unwrap().token_hash,
+            hash_token(&fresh)
+        );
+        assert!(store.rotate_token(&name("nobody")).unwrap().is_none());
+        assert!(store.set_token_hash(&a, REVOKED).unwrap());
+        let g1 = store.accounts_generation().unwrap();
+        assert!(g1 > g0);
+        store.create_user(&carol).unwrap();
+        store.set_relation(&a, &carol, Some(rel)).unwrap();
+        store
+            .push_undelivered(&a, 60, Some((&carol, "c1")), "from carol")
+            .unwrap();
+        assert!(store.delete_user(&carol).unwrap());
+        assert!(!store.delete_user(&carol).unwrap());
+        assert!(store.accounts_generation().unwrap() > g1);
+        assert_eq!(store.account(&carol).unwrap(), None);
+        assert!(store
+            .relations(&a)
+            .unwrap()
+            .iter()
+            .all(|(o, _)| *o != carol));
+        assert!(store.undelivered(&carol).unwrap().is_empty());
+        assert!(store.undelivered(&a).unwrap().is_empty());
+    }
+
+    #[test]
+    fn hashes_are_compared_whole() {
+        let h = hash_token("t");
+        assert!(hashes_match(&h, &h));
+        for i in [0, 17, 31] {
+            let mut other = h;
+            other[i] ^= 1;
+            assert!(!hashes_match(&h, &other), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn the_database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("duet.db");
+        let mut store = SqliteStore::open(&path).unwrap();
+        store.create_user(&name("alice")).unwrap();
+        for file in ["duet.db", "duet.db-wal"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
     }
 
     #[test]
