@@ -51,6 +51,10 @@ pub struct HubConfig {
     pub max_invite_ttl: Duration,
     /// How long a connection may stay unauthenticated.
     pub auth_timeout: Duration,
+    /// Connections from one address at once; more are refused and closed.
+    pub max_conns_per_ip: usize,
+    /// Connections from one address that have not logged in yet, at once; more are refused.
+    pub max_pending_per_ip: usize,
     /// Failed logins on one connection before it is closed.
     pub max_failures_per_conn: u32,
     /// Failed logins from one address, within `failure_window`, before it is refused for the rest of it.
@@ -81,6 +85,8 @@ impl Default for HubConfig {
             invite_ttl: Duration::from_secs(30),
             max_invite_ttl: Duration::from_secs(120),
             auth_timeout: Duration::from_secs(10),
+            max_conns_per_ip: 64,
+            max_pending_per_ip: 16,
             max_failures_per_conn: 3,
             max_failures_per_ip: 20,
             failure_window: Duration::from_secs(60),
@@ -186,6 +192,10 @@ pub struct Hub<S: Store> {
     accounts_generation: u64,
     /// Whether a [`Timer::Accounts`] is pending.
     accounts_timer: bool,
+    /// The address of each connection.
+    conn_ips: HashMap<ConnId, IpAddr>,
+    /// Connections per address: (all, not logged in).
+    per_ip: HashMap<IpAddr, (usize, usize)>,
 }
 
 impl<S: Store> Hub<S> {
@@ -209,6 +219,8 @@ impl<S: Store> Hub<S> {
             mailboxes: HashMap::new(),
             accounts_generation,
             accounts_timer: false,
+            conn_ips: HashMap::new(),
+            per_ip: HashMap::new(),
         })
     }
 
@@ -229,10 +241,63 @@ impl<S: Store> Hub<S> {
     }
 
     /// Call when a connection opens. It must authenticate within [`HubConfig::auth_timeout`].
+    /// One address past [`HubConfig::max_conns_per_ip`] or [`HubConfig::max_pending_per_ip`]
+    /// gets a `too_many_connections` error and the connection is closed.
     pub fn connect(&mut self, now: Instant, conn: ConnId, ip: IpAddr) {
+        let (all, pending) = self.per_ip.get(&ip).copied().unwrap_or((0, 0));
+        if all >= self.config.max_conns_per_ip || pending >= self.config.max_pending_per_ip {
+            let message = if all >= self.config.max_conns_per_ip {
+                format!(
+                    "more than {} connections from one address",
+                    self.config.max_conns_per_ip
+                )
+            } else {
+                format!(
+                    "more than {} connections from one address are logging in",
+                    self.config.max_pending_per_ip
+                )
+            };
+            self.send(
+                conn,
+                ServerMessage::Error {
+                    rid: None,
+                    code: ErrorCode::TooManyConnections,
+                    message,
+                },
+            );
+            self.out.push_back(Output::Close(conn));
+            return;
+        }
+        self.per_ip.insert(ip, (all + 1, pending + 1));
+        self.conn_ips.insert(conn, ip);
         self.conns.insert(conn, Conn::Pending { ip, failures: 0 });
         self.timers
             .push(Reverse((now + self.config.auth_timeout, Timer::Auth(conn))));
+    }
+
+    /// Forgets a connection's place in the per-address counts (once).
+    fn release(&mut self, conn: ConnId, was_pending: bool) {
+        let Some(ip) = self.conn_ips.remove(&conn) else {
+            return;
+        };
+        if let Some((all, pending)) = self.per_ip.get_mut(&ip) {
+            *all = all.saturating_sub(1);
+            if was_pending {
+                *pending = pending.saturating_sub(1);
+            }
+            if *all == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// A connection has logged in: it no longer counts as pending for its address.
+    fn logged_in(&mut self, conn: ConnId) {
+        if let Some(ip) = self.conn_ips.get(&conn) {
+            if let Some((_, pending)) = self.per_ip.get_mut(ip) {
+                *pending = pending.saturating_sub(1);
+            }
+        }
     }
 
     /// Call with every text frame received on `conn`.
@@ -349,7 +414,10 @@ impl<S: Store> Hub<S> {
     /// Call when a connection has closed (for any reason). Its user goes offline: contacts are
     /// told, accepted calls get a grace period. Unconfirmed messages stay in the store.
     pub fn disconnect(&mut self, now: Instant, conn: ConnId) {
-        let Some(Conn::Authed(user)) = self.conns.remove(&conn) else {
+        let removed = self.conns.remove(&conn);
+        // A connection replaced by a newer login was already forgotten, and is not pending.
+        self.release(conn, matches!(removed, Some(Conn::Pending { .. })));
+        let Some(Conn::Authed(user)) = removed else {
             return;
         };
         let Some(session) = self.sessions.remove(&user) else {
@@ -565,6 +633,7 @@ impl<S: Store> Hub<S> {
                 .set_presence(&user, session.status, &session.note)?;
         }
         let (status, note) = (session.status, session.note.clone());
+        self.logged_in(conn);
         self.conns.insert(conn, Conn::Authed(user.clone()));
         self.sessions.insert(user.clone(), session);
         let welcome = ServerMessage::Welcome {
