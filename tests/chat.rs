@@ -331,3 +331,84 @@ async fn sigkill_mid_chat_loses_no_acknowledged_message() {
     alice.close().await;
     bob.close().await;
 }
+
+#[test]
+fn a_full_mailbox_is_shown_to_the_sender() {
+    let s = Setup::new(&["alice", "bob"], &["--mailbox-messages", "3"]);
+    let mut alice = s
+        .cmd("alice", &["chat", "bob"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = alice.stdin.take().unwrap();
+        for i in 1..=5 {
+            writeln!(input, "line {i}").unwrap();
+        }
+    }
+    let out = alice.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    let refused: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("* not delivered"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{stdout}");
+    assert!(
+        refused[0].contains("mailbox") && refused[0].ends_with("line 4"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("2 message(s) not delivered"), "{stderr}");
+    let (got, _) = read_chat(&s, "bob", "alice", 3);
+    assert_eq!(got, ["line 1", "line 2", "line 3"]);
+}
+
+#[test]
+fn user_rotate_revoke_and_delete_act_on_a_running_server() {
+    let s = Setup::new(&["alice", "bob"], &[]);
+    let user = |args: &[&str]| {
+        Command::new(DUET)
+            .arg("user")
+            .args(args)
+            .arg("--db")
+            .arg(&s.db)
+            .output()
+            .unwrap()
+    };
+    // alice is in a chat when her token is rotated: the session ends.
+    let mut chat = spawn(s.cmd("alice", &["chat", "bob"]));
+    std::thread::sleep(Duration::from_millis(500));
+    let out = user(&["rotate", "alice"]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64);
+    chat.wait_line("token was changed", Duration::from_secs(10));
+    // The old token is refused, the new one works.
+    let old = s.cmd("alice", &["contact", "list"]).output().unwrap();
+    assert!(!old.status.success());
+    let new = duet_as(&s.url, "alice", &token, s.dir.path(), &["contact", "list"])
+        .output()
+        .unwrap();
+    assert!(new.status.success(), "{new:?}");
+    // Revoked: refused until rotated again.
+    assert!(user(&["revoke", "bob"]).status.success());
+    assert!(!s
+        .cmd("bob", &["contact", "list"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    // Deleted: gone from alice's contacts.
+    assert!(user(&["delete", "bob"]).status.success());
+    let list = duet_as(&s.url, "alice", &token, s.dir.path(), &["contact", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains("bob"), "{list}");
+    let missing = user(&["delete", "bob"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no user bob"));
+}
