@@ -240,12 +240,16 @@ async fn sigkill_mid_chat_loses_no_acknowledged_message() {
     };
     // One task per user records its acks and what it received, in order.
     let record = |mut events: duet_signaling::client::Events| {
-        let (tx, rx) = tokio::sync::watch::channel((Vec::<String>::new(), Vec::<String>::new()));
+        let (tx, rx) =
+            tokio::sync::watch::channel((Vec::<String>::new(), Vec::<String>::new(), None));
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
-                tx.send_modify(|(acked, received)| match e {
+                tx.send_modify(|(acked, received, last)| match e {
                     Event::Message(ServerMessage::Ack { id, .. }) => acked.push(id),
-                    Event::Message(ServerMessage::Chat { id, .. }) => received.push(id),
+                    Event::Message(ServerMessage::Chat { id, .. }) => {
+                        received.push(id);
+                        *last = Some(Instant::now());
+                    }
                     _ => {}
                 });
             }
@@ -272,7 +276,18 @@ async fn sigkill_mid_chat_loses_no_acknowledged_message() {
     b_send.abort();
     let sending = started.elapsed();
 
-    // Wait until every acked message has arrived (or give up after 20 s).
+    // Requests already sent are still being acked: wait until no ack has come for a second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = (0, 0);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = (alice_log.borrow().0.len(), bob_log.borrow().0.len());
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    // Then until every acked message has arrived (or give up after 20 s).
     let deadline = Instant::now() + Duration::from_secs(20);
     let complete = |acked: &[String], received: &[String]| {
         let got: std::collections::HashSet<&String> = received.iter().collect();
@@ -287,19 +302,21 @@ async fn sigkill_mid_chat_loses_no_acknowledged_message() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let recovered = killed_at.elapsed();
-    for (sender, acked, received) in [
+    for (sender, acked, received, last) in [
         (
             "alice",
             alice_log.borrow().0.clone(),
             bob_log.borrow().1.clone(),
+            bob_log.borrow().2,
         ),
         (
             "bob",
             bob_log.borrow().0.clone(),
             alice_log.borrow().1.clone(),
+            alice_log.borrow().2,
         ),
     ] {
+        let recovered = last.map_or(Duration::ZERO, |t| t.saturating_duration_since(killed_at));
         let got: HashMap<&String, usize> =
             received.iter().enumerate().map(|(i, id)| (id, i)).collect();
         let missing: Vec<&String> = acked.iter().filter(|id| !got.contains_key(id)).collect();
@@ -318,7 +335,7 @@ async fn sigkill_mid_chat_loses_no_acknowledged_message() {
         sorted.sort();
         assert_eq!(sorted, received, "{sender}'s messages arrived out of order");
         eprintln!(
-            "kill -9: {sender} sent 200/s for {:.1} s; {} acked ({} before the kill); all {} it sent that were stored arrived once, in order, {:.1} s after the kill",
+            "kill -9: {sender} sent 200/s for {:.1} s; {} acked ({} before the kill); all {} it sent that were stored arrived once, in order, the last {:.1} s after the kill",
             sending.as_secs_f64(),
             acked.len(),
             if sender == "alice" { before_kill.0 } else { before_kill.1 },

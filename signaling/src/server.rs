@@ -10,8 +10,9 @@
 //!
 //! Measured on a 2-core machine (`signaling_load` in bench/): 10,000 idle authenticated
 //! connections cost the server about 9 KiB each. Chat throughput is bounded by the disk's flush
-//! rate, since each message is flushed before its ack: about 200 a second on a disk that takes
-//! 5 ms per flush (`cargo test -p duet --test chat sigkill -- --nocapture`).
+//! rate, since each message is flushed before its ack: 65 to 170 messages a second each way
+//! between two clients on a disk that takes about 5 ms per flush
+//! (`cargo test -p duet --test chat sigkill -- --nocapture`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
