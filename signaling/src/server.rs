@@ -1,16 +1,18 @@
 //! The WebSocket shell around the [`Hub`]: an axum server that feeds it frames and the time, and
 //! sends what it outputs.
 //!
-//! Each connection is one task that reads frames (size-limited, rate-limited) and writes its own
-//! bounded queue. The hub sits behind one mutex, held only for the synchronous work of a frame:
-//! parsing, routing, and the store's SQLite calls (tens of microseconds in WAL mode; only logins,
-//! contact changes, presence changes and messages for offline users touch the disk). When a
-//! connection's queue is full (a client that does not read), the connection is closed at once:
-//! nobody else ever waits for it.
+//! Each connection is one task that reads frames (size-limited, rate-limited, pings included) and
+//! writes its own bounded queue. The hub sits behind one mutex, held only for the synchronous work
+//! of a frame: parsing, routing, and the store's SQLite calls (tens of microseconds in WAL mode,
+//! except that a chat message waits for one flush of the disk before its ack). When a
+//! connection's queue is full, or one frame cannot be sent within [`Limits::send_timeout`] (a
+//! client that does not read), the connection is closed: nobody else ever waits for it.
 //!
 //! Measured on a 2-core machine (`signaling_load` in bench/): 10,000 idle authenticated
-//! connections cost the server about 9 KiB each; 2,000 chat messages a second between them
-//! use about a fifth of one core, with a receipt round trip of 1.9 ms at the 99th percentile.
+//! connections cost the server about 9 KiB each. Chat throughput is bounded by the disk's flush
+//! rate, since each message is flushed before its ack: 65 to 170 messages a second each way
+//! between two clients on a disk that takes about 5 ms per flush
+//! (`cargo test -p duet --test chat sigkill -- --nocapture`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -48,6 +50,11 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections at once; more are refused with 503.
     pub max_connections: usize,
+    /// How long a new socket may take to send its WebSocket request; slower ones are dropped.
+    pub upgrade_timeout: Duration,
+    /// How long sending one frame to a client may take; a client that does not read for this
+    /// long is disconnected (and shown offline).
+    pub send_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -58,6 +65,8 @@ impl Default for Limits {
             rate: RateConfig::default(),
             idle_timeout: Duration::from_secs(90),
             max_connections: 50_000,
+            send_timeout: Duration::from_secs(10),
+            upgrade_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -195,9 +204,13 @@ impl Server {
             next_conn: AtomicU64::new(1),
         });
         let app = Router::new().fallback(upgrade).with_state(shared.clone());
-        let listener = listener.tap_io(|tcp| {
+        let listener = crate::handshake::HandshakeDeadline {
+            inner: listener,
+            timeout: config.limits.upgrade_timeout,
+        };
+        let listener = listener.tap_io(|timed| {
             // Small messages must not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
+            let _ = timed.io.set_nodelay(true);
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = axum::serve(
@@ -345,10 +358,18 @@ async fn serve_conn(shared: Arc<Shared>, mut ws: WebSocket, peer: SocketAddr) {
             goodbye = &mut killed => break goodbye.unwrap_or(false).then_some("server shutting down"),
             out = rx.recv() => match out {
                 Some(Outbound::Text(text)) => {
+                    let send = tokio::time::timeout(shared.limits.send_timeout, ws.send(Message::Text(text)));
                     tokio::select! {
                         biased;
                         _ = &mut killed => break None,
-                        sent = ws.send(Message::Text(text)) => if sent.is_err() { break None },
+                        sent = send => match sent {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break None,
+                            Err(_) => {
+                                tracing::warn!("signaling: closing connection {}: it does not read", id.0);
+                                break None;
+                            }
+                        },
                     }
                 }
                 Some(Outbound::Close) | None => break Some("closed by the server"),
@@ -365,9 +386,10 @@ async fn serve_conn(shared: Arc<Shared>, mut ws: WebSocket, peer: SocketAddr) {
                         }
                         break None;
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    // Pings and pongs count against the rate like any frame.
                     Some(Ok(msg)) => match limiter.check(Instant::now()) {
                         Verdict::Pass => match msg {
+                            Message::Ping(_) | Message::Pong(_) => {}
                             Message::Text(text) => shared.with_hub(|hub, now| hub.handle_text(now, id, text.as_str())),
                             _ => {
                                 let message = "binary frames are not used; send JSON text";
