@@ -278,7 +278,7 @@ async fn run_call(call: Call, seconds: Option<Duration>) -> Result<CallReport> {
     }
     match end {
         Some(reason) => {
-            eprintln!("call ended: {reason}");
+            eprintln!("call ended: {}", crate::term::safe(&reason.to_string()));
             call.finish().await
         }
         None => {

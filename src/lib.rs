@@ -12,7 +12,8 @@
 //! The rest of this library is the `duet` command line, built on that API: [`calling`]
 //! (`duet call`, `duet answer`), [`files`] (`duet send`), [`sharing`] (`duet share`),
 //! [`social`] (accounts, contacts, presence, chat), [`demo`] (`duet demo`), with the media
-//! choices of [`spec`] and the reports of [`report`].
+//! choices of [`spec`] and the reports of [`report`]. [`term`] makes text from the network safe
+//! to print.
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
@@ -48,3 +49,4 @@ pub mod report;
 pub mod sharing;
 pub mod social;
 pub mod spec;
+pub mod term;

@@ -157,7 +157,8 @@ fn main() -> ExitCode {
     match status {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("duet: error: {e:#}");
+            // Errors may quote the network (a peer's reason, a server's message).
+            eprintln!("duet: error: {}", duet::term::safe(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -26,8 +26,8 @@ use crate::Error;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// How to reach and log in to a server.
-#[derive(Clone, Debug)]
+/// How to reach and log in to a server. Its `Debug` output leaves the token out.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The server's URL, `ws://host:port/`.
     pub url: String,
@@ -49,6 +49,18 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// How often to ping an otherwise quiet connection (the server closes idle ones).
     pub keepalive: Duration,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("token", &"<hidden>")
+            .field("status", &self.status)
+            .field("reconnect", &self.reconnect)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfig {

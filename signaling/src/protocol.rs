@@ -507,6 +507,12 @@ pub enum ErrorCode {
     TooLarge,
     /// The server is shutting down, or a client was too slow to keep up.
     Closing,
+    /// Too many connections from this address (or too many that have not logged in); the
+    /// connection is closed.
+    TooManyConnections,
+    /// The recipient has too many messages waiting in the server's store; the chat message was
+    /// not kept. Retry later.
+    MailboxFull,
     /// The server failed (storage); the request may be retried.
     Internal,
     /// A code this version of the crate does not know.

@@ -48,6 +48,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections at once; more are refused with 503.
     pub max_connections: usize,
+    /// How long sending one frame to a client may take; a client that does not read for this
+    /// long is disconnected (and shown offline).
+    pub send_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             rate: RateConfig::default(),
             idle_timeout: Duration::from_secs(90),
             max_connections: 50_000,
+            send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -345,10 +349,18 @@ async fn serve_conn(shared: Arc<Shared>, mut ws: WebSocket, peer: SocketAddr) {
             goodbye = &mut killed => break goodbye.unwrap_or(false).then_some("server shutting down"),
             out = rx.recv() => match out {
                 Some(Outbound::Text(text)) => {
+                    let send = tokio::time::timeout(shared.limits.send_timeout, ws.send(Message::Text(text)));
                     tokio::select! {
                         biased;
                         _ = &mut killed => break None,
-                        sent = ws.send(Message::Text(text)) => if sent.is_err() { break None },
+                        sent = send => match sent {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break None,
+                            Err(_) => {
+                                tracing::warn!("signaling: closing connection {}: it does not read", id.0);
+                                break None;
+                            }
+                        },
                     }
                 }
                 Some(Outbound::Close) | None => break Some("closed by the server"),
@@ -365,9 +377,10 @@ async fn serve_conn(shared: Arc<Shared>, mut ws: WebSocket, peer: SocketAddr) {
                         }
                         break None;
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    // Pings and pongs count against the rate like any frame.
                     Some(Ok(msg)) => match limiter.check(Instant::now()) {
                         Verdict::Pass => match msg {
+                            Message::Ping(_) | Message::Pong(_) => {}
                             Message::Text(text) => shared.with_hub(|hub, now| hub.handle_text(now, id, text.as_str())),
                             _ => {
                                 let message = "binary frames are not used; send JSON text";

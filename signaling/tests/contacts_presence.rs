@@ -67,7 +67,7 @@ async fn contact_request_then_accept_then_list() {
 
 #[tokio::test]
 async fn declined_requests_and_unknown_users() {
-    let ts = TestServer::start(&["alice", "bob"]).await;
+    let ts = TestServer::start(&["alice", "bob", "carol"]).await;
     let mut a = Peer::login(&ts, "alice").await;
     let mut b = Peer::login(&ts, "bob").await;
     a.send(json!({"type": "contact_add", "user": "bob"})).await;
@@ -85,9 +85,22 @@ async fn declined_requests_and_unknown_users() {
     a.send(json!({"type": "chat", "to": "bob", "id": "x", "text": "please", "rid": 2}))
         .await;
     assert_eq!(error_code(&a.recv().await), Some(ErrorCode::NotContact));
-    a.send(json!({"type": "contact_add", "user": "zed", "rid": 3}))
-        .await;
-    assert_eq!(error_code(&a.recv().await), Some(ErrorCode::NoSuchUser));
+    // Asking a name nobody has looks exactly like asking carol, who has not answered.
+    for (who, rid) in [("zed", 3), ("carol", 4)] {
+        a.send(json!({"type": "contact_add", "user": who, "rid": rid}))
+            .await;
+        assert_eq!(a.recv().await, ServerMessage::Ok { rid: Some(rid) });
+    }
+    a.send(json!({"type": "contact_list", "rid": 5})).await;
+    let ServerMessage::Contacts { contacts, .. } = a.recv().await else {
+        panic!("no contact list")
+    };
+    let entry = |who: &str| {
+        let c = contacts.iter().find(|c| c.user.as_str() == who).unwrap();
+        (c.link, c.blocked, c.status, c.note.clone())
+    };
+    assert_eq!(entry("zed"), entry("carol"));
+    assert_eq!(entry("zed").0, Link::Outgoing);
 }
 
 #[tokio::test]

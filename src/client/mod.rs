@@ -54,8 +54,8 @@ pub use transfer::{
     IncomingFile, Progress, ReceiveOptions, Transfer, TransferError, TransferOutcome,
 };
 
-/// How to reach the server and as whom.
-#[derive(Debug, Clone)]
+/// How to reach the server and as whom. Its `Debug` output leaves the token out.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The server's URL, `ws://host:port/`.
     pub server: String,
@@ -68,6 +68,18 @@ pub struct ClientConfig {
     pub reconnect: bool,
     /// Status to log in with (else the one the server remembers).
     pub status: Option<Status>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .field("token", &"<hidden>")
+            .field("reconnect", &self.reconnect)
+            .field("status", &self.status)
+            .finish()
+    }
 }
 
 impl ClientConfig {

@@ -1,6 +1,9 @@
 //! `duet chat NAME`: sends each input line to NAME and prints what arrives (messages from anyone,
 //! typing, nudges, presence changes, invitations). A line `/nudge` nudges NAME. At the end of
 //! the input (piped stdin, Ctrl-D) it exits once the server has acknowledged every line.
+//!
+//! A line the server refuses because NAME has too many messages waiting (`mailbox_full`) is
+//! printed as not delivered and the chat goes on; the exit status then says some were not.
 
 use std::io::Write;
 
@@ -11,21 +14,23 @@ use tokio::sync::mpsc;
 
 use super::shown_text;
 use crate::client::{Client, ClientEvent, ClientEvents};
+use crate::term::safe;
 
-/// One line to print for an event, if it is worth a line.
+/// One line to print for an event, if it is worth a line. Text from others (messages, notes,
+/// names of files and folders, reasons) has its control and bidi characters escaped.
 pub fn describe(event: &ClientEvent) -> Option<String> {
     Some(match event {
-        ClientEvent::Disconnected { reason } => format!("* disconnected: {reason}"),
+        ClientEvent::Disconnected { reason } => format!("* disconnected: {}", safe(reason)),
         ClientEvent::Reconnected => "* reconnected".into(),
-        ClientEvent::Closed { reason } => format!("* connection closed: {reason}"),
-        ClientEvent::Chat { from, text, .. } => format!("{from}: {text}"),
+        ClientEvent::Closed { reason } => format!("* connection closed: {}", safe(reason)),
+        ClientEvent::Chat { from, text, .. } => format!("{from}: {}", safe(text)),
         ClientEvent::Typing { from, active: true } => format!("* {from} is typing..."),
         ClientEvent::Nudge { from } => format!("* {from} nudged you!"),
         ClientEvent::Presence { user, status, note } if note.is_empty() => {
             format!("* {user} is {}", shown_text(*status))
         }
         ClientEvent::Presence { user, status, note } => {
-            format!("* {user} is {} ({note})", shown_text(*status))
+            format!("* {user} is {} ({})", shown_text(*status), safe(note))
         }
         ClientEvent::ContactRequest { from } => {
             format!("* {from} asks to be your contact (duet contact accept {from})")
@@ -37,17 +42,20 @@ pub fn describe(event: &ClientEvent) -> Option<String> {
         ClientEvent::FileOffer(offer) => format!(
             "* {} offers the file {} ({} bytes)",
             offer.from(),
-            offer.name(),
+            safe(&offer.name()),
             offer.size()
         ),
         ClientEvent::FolderInvite(invite) => format!(
             "* {} invites you to share the folder {} (duet share accept {} DIR)",
             invite.from(),
-            invite.name(),
+            safe(invite.name()),
             invite.id()
         ),
         ClientEvent::FolderChanged { folder, event, .. } => {
-            format!("* {}", crate::client::describe_folder_change(folder, event))
+            format!(
+                "* {}",
+                safe(&crate::client::describe_folder_change(folder, event))
+            )
         }
         _ => return None,
     })
@@ -63,16 +71,35 @@ pub async fn run(
 ) -> Result<()> {
     // Lines go through a sender task, so that arrivals are printed while a send waits for its ack.
     let (lines, mut to_send) = mpsc::channel::<String>(64);
+    let (notices, mut notice_rx) = mpsc::unbounded_channel::<String>();
     let sender = {
         let client = client.clone();
         let peer = peer.clone();
         tokio::spawn(async move {
+            let mut refused = 0u64;
             while let Some(line) = to_send.recv().await {
                 if line.trim() == "/nudge" {
                     client.nudge(peer.as_str()).await?;
-                } else {
-                    client.chat(peer.as_str(), &line).await?;
+                    continue;
                 }
+                match client.chat(peer.as_str(), &line).await {
+                    Ok(_) => {}
+                    Err(e) if mailbox_full(&e) => {
+                        refused += 1;
+                        let why = e
+                            .downcast_ref::<duet_signaling::Error>()
+                            .map_or_else(|| e.to_string(), |e| e.to_string());
+                        let _ = notices.send(format!(
+                            "* not delivered ({}): {}",
+                            safe(&why),
+                            safe(&line)
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if refused > 0 {
+                anyhow::bail!("{refused} message(s) not delivered: {peer}'s mailbox is full");
             }
             anyhow::Ok(())
         })
@@ -91,10 +118,21 @@ pub async fn run(
                 let line = buf.trim_end_matches(['\r', '\n']).to_owned();
                 buf.clear();
                 if let (Some(tx), false) = (&lines, line.is_empty()) {
-                    tx.send(line).await.context("sending")?;
+                    if tx.send(line).await.is_err() {
+                        // The sender stopped on an error: that error is the one to report.
+                        return (&mut sender).await.context("sender task")?.context("sending a message");
+                    }
                 }
             }
+            Some(notice) = notice_rx.recv() => {
+                writeln!(out, "{notice}")?;
+                out.flush()?;
+            }
             done = &mut sender, if lines.is_none() => {
+                while let Ok(notice) = notice_rx.try_recv() {
+                    writeln!(out, "{notice}")?;
+                }
+                out.flush()?;
                 return done.context("sender task")?.context("sending a message");
             }
             event = events.recv() => {
@@ -109,6 +147,13 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Whether the server refused a chat message because the recipient's mailbox is full.
+fn mailbox_full(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<duet_signaling::Error>()
+        .and_then(duet_signaling::Error::code)
+        == Some(duet_signaling::protocol::ErrorCode::MailboxFull)
 }
 
 #[cfg(test)]
@@ -137,6 +182,22 @@ mod tests {
             note: "lunch".into(),
         };
         assert_eq!(describe(&away).as_deref(), Some("* bob is away (lunch)"));
+        // Text from others cannot steer the terminal.
+        let sneaky = ClientEvent::Chat {
+            from: name("bob"),
+            id: "2".into(),
+            text: "pay \u{202e}0001\u{202c} now\u{1b}]0;owned\u{7}".into(),
+        };
+        assert_eq!(
+            describe(&sneaky).as_deref(),
+            Some("bob: pay \\u{202e}0001\\u{202c} now\\u{1b}]0;owned\\u{7}")
+        );
+        let note = ClientEvent::Presence {
+            user: name("bob"),
+            status: Shown::Busy,
+            note: "x\ny".into(),
+        };
+        assert_eq!(describe(&note).as_deref(), Some("* bob is busy (x\\u{a}y)"));
         let typing_stopped = ClientEvent::Typing {
             from: name("bob"),
             active: false,

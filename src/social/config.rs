@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use duet_signaling::UserName;
 use serde::{Deserialize, Serialize};
 
-/// What `duet login` saves.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What `duet login` saves. Its `Debug` output leaves the token out.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedLogin {
     /// The server's URL.
     pub server: Option<String>,
@@ -18,8 +18,8 @@ pub struct SavedLogin {
     pub token: Option<String>,
 }
 
-/// Everything needed to connect.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Everything needed to connect. Its `Debug` output leaves the token out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The server's URL, `ws://host:port/`.
     pub server: String,
@@ -27,6 +27,34 @@ pub struct Credentials {
     pub user: UserName,
     /// The account's token.
     pub token: String,
+}
+
+/// What `Debug` shows in place of a token.
+fn hidden(token: &Option<String>) -> &'static str {
+    match token {
+        Some(_) => "Some(<hidden>)",
+        None => "None",
+    }
+}
+
+impl std::fmt::Debug for SavedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedLogin")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .field("token", &format_args!("{}", hidden(&self.token)))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .field("token", &format_args!("<hidden>"))
+            .finish()
+    }
 }
 
 /// The file `duet login` writes: `$DUET_CONFIG`, else `$XDG_CONFIG_HOME/duet/login.json`,
@@ -64,15 +92,21 @@ pub fn save(path: &Path, login: &SavedLogin) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let text = serde_json::to_string_pretty(login)?;
+    // Written whole to a new private file, then renamed over the old one: the token is never in
+    // a file others can read, even if the old file had been made readable.
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(text.as_bytes())?;
     f.write_all(b"\n")?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
@@ -162,5 +196,35 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        // A file someone made readable is private again after the next write.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        save(&path, &login).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load(&path).unwrap(), login);
+    }
+
+    #[test]
+    fn tokens_stay_out_of_debug_output() {
+        let secret = "0123456789abcdef-secret";
+        let login = SavedLogin {
+            server: Some("ws://h:1/".into()),
+            user: Some("bob".into()),
+            token: Some(secret.into()),
+        };
+        let creds = resolve(None, None, None, |_| None, &login).unwrap();
+        let app = crate::client::ClientConfig::new("ws://h:1/", creds.user.clone(), secret);
+        let lib = duet_signaling::ClientConfig::new("ws://h:1/", creds.user.clone(), secret);
+        for shown in [
+            format!("{login:?}"),
+            format!("{creds:?}"),
+            format!("{app:?}"),
+            format!("{lib:?}"),
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(shown.contains("bob"), "{shown}");
+        }
     }
 }

@@ -27,9 +27,18 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub listen: SocketAddr,
-    /// The SQLite database (created if missing).
+    /// The SQLite database (created if missing, readable by its owner only).
     #[arg(long, default_value = "duet.db")]
     pub db: PathBuf,
+    /// Chat messages kept for one recipient at most; more get a `mailbox_full` error.
+    #[arg(long, default_value_t = 10_000)]
+    pub mailbox_messages: u64,
+    /// MiB of messages kept for one recipient at most.
+    #[arg(long, default_value_t = 64)]
+    pub mailbox_mib: u64,
+    /// Frames a second each connection may send, sustained (bursts of twice as many).
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
 }
 
 /// `duet user ...`.
@@ -46,6 +55,30 @@ pub enum UserAction {
     /// Create an account and print its token (only the token) on stdout.
     Add {
         /// The new account's name.
+        name: String,
+        /// The server's SQLite database.
+        #[arg(long, default_value = "duet.db")]
+        db: PathBuf,
+    },
+    /// Revoke an account's token: nothing logs in as it until `rotate`; its sessions are closed.
+    Revoke {
+        /// The account.
+        name: String,
+        /// The server's SQLite database.
+        #[arg(long, default_value = "duet.db")]
+        db: PathBuf,
+    },
+    /// Give an account a new token and print it (only it) on stdout; its sessions are closed.
+    Rotate {
+        /// The account.
+        name: String,
+        /// The server's SQLite database.
+        #[arg(long, default_value = "duet.db")]
+        db: PathBuf,
+    },
+    /// Delete an account with its contacts and the messages kept for it; its sessions are closed.
+    Delete {
+        /// The account.
         name: String,
         /// The server's SQLite database.
         #[arg(long, default_value = "duet.db")]
@@ -214,15 +247,22 @@ pub async fn connect(creds: &Credentials) -> Result<(Client, ClientEvents)> {
 /// `duet serve`: runs until Ctrl-C or SIGTERM.
 pub fn serve(args: ServeArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let server = Server::start(ServerConfig::new(args.listen, Some(args.db.clone())))
-            .await
-            .with_context(|| {
-                format!(
-                    "starting the server on {} with {}",
-                    args.listen,
-                    args.db.display()
-                )
-            })?;
+        let mut config = ServerConfig::new(args.listen, Some(args.db.clone()));
+        config.hub.mailbox_messages = args.mailbox_messages;
+        config.hub.mailbox_bytes = args.mailbox_mib.saturating_mul(1 << 20);
+        if !(args.rate.is_finite() && args.rate > 0.0) {
+            bail!("--rate must be a positive number of frames a second");
+        }
+        config.limits.rate.rate = args.rate;
+        config.limits.rate.burst = (args.rate * 2.0).min(f64::from(u32::MAX)) as u32;
+        config.limits.rate.flood_drops = config.limits.rate.burst.saturating_mul(2);
+        let server = Server::start(config).await.with_context(|| {
+            format!(
+                "starting the server on {} with {}",
+                args.listen,
+                args.db.display()
+            )
+        })?;
         eprintln!(
             "duet: signaling on {} (database {})",
             server.url(),
@@ -239,18 +279,45 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     })
 }
 
-/// `duet user add`: prints the new token, and nothing else, on stdout.
+/// `duet user add|rotate|revoke|delete`: `add` and `rotate` print the token, and nothing else,
+/// on stdout. A running server notices the change within a second and closes the account's
+/// sessions.
 pub fn user(args: UserArgs) -> Result<()> {
+    let open = |db: &std::path::Path| {
+        SqliteStore::open(db).with_context(|| format!("opening {}", db.display()))
+    };
+    let no_such = |name: &UserName, db: &std::path::Path| {
+        anyhow::anyhow!("no user {name} in {}", db.display())
+    };
     match args.action {
         UserAction::Add { name, db } => {
             let name = UserName::new(&name)?;
-            let mut store =
-                SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
-            let token = store.create_user(&name)?;
+            let token = open(&db)?.create_user(&name)?;
             println!("{token}");
-            Ok(())
+        }
+        UserAction::Rotate { name, db } => {
+            let name = UserName::new(&name)?;
+            let token = open(&db)?
+                .rotate_token(&name)?
+                .ok_or_else(|| no_such(&name, &db))?;
+            println!("{token}");
+        }
+        UserAction::Revoke { name, db } => {
+            let name = UserName::new(&name)?;
+            if !open(&db)?.set_token_hash(&name, duet_signaling::store::REVOKED)? {
+                return Err(no_such(&name, &db));
+            }
+            eprintln!("duet: revoked {name}'s token (`duet user rotate {name}` gives a new one)");
+        }
+        UserAction::Delete { name, db } => {
+            let name = UserName::new(&name)?;
+            if !open(&db)?.delete_user(&name)? {
+                return Err(no_such(&name, &db));
+            }
+            eprintln!("duet: deleted {name}, with their contacts and kept messages");
         }
     }
+    Ok(())
 }
 
 /// `duet login`: checks the credentials against the server, then saves them.
@@ -334,7 +401,7 @@ pub fn contact_table(contacts: &[Contact]) -> String {
         let note = if c.note.is_empty() {
             String::new()
         } else {
-            format!("  {:?}", c.note)
+            format!("  \"{}\"", crate::term::safe(&c.note))
         };
         out.push_str(&format!(
             "{:width$}  {link:8}  {}{note}\n",

@@ -1,17 +1,21 @@
 //! Chat: acks, receipts, typing, nudges, and the delivery queue of each user.
 //!
-//! Chat messages and receipts carry a `seq` and stay the hub's responsibility until the recipient
-//! confirms them with `received` (which confirms every earlier one too: each user's deliveries go
-//! out in `seq` order, so one confirmation can cover a batch): at most [`HubConfig::delivery_window`](super::HubConfig) are
-//! in flight per user, the rest wait in order; whatever is unconfirmed when a user disconnects is
-//! kept in the store and sent first, in order, at the next login.
+//! Chat messages and receipts carry a `seq` and are written to the store (a chat message before
+//! its sender's ack) whether their recipient is online or not. They stay there until the
+//! recipient confirms them with `received` (which confirms every earlier one too: each user's
+//! deliveries go out in `seq` order, so one confirmation can cover a batch). At most
+//! [`HubConfig::delivery_window`](super::HubConfig) are in flight per user; the rest wait in
+//! the store and are read a page at a time as confirmations make room, so any backlog is
+//! delivered in order, once, without being held in memory, and never counts against a client
+//! as slowness. A recipient whose store holds too much makes new chat messages for them fail
+//! with `mailbox_full`.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::{check_len, Delivery, Fail, Hub, Reply, SEQ_BLOCK};
 use crate::protocol::{ErrorCode, ServerMessage, UserName, MAX_FIELD, MAX_TEXT};
-use crate::store::Store;
+use crate::store::{Mailbox, Store};
 use crate::Error;
 
 /// Chat message ids seen lately, so a resent message is acknowledged again and not delivered twice.
@@ -58,31 +62,6 @@ pub(super) fn origin(msg: &ServerMessage) -> Option<(&UserName, &str)> {
     }
 }
 
-/// What the store keeps for `user`, oldest first.
-pub(super) fn load_kept<S: Store>(
-    store: &mut S,
-    user: &UserName,
-) -> Result<VecDeque<Delivery>, Error> {
-    let mut out = VecDeque::new();
-    for kept in store.undelivered(user)? {
-        match ServerMessage::parse(&kept.body) {
-            Ok(msg) => out.push_back(Delivery {
-                seq: kept.seq,
-                msg,
-                stored: true,
-            }),
-            Err(e) => {
-                tracing::error!(
-                    "signaling: dropping unreadable kept message {} for {user}: {e}",
-                    kept.seq
-                );
-                store.remove_undelivered(kept.seq)?;
-            }
-        }
-    }
-    Ok(out)
-}
-
 impl<S: Store> Hub<S> {
     /// A new sequence number; reserves a block in the store when the last one is used up.
     pub(super) fn alloc_seq(&mut self) -> Result<u64, Error> {
@@ -96,48 +75,94 @@ impl<S: Store> Hub<S> {
         Ok(seq)
     }
 
-    /// Hands a message to `to`'s queue if online, else to the store. Returns the `seq` it goes by
-    /// (an earlier one if the store already keeps the same chat message).
-    fn deliver(&mut self, now: Instant, to: &UserName, d: Delivery) -> Result<u64, Error> {
-        let seq = d.seq;
-        if let Some(s) = self.sessions.get_mut(to) {
-            s.backlog.push_back(d);
-            self.pump(now, to);
-            return Ok(seq);
+    /// Writes a message for `to` to the store, and to `to`'s queue if online. Returns the `seq`
+    /// it goes by (an earlier one if the store already keeps the same chat message).
+    fn deliver(
+        &mut self,
+        now: Instant,
+        to: &UserName,
+        seq: u64,
+        msg: ServerMessage,
+    ) -> Result<u64, Error> {
+        let body = msg.to_json();
+        let bytes = body.len() as u64;
+        if let Some(kept) = self.store.push_undelivered(to, seq, origin(&msg), &body)? {
+            return Ok(kept);
         }
-        let kept = self
-            .store
-            .push_undelivered(to, seq, origin(&d.msg), &d.msg.to_json())?;
-        Ok(kept.unwrap_or(seq))
+        if let Some(m) = self.mailboxes.get_mut(to) {
+            m.messages += 1;
+            m.bytes += bytes;
+        }
+        let page = self.config.page;
+        if let Some(s) = self.sessions.get_mut(to) {
+            if !s.more_in_store && s.queued.len() < page {
+                s.queued.push_back(Delivery { seq, msg, bytes });
+                s.cursor = seq;
+            } else {
+                s.more_in_store = true;
+            }
+            self.pump(now, to);
+        }
+        Ok(seq)
     }
 
-    /// Sends what the window allows; disconnects a user whose backlog grew past the limit.
-    pub(super) fn pump(&mut self, now: Instant, user: &UserName) {
-        let (window, max_backlog) = (self.config.delivery_window, self.config.max_backlog);
+    /// What the store keeps for `user` (looked up once, then kept up to date).
+    fn mailbox(&mut self, user: &UserName) -> Result<Mailbox, Error> {
+        if let Some(m) = self.mailboxes.get(user) {
+            return Ok(*m);
+        }
+        let m = self.store.mailbox(user)?;
+        if self.mailboxes.len() > 100_000 {
+            self.mailboxes.clear();
+        }
+        self.mailboxes.insert(user.clone(), m);
+        Ok(m)
+    }
+
+    /// Sends what the window allows, reading the store a page at a time.
+    pub(super) fn pump(&mut self, _now: Instant, user: &UserName) {
+        let (window, page) = (self.config.delivery_window, self.config.page.max(1));
         let Some(s) = self.sessions.get_mut(user) else {
             return;
         };
         while s.in_flight.len() < window {
-            let Some(d) = s.backlog.pop_front() else {
+            if s.queued.is_empty() && s.more_in_store {
+                let kept = match self.store.undelivered_after(user, s.cursor, page) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        // Left in the store: the next confirmation or login tries again.
+                        tracing::error!("signaling: cannot read kept messages for {user}: {e}");
+                        break;
+                    }
+                };
+                s.more_in_store = kept.len() >= page;
+                for k in kept {
+                    s.cursor = s.cursor.max(k.seq);
+                    match ServerMessage::parse(&k.body) {
+                        Ok(msg) => s.queued.push_back(Delivery {
+                            seq: k.seq,
+                            msg,
+                            bytes: k.body.len() as u64,
+                        }),
+                        Err(e) => {
+                            tracing::error!(
+                                "signaling: dropping unreadable kept message {} for {user}: {e}",
+                                k.seq
+                            );
+                            if let Err(e) = self.store.remove_undelivered(k.seq) {
+                                tracing::error!("signaling: cannot drop it: {e}");
+                            }
+                            self.mailboxes.remove(user);
+                        }
+                    }
+                }
+            }
+            let Some(d) = s.queued.pop_front() else {
                 break;
             };
             self.out
                 .push_back(super::Output::Send(s.conn, d.msg.clone()));
             s.in_flight.insert(d.seq, d);
-        }
-        if s.backlog.len() > max_backlog && !s.closing {
-            s.closing = true;
-            let conn = s.conn;
-            let message = "too many unconfirmed messages; reconnect to receive them".to_owned();
-            self.send(
-                conn,
-                ServerMessage::Error {
-                    rid: None,
-                    code: ErrorCode::Closing,
-                    message,
-                },
-            );
-            self.close(now, conn);
         }
     }
 
@@ -159,9 +184,22 @@ impl<S: Store> Hub<S> {
         if let Some(seq) = self.recent.get(user, &id) {
             return Ok(Some(ServerMessage::Ack { rid, id, seq }));
         }
-        let seq = self.alloc_seq()?;
         // A recipient who blocks the sender never sees it; the sender cannot tell.
-        let seq = if self.blocks(to, user)? {
+        let blocked = self.blocks(to, user)?;
+        if !blocked {
+            let m = self.mailbox(to)?;
+            if m.messages >= self.config.mailbox_messages
+                || m.bytes + text.len() as u64 > self.config.mailbox_bytes
+            {
+                let message = format!(
+                    "{to}'s mailbox is full ({} messages wait for {to} to read them); try later",
+                    m.messages
+                );
+                return Err(Fail::new(ErrorCode::MailboxFull, message));
+            }
+        }
+        let seq = self.alloc_seq()?;
+        let seq = if blocked {
             seq
         } else {
             let msg = ServerMessage::Chat {
@@ -170,15 +208,7 @@ impl<S: Store> Hub<S> {
                 text,
                 seq,
             };
-            self.deliver(
-                now,
-                to,
-                Delivery {
-                    seq,
-                    msg,
-                    stored: false,
-                },
-            )?
+            self.deliver(now, to, seq, msg)?
         };
         self.recent.insert(now, user, &id, seq);
         Ok(Some(ServerMessage::Ack { rid, id, seq }))
@@ -195,13 +225,21 @@ impl<S: Store> Hub<S> {
             None => Default::default(),
         };
         let done = std::mem::replace(&mut s.in_flight, later);
-        let mut failed = None;
+        if done.is_empty() {
+            return Ok(None);
+        }
+        let seqs: Vec<u64> = done.keys().copied().collect();
+        let mut failed = self.store.remove_undelivered_many(&seqs).err();
+        if failed.is_some() {
+            // Not forgotten: they will be delivered again, and clients drop duplicates by id.
+            self.mailboxes.remove(user);
+        } else if let Some(m) = self.mailboxes.get_mut(user) {
+            m.messages = m.messages.saturating_sub(done.len() as u64);
+            m.bytes = m
+                .bytes
+                .saturating_sub(done.values().map(|d| d.bytes).sum::<u64>());
+        }
         for d in done.into_values() {
-            if d.stored {
-                if let Err(e) = self.store.remove_undelivered(d.seq) {
-                    failed = Some(e);
-                }
-            }
             if let ServerMessage::Chat { from, id, .. } = d.msg {
                 let receipt = self.alloc_seq().and_then(|rseq| {
                     let msg = ServerMessage::Receipt {
@@ -209,15 +247,7 @@ impl<S: Store> Hub<S> {
                         id,
                         seq: rseq,
                     };
-                    self.deliver(
-                        now,
-                        &from,
-                        Delivery {
-                            seq: rseq,
-                            msg,
-                            stored: false,
-                        },
-                    )
+                    self.deliver(now, &from, rseq, msg)
                 });
                 if let Err(e) = receipt {
                     failed = Some(e);

@@ -166,9 +166,9 @@ impl<S: Store> Hub<S> {
         if user == other {
             return Err(Fail::new(ErrorCode::Invalid, "you cannot add yourself"));
         }
-        if self.store.account(other)?.is_none() {
-            return Err(Fail::new(ErrorCode::NoSuchUser, format!("no user {other}")));
-        }
+        // A name nobody has is asked like anyone who has not answered yet: a request cannot be
+        // used to find out which names exist.
+        let exists = self.store.account(other)?.is_some();
         let mine = self.rel(user, other)?;
         match mine.map(|r| r.link) {
             Some(Link::Accepted) => {
@@ -189,7 +189,7 @@ impl<S: Store> Hub<S> {
             }),
         )?;
         // Someone who blocks the requester never hears of the request.
-        if !self.blocks(other, user)? {
+        if exists && !self.blocks(other, user)? {
             self.set_rel(
                 other,
                 user,
@@ -285,6 +285,8 @@ impl<S: Store> Hub<S> {
                 blocked: true,
             }),
         )?;
+        // Blocking ends every invitation and call between us.
+        self.end_invites_between(user, other, user);
         if was_open {
             // They now see me offline (without being told why), and I no longer see them.
             if seen_before != Shown::Offline {
@@ -338,6 +340,7 @@ impl<S: Store> Hub<S> {
             return Ok(None);
         }
         let visible = self.shown_to(user, other).0 != Shown::Offline;
+        self.end_invites_between(user, other, user);
         self.forget(user, other)?;
         if self
             .rel(other, user)?

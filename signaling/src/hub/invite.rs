@@ -86,7 +86,13 @@ impl<S: Store> Hub<S> {
         self.next_invite += 1;
         let hidden = self.blocks(to, user)?;
         let is_call = matches!(invitation, Invitation::Call { .. });
+        // An invisible callee looks offline: a call to them is not answered with `busy`.
+        let invisible = self
+            .sessions
+            .get(to)
+            .is_none_or(|s| s.status == crate::protocol::Status::Invisible);
         let in_call = is_call
+            && !invisible
             && self.invites.values().any(|i| {
                 i.state == InviteState::Accepted
                     && matches!(i.invitation, Invitation::Call { .. })
@@ -373,6 +379,31 @@ impl<S: Store> Hub<S> {
         msgs.sort_by_key(|(id, _)| *id);
         for (_, msg) in msgs {
             self.send_user(user, msg);
+        }
+    }
+
+    /// Ends every invitation between `a` and `b` (the relationship that allowed it ended, by
+    /// `by`'s doing): accepted ones are hung up, others cancelled by `by` if it invited, else
+    /// declined. No reason is given, so a block looks like any other end.
+    pub(super) fn end_invites_between(&mut self, a: &UserName, b: &UserName, by: &UserName) {
+        let mut ids: Vec<(InviteId, InviteState)> = self
+            .invites
+            .iter()
+            .filter(|(_, i)| {
+                (&i.caller == a && &i.callee == b) || (&i.caller == b && &i.callee == a)
+            })
+            .map(|(id, i)| {
+                let state = match (i.state, &i.caller == by) {
+                    (InviteState::Accepted, _) => InviteState::HungUp,
+                    (_, true) => InviteState::Cancelled,
+                    (_, false) => InviteState::Declined,
+                };
+                (*id, state)
+            })
+            .collect();
+        ids.sort_by_key(|(id, _)| *id);
+        for (id, state) in ids {
+            self.finish(id, state, None);
         }
     }
 

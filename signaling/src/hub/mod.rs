@@ -23,7 +23,7 @@ use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::{
     ClientMessage, ErrorCode, InviteId, Request, ServerMessage, Status, UserName, MAX_FIELD,
 };
-use crate::store::{hash_token, Relation, Store};
+use crate::store::{hash_token, hashes_match, Relation, Store, REVOKED};
 use crate::Error;
 
 use chat::Recent;
@@ -51,6 +51,10 @@ pub struct HubConfig {
     pub max_invite_ttl: Duration,
     /// How long a connection may stay unauthenticated.
     pub auth_timeout: Duration,
+    /// Connections from one address at once; more are refused and closed.
+    pub max_conns_per_ip: usize,
+    /// Connections from one address that have not logged in yet, at once; more are refused.
+    pub max_pending_per_ip: usize,
     /// Failed logins on one connection before it is closed.
     pub max_failures_per_conn: u32,
     /// Failed logins from one address, within `failure_window`, before it is refused for the rest of it.
@@ -61,8 +65,14 @@ pub struct HubConfig {
     pub nudge_interval: Duration,
     /// Messages sent to a client and not yet confirmed, at most.
     pub delivery_window: usize,
-    /// Messages waiting behind the window before the client is disconnected as too slow.
-    pub max_backlog: usize,
+    /// Kept messages read from the store at a time when a user's queue runs dry.
+    pub page: usize,
+    /// Messages kept for one recipient, at most: more chat messages get a `mailbox_full` error.
+    pub mailbox_messages: u64,
+    /// Bytes kept for one recipient, at most (same error).
+    pub mailbox_bytes: u64,
+    /// How often to look for accounts revoked, rotated or deleted by `duet user` while online.
+    pub account_check: Duration,
     /// How long an accepted call survives a party's disconnection.
     pub call_grace: Duration,
     /// How long chat message ids are remembered to drop resent duplicates.
@@ -75,12 +85,17 @@ impl Default for HubConfig {
             invite_ttl: Duration::from_secs(30),
             max_invite_ttl: Duration::from_secs(120),
             auth_timeout: Duration::from_secs(10),
+            max_conns_per_ip: 64,
+            max_pending_per_ip: 16,
             max_failures_per_conn: 3,
             max_failures_per_ip: 20,
             failure_window: Duration::from_secs(60),
             nudge_interval: Duration::from_secs(5),
             delivery_window: 64,
-            max_backlog: 1000,
+            page: 256,
+            mailbox_messages: 10_000,
+            mailbox_bytes: 64 << 20,
+            account_check: Duration::from_secs(1),
             call_grace: Duration::from_secs(30),
             dedup_ttl: Duration::from_secs(600),
         }
@@ -120,31 +135,38 @@ enum Conn {
     Authed(UserName),
 }
 
-/// A message to a user that waits for their `received`.
+/// A message to a user that waits for their `received`. The store keeps it until then.
 #[derive(Clone, Debug)]
 struct Delivery {
     seq: u64,
     msg: ServerMessage,
-    /// Whether the store keeps it (and must forget it once confirmed).
-    stored: bool,
+    /// The size it takes in the store.
+    bytes: u64,
 }
 
 /// An authenticated user's state.
 struct Session {
     conn: ConnId,
+    /// The hash of the token it logged in with (a change in the store closes the session).
+    token_hash: [u8; 32],
     status: Status,
     note: String,
     contacts: HashMap<UserName, Relation>,
-    backlog: VecDeque<Delivery>,
+    /// Kept messages read from the store, waiting for room in the window (at most a page).
+    queued: VecDeque<Delivery>,
+    /// The highest `seq` read from the store (or added to `queued`) for this session.
+    cursor: u64,
+    /// Whether the store may keep messages above `cursor`.
+    more_in_store: bool,
     in_flight: BTreeMap<u64, Delivery>,
     last_nudge: Option<Instant>,
-    closing: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Auth(ConnId),
     Invite(InviteId),
+    Accounts,
 }
 
 /// Sequence numbers are reserved from the store in blocks, so a restart never reuses one.
@@ -164,12 +186,23 @@ pub struct Hub<S: Store> {
     next_seq: u64,
     reserved_seq: u64,
     out: VecDeque<Output>,
+    /// What the store keeps for recipients, for those looked up so far.
+    mailboxes: HashMap<UserName, crate::store::Mailbox>,
+    /// The store's accounts generation last seen.
+    accounts_generation: u64,
+    /// Whether a [`Timer::Accounts`] is pending.
+    accounts_timer: bool,
+    /// The address of each connection.
+    conn_ips: HashMap<ConnId, IpAddr>,
+    /// Connections per address: (all, not logged in).
+    per_ip: HashMap<IpAddr, (usize, usize)>,
 }
 
 impl<S: Store> Hub<S> {
     /// A hub over `store`, with no connections.
     pub fn new(mut store: S, config: HubConfig) -> Result<Self, Error> {
         let floor = store.seq_floor()?;
+        let accounts_generation = store.accounts_generation()?;
         Ok(Self {
             store,
             recent: Recent::new(config.dedup_ttl),
@@ -183,6 +216,11 @@ impl<S: Store> Hub<S> {
             next_seq: floor,
             reserved_seq: floor,
             out: VecDeque::new(),
+            mailboxes: HashMap::new(),
+            accounts_generation,
+            accounts_timer: false,
+            conn_ips: HashMap::new(),
+            per_ip: HashMap::new(),
         })
     }
 
@@ -203,10 +241,63 @@ impl<S: Store> Hub<S> {
     }
 
     /// Call when a connection opens. It must authenticate within [`HubConfig::auth_timeout`].
+    /// One address past [`HubConfig::max_conns_per_ip`] or [`HubConfig::max_pending_per_ip`]
+    /// gets a `too_many_connections` error and the connection is closed.
     pub fn connect(&mut self, now: Instant, conn: ConnId, ip: IpAddr) {
+        let (all, pending) = self.per_ip.get(&ip).copied().unwrap_or((0, 0));
+        if all >= self.config.max_conns_per_ip || pending >= self.config.max_pending_per_ip {
+            let message = if all >= self.config.max_conns_per_ip {
+                format!(
+                    "more than {} connections from one address",
+                    self.config.max_conns_per_ip
+                )
+            } else {
+                format!(
+                    "more than {} connections from one address are logging in",
+                    self.config.max_pending_per_ip
+                )
+            };
+            self.send(
+                conn,
+                ServerMessage::Error {
+                    rid: None,
+                    code: ErrorCode::TooManyConnections,
+                    message,
+                },
+            );
+            self.out.push_back(Output::Close(conn));
+            return;
+        }
+        self.per_ip.insert(ip, (all + 1, pending + 1));
+        self.conn_ips.insert(conn, ip);
         self.conns.insert(conn, Conn::Pending { ip, failures: 0 });
         self.timers
             .push(Reverse((now + self.config.auth_timeout, Timer::Auth(conn))));
+    }
+
+    /// Forgets a connection's place in the per-address counts (once).
+    fn release(&mut self, conn: ConnId, was_pending: bool) {
+        let Some(ip) = self.conn_ips.remove(&conn) else {
+            return;
+        };
+        if let Some((all, pending)) = self.per_ip.get_mut(&ip) {
+            *all = all.saturating_sub(1);
+            if was_pending {
+                *pending = pending.saturating_sub(1);
+            }
+            if *all == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// A connection has logged in: it no longer counts as pending for its address.
+    fn logged_in(&mut self, conn: ConnId) {
+        if let Some(ip) = self.conn_ips.get(&conn) {
+            if let Some((_, pending)) = self.per_ip.get_mut(ip) {
+                *pending = pending.saturating_sub(1);
+            }
+        }
     }
 
     /// Call with every text frame received on `conn`.
@@ -321,26 +412,17 @@ impl<S: Store> Hub<S> {
     }
 
     /// Call when a connection has closed (for any reason). Its user goes offline: contacts are
-    /// told, unconfirmed messages are kept in the store, accepted calls get a grace period.
+    /// told, accepted calls get a grace period. Unconfirmed messages stay in the store.
     pub fn disconnect(&mut self, now: Instant, conn: ConnId) {
-        let Some(Conn::Authed(user)) = self.conns.remove(&conn) else {
+        let removed = self.conns.remove(&conn);
+        // A connection replaced by a newer login was already forgotten, and is not pending.
+        self.release(conn, matches!(removed, Some(Conn::Pending { .. })));
+        let Some(Conn::Authed(user)) = removed else {
             return;
         };
         let Some(session) = self.sessions.remove(&user) else {
             return;
         };
-        for d in session.in_flight.values().chain(session.backlog.iter()) {
-            if !d.stored {
-                if let Err(e) = self.store.push_undelivered(
-                    &user,
-                    d.seq,
-                    chat::origin(&d.msg),
-                    &d.msg.to_json(),
-                ) {
-                    tracing::error!("signaling: cannot keep message {} for {user}: {e}", d.seq);
-                }
-            }
-        }
         if session.status != Status::Invisible {
             self.tell_contacts(
                 &user,
@@ -381,6 +463,10 @@ impl<S: Store> Hub<S> {
                     }
                 }
                 Timer::Invite(id) => self.invite_timeout(now, id),
+                Timer::Accounts => {
+                    self.accounts_timer = false;
+                    self.check_accounts(now);
+                }
             }
         }
     }
@@ -429,9 +515,11 @@ impl<S: Store> Hub<S> {
                 return self.send(conn, refuse(f.code, f.message));
             }
         };
-        let Some(account) =
-            account.filter(|a| token.len() <= 128 && a.token_hash == hash_token(token))
-        else {
+        // The hash is compared (in constant time) even for an unknown user.
+        let given = hash_token(token);
+        let expected = account.as_ref().map_or(REVOKED, |a| a.token_hash);
+        let matches = hashes_match(&given, &expected) && token.len() <= 128;
+        let Some(account) = account.filter(|a| matches && a.token_hash != REVOKED) else {
             self.record_failure(now, ip);
             self.send(
                 conn,
@@ -513,26 +601,28 @@ impl<S: Store> Hub<S> {
                 );
                 self.out.push_back(Output::Close(old.conn));
                 self.conns.remove(&old.conn);
-                let mut backlog: VecDeque<Delivery> =
-                    std::mem::take(&mut old.in_flight).into_values().collect();
-                backlog.append(&mut old.backlog);
-                old.backlog = backlog;
+                // What it had not confirmed is still in the store: read it again from the start.
+                old.in_flight.clear();
+                old.queued.clear();
+                old.cursor = 0;
+                old.more_in_store = true;
                 old.conn = conn;
-                old.closing = false;
+                old.token_hash = account.token_hash;
                 old
             }
             None => {
                 let contacts = self.store.relations(&user)?.into_iter().collect();
-                let backlog = chat::load_kept(&mut self.store, &user)?;
                 Session {
                     conn,
+                    token_hash: account.token_hash,
                     status: account.status,
                     note: account.note.clone(),
                     contacts,
-                    backlog,
+                    queued: VecDeque::new(),
+                    cursor: 0,
+                    more_in_store: true,
                     in_flight: BTreeMap::new(),
                     last_nudge: None,
-                    closing: false,
                 }
             }
         };
@@ -543,6 +633,7 @@ impl<S: Store> Hub<S> {
                 .set_presence(&user, session.status, &session.note)?;
         }
         let (status, note) = (session.status, session.note.clone());
+        self.logged_in(conn);
         self.conns.insert(conn, Conn::Authed(user.clone()));
         self.sessions.insert(user.clone(), session);
         let welcome = ServerMessage::Welcome {
@@ -575,7 +666,94 @@ impl<S: Store> Hub<S> {
         }
         self.resume_invites(now, &user);
         self.pump(now, &user);
+        if !self.accounts_timer {
+            self.accounts_timer = true;
+            self.timers
+                .push(Reverse((now + self.config.account_check, Timer::Accounts)));
+        }
         Ok(())
+    }
+
+    /// Closes the sessions of accounts whose token changed (rotated, revoked) or that were
+    /// deleted since the last look, and updates the contact lists of everyone else online.
+    fn check_accounts(&mut self, now: Instant) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        self.accounts_timer = true;
+        self.timers
+            .push(Reverse((now + self.config.account_check, Timer::Accounts)));
+        let generation = match self.store.accounts_generation() {
+            Ok(g) => g,
+            Err(e) => return tracing::error!("signaling: cannot check accounts: {e}"),
+        };
+        if generation == self.accounts_generation {
+            return;
+        }
+        self.accounts_generation = generation;
+        self.mailboxes.clear();
+        let mut users: Vec<UserName> = self.sessions.keys().cloned().collect();
+        users.sort();
+        let mut gone = Vec::new();
+        for user in &users {
+            let Some(s) = self.sessions.get(user) else {
+                continue;
+            };
+            let account = match self.store.account(user) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!("signaling: cannot check account {user}: {e}");
+                    continue;
+                }
+            };
+            let message = match account {
+                None => "the account was deleted",
+                Some(a) if a.token_hash != s.token_hash => "the account's token was changed",
+                Some(_) => continue,
+            };
+            let conn = s.conn;
+            self.send(
+                conn,
+                ServerMessage::Error {
+                    rid: None,
+                    code: ErrorCode::BadCredentials,
+                    message: message.into(),
+                },
+            );
+            gone.push(conn);
+        }
+        for conn in gone {
+            self.close(now, conn);
+        }
+        // Relationships with deleted accounts are gone from the store; tell whoever had one.
+        let users: Vec<UserName> = self.sessions.keys().cloned().collect();
+        for user in users {
+            let Ok(now_rel) = self.store.relations(&user) else {
+                continue;
+            };
+            let now_rel: HashMap<UserName, Relation> = now_rel.into_iter().collect();
+            let Some(s) = self.sessions.get_mut(&user) else {
+                continue;
+            };
+            let mut removed: Vec<UserName> = s
+                .contacts
+                .keys()
+                .filter(|o| !now_rel.contains_key(*o))
+                .cloned()
+                .collect();
+            removed.sort();
+            s.contacts = now_rel;
+            for other in removed {
+                self.end_invites_between(&user, &other, &user);
+                self.send_user(
+                    &user,
+                    ServerMessage::ContactUpdate {
+                        user: other,
+                        change: crate::protocol::ContactChange::Removed,
+                    },
+                );
+            }
+        }
     }
 
     /// Queues a message for a connection.

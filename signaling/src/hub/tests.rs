@@ -94,6 +94,17 @@ impl Sim {
         c
     }
 
+    /// Logs in and leaves what the login sent (after the welcome) to be read.
+    fn login_keep(&mut self, user: &str) -> ConnId {
+        let c = self.connect();
+        let token = self.tokens[user].clone();
+        self.send(
+            c,
+            json!({"type": "hello", "version": 1, "user": user, "token": token}),
+        );
+        c
+    }
+
     fn befriend(&mut self, a: &str, b: &str) -> (ConnId, ConnId) {
         let (ca, cb) = (self.login(a), self.login(b));
         self.send(ca, json!({"type": "contact_add", "user": b}));
@@ -358,11 +369,12 @@ fn decline_and_remove() {
         json!({"type": "contact_accept", "user": "alice", "rid": 3}),
     );
     assert_eq!(error_code(&s.to(b)[0]), Some(ErrorCode::NotAllowed));
+    // Asking a name nobody has looks like asking someone who has not answered yet.
     s.send(
         a,
         json!({"type": "contact_add", "user": "nobody", "rid": 4}),
     );
-    assert_eq!(error_code(&s.to(a)[0]), Some(ErrorCode::NoSuchUser));
+    assert_eq!(s.to(a), vec![ServerMessage::Ok { rid: Some(4) }]);
     // Crossed requests make contacts at once.
     s.send(a, json!({"type": "contact_add", "user": "bob"}));
     s.send(b, json!({"type": "contact_add", "user": "alice"}));
@@ -552,10 +564,10 @@ fn offline_messages_are_kept_in_order_and_delivered_once() {
 }
 
 #[test]
-fn the_window_holds_back_messages_and_a_client_that_never_confirms_is_dropped() {
+fn the_window_holds_back_messages_and_a_client_that_never_confirms_keeps_its_connection() {
     let config = HubConfig {
         delivery_window: 4,
-        max_backlog: 10,
+        page: 3,
         ..HubConfig::default()
     };
     let mut s = Sim::with_config(&["alice", "bob"], config);
@@ -594,19 +606,177 @@ fn the_window_holds_back_messages_and_a_client_that_never_confirms_is_dropped() 
         1,
         "only m5 was left to send"
     );
-    for i in 6..19 {
+    for i in 6..2000 {
         s.send(
             a,
             json!({"type": "chat", "to": "bob", "id": format!("m{i}"), "text": "x"}),
         );
     }
     s.drain();
-    assert_eq!(s.closed, vec![b]);
-    // Nothing is lost: the 15 unconfirmed messages (m4 to m18) wait in the store.
+    // A client that does not confirm is not a slow client: messages wait in the store, and
+    // the hub holds no more than a page of them in memory.
+    assert!(s.closed.is_empty(), "{:?}", s.closed);
     assert_eq!(
         s.hub.store_mut().undelivered(&name("bob")).unwrap().len(),
-        15
+        1996
     );
+    let session = &s.hub.sessions[&name("bob")];
+    assert!(session.queued.len() <= 3 && session.in_flight.len() == 4);
+}
+
+/// Logs `user` in and reads every chat message the hub sends, confirming each batch; returns
+/// the texts in order and the largest number of kept messages the session held in memory.
+fn read_all(s: &mut Sim, user: &str) -> (Vec<String>, usize) {
+    let c = s.login_keep(user);
+    let mut texts = Vec::new();
+    let mut held = 0;
+    loop {
+        let batch: Vec<u64> = s
+            .to(c)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Chat { text, seq, .. } => {
+                    texts.push(text);
+                    Some(seq)
+                }
+                _ => None,
+            })
+            .collect();
+        let session = &s.hub.sessions[&name(user)];
+        held = held.max(session.queued.len() + session.in_flight.len());
+        let Some(last) = batch.last() else {
+            return (texts, held);
+        };
+        s.send(c, json!({"type": "received", "seq": last}));
+    }
+}
+
+#[test]
+fn a_backlog_of_1200_is_paged_from_the_store_in_order_once() {
+    let config = HubConfig {
+        page: 100,
+        ..HubConfig::default()
+    };
+    let mut s = Sim::with_config(&["alice", "bob"], config);
+    let (a, b) = s.befriend("alice", "bob");
+    s.hub.disconnect(s.now, b);
+    for i in 0..1200 {
+        s.send(
+            a,
+            json!({"type": "chat", "to": "bob", "id": format!("m{i}"), "text": i.to_string(), "rid": i}),
+        );
+        let acked = s
+            .to(a)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Ack { rid: Some(r), .. } if *r == i));
+        assert!(acked, "message {i} acked");
+    }
+    let (texts, held) = read_all(&mut s, "bob");
+    let expected: Vec<String> = (0..1200).map(|i| i.to_string()).collect();
+    assert_eq!(texts, expected);
+    assert!(held <= 64 + 100, "held {held} kept messages in memory");
+    assert!(s.closed.is_empty(), "{:?}", s.closed);
+    assert!(s
+        .hub
+        .store_mut()
+        .undelivered(&name("bob"))
+        .unwrap()
+        .is_empty());
+    // alice got a receipt for each (kept until she confirms them).
+    let receipts = s.hub.store_mut().undelivered(&name("alice")).unwrap();
+    assert_eq!(receipts.len(), 1200);
+    assert!(receipts
+        .iter()
+        .all(|r| r.body.contains(r#""type":"receipt""#)));
+    let _ = a;
+}
+
+#[test]
+fn a_message_to_an_online_user_is_stored_before_its_ack_and_removed_after_the_receipt() {
+    let mut s = Sim::new(&["alice", "bob"]);
+    let (a, b) = s.befriend("alice", "bob");
+    s.send(
+        a,
+        json!({"type": "chat", "to": "bob", "id": "m1", "text": "hi", "rid": 1}),
+    );
+    let out = s.drain();
+    let Some((_, ServerMessage::Chat { seq, .. })) = out.iter().find(|(c, _)| *c == b) else {
+        panic!("{out:?}")
+    };
+    assert!(out
+        .iter()
+        .any(|(c, m)| *c == a && matches!(m, ServerMessage::Ack { .. })));
+    let kept = s.hub.store_mut().undelivered(&name("bob")).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].seq, *seq);
+    s.send(b, json!({"type": "received", "seq": seq}));
+    assert!(s
+        .hub
+        .store_mut()
+        .undelivered(&name("bob"))
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_full_mailbox_refuses_more_until_its_owner_reads() {
+    let config = HubConfig {
+        mailbox_messages: 3,
+        ..HubConfig::default()
+    };
+    let mut s = Sim::with_config(&["alice", "bob", "carol"], config);
+    let (a, b) = s.befriend("alice", "bob");
+    let c = s.login("carol");
+    s.send(c, json!({"type": "contact_add", "user": "bob"}));
+    s.send(b, json!({"type": "contact_accept", "user": "carol"}));
+    s.drain();
+    s.hub.disconnect(s.now, b);
+    s.drain();
+    let chat = |s: &mut Sim, from: ConnId, i: u64| {
+        s.send(
+            from,
+            json!({"type": "chat", "to": "bob", "id": format!("m{i}"), "text": "x", "rid": i}),
+        );
+        s.to(from).into_iter().next().unwrap()
+    };
+    for i in 0..3 {
+        assert!(matches!(chat(&mut s, a, i), ServerMessage::Ack { .. }));
+    }
+    let refused = chat(&mut s, c, 3);
+    assert_eq!(
+        error_code(&refused),
+        Some(ErrorCode::MailboxFull),
+        "{refused:?}"
+    );
+    assert_eq!(
+        s.hub.store_mut().undelivered(&name("bob")).unwrap().len(),
+        3
+    );
+    // bob reads; the receipts go to alice's mailbox, and bob's has room again.
+    let (texts, _) = read_all(&mut s, "bob");
+    assert_eq!(texts.len(), 3);
+    assert!(matches!(chat(&mut s, c, 4), ServerMessage::Ack { .. }));
+
+    // The byte limit counts too.
+    let config = HubConfig {
+        mailbox_bytes: 1000,
+        ..HubConfig::default()
+    };
+    let mut s = Sim::with_config(&["alice", "bob"], config);
+    let (a, b) = s.befriend("alice", "bob");
+    s.hub.disconnect(s.now, b);
+    s.drain();
+    let big = "y".repeat(600);
+    s.send(
+        a,
+        json!({"type": "chat", "to": "bob", "id": "1", "text": big, "rid": 1}),
+    );
+    assert!(matches!(s.to(a)[0], ServerMessage::Ack { .. }));
+    s.send(
+        a,
+        json!({"type": "chat", "to": "bob", "id": "2", "text": big, "rid": 2}),
+    );
+    assert_eq!(error_code(&s.to(a)[0]), Some(ErrorCode::MailboxFull));
 }
 
 #[test]
@@ -898,4 +1068,171 @@ fn sequence_numbers_never_repeat_across_restarts() {
     let next = hub.alloc_seq().unwrap();
     assert!(next > first, "{next} after {first}");
     assert_eq!(Status::default(), Status::Online);
+}
+
+#[test]
+fn blocking_or_removing_a_contact_ends_the_invitations_and_calls_between_them() {
+    let mut s = Sim::new(&["alice", "bob"]);
+    let (a, b) = s.befriend("alice", "bob");
+    let call = json!({"kind": "call", "media": "audio"});
+    let ringing = invite(&mut s, a, "bob", call.clone());
+    let file = invite(
+        &mut s,
+        b,
+        "alice",
+        json!({"kind": "file", "name": "a.txt", "size": 3, "sha256": "a".repeat(64)}),
+    );
+    s.drain();
+    s.send(b, json!({"type": "contact_block", "user": "alice"}));
+    let out = s.drain();
+    let ended = |conn: ConnId, id: InviteId| {
+        out.iter().find_map(|(c, m)| match m {
+            ServerMessage::InviteState { id: i, state, .. } if *c == conn && *i == id => {
+                Some(*state)
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(ended(a, ringing), Some(InviteState::Declined));
+    assert_eq!(ended(b, ringing), Some(InviteState::Declined));
+    assert_eq!(ended(b, file), Some(InviteState::Cancelled));
+    assert_eq!(ended(a, file), Some(InviteState::Cancelled));
+    // Nothing is left to signal on.
+    s.send(
+        a,
+        json!({"type": "signal", "call": ringing.0, "signal": {}, "rid": 7}),
+    );
+    assert_eq!(error_code(&s.to(a)[0]), Some(ErrorCode::NoSuchInvitation));
+
+    // An accepted call ends, hung up, when either removes the other.
+    s.send(b, json!({"type": "contact_unblock", "user": "alice"}));
+    s.drain();
+    let id = invite(&mut s, a, "bob", call);
+    s.send(b, json!({"type": "accept", "id": id.0}));
+    s.drain();
+    s.send(a, json!({"type": "contact_remove", "user": "bob"}));
+    let out = s.drain();
+    for conn in [a, b] {
+        assert!(
+            out.iter().any(|(c, m)| *c == conn
+                && *m
+                    == ServerMessage::InviteState {
+                        id,
+                        state: InviteState::HungUp,
+                        reason: None
+                    }),
+            "{out:?}"
+        );
+    }
+}
+
+#[test]
+fn an_invisible_user_in_a_call_is_not_shown_busy() {
+    let mut s = Sim::new(&["alice", "bob", "carol"]);
+    let (a, b) = s.befriend("alice", "bob");
+    s.send(b, json!({"type": "contact_add", "user": "carol"}));
+    let c = s.login("carol");
+    s.send(c, json!({"type": "contact_accept", "user": "bob"}));
+    let call = json!({"kind": "call", "media": "audio"});
+    let id = invite(&mut s, a, "bob", call.clone());
+    s.send(b, json!({"type": "accept", "id": id.0}));
+    s.send(b, json!({"type": "presence", "status": "invisible"}));
+    s.drain();
+    // carol's call to bob is treated as to anyone who looks offline: it waits, it is not `busy`.
+    s.send(
+        c,
+        json!({"type": "invite", "to": "bob", "invitation": call, "rid": 4}),
+    );
+    let out = s.drain();
+    assert!(matches!(
+        out.first(),
+        Some((_, ServerMessage::Invited { .. }))
+    ));
+    assert!(
+        out.iter().all(|(_, m)| state(m) != Some(InviteState::Busy)),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn rotating_revoking_or_deleting_an_account_ends_its_session() {
+    let mut s = Sim::new(&["alice", "bob", "carol"]);
+    let (a, b) = s.befriend("alice", "bob");
+    s.send(b, json!({"type": "contact_add", "user": "carol"}));
+    let c = s.login("carol");
+    s.send(c, json!({"type": "contact_accept", "user": "bob"}));
+    s.drain();
+
+    // What `duet user rotate` does to the database while the server runs.
+    let new_token = s
+        .hub
+        .store_mut()
+        .rotate_token(&name("alice"))
+        .unwrap()
+        .unwrap();
+    s.advance(Duration::from_secs(1));
+    let out = s.drain();
+    assert!(out
+        .iter()
+        .any(|(conn, m)| *conn == a && error_code(m) == Some(ErrorCode::BadCredentials)));
+    assert_eq!(s.closed, vec![a]);
+    // The old token no longer works; the new one does.
+    let old = s.tokens["alice"].clone();
+    let c2 = s.connect();
+    s.send(
+        c2,
+        json!({"type": "hello", "version": 1, "user": "alice", "token": old}),
+    );
+    assert_eq!(error_code(&s.to(c2)[0]), Some(ErrorCode::BadCredentials));
+    s.tokens.insert("alice".into(), new_token);
+    s.login("alice");
+
+    // Revoked: nothing logs in.
+    s.hub
+        .store_mut()
+        .set_token_hash(&name("carol"), crate::store::REVOKED)
+        .unwrap();
+    s.advance(Duration::from_secs(1));
+    s.drain();
+    assert!(s.closed.contains(&c));
+    let c3 = s.connect();
+    let token = s.tokens["carol"].clone();
+    s.send(
+        c3,
+        json!({"type": "hello", "version": 1, "user": "carol", "token": token}),
+    );
+    assert_eq!(error_code(&s.to(c3)[0]), Some(ErrorCode::BadCredentials));
+
+    // Deleted: bob's session ends, alice learns bob is gone, nothing of bob is kept.
+    s.hub.disconnect(s.now, b);
+    s.drain();
+    let a2 = s.login("alice");
+    s.send(
+        a2,
+        json!({"type": "chat", "to": "bob", "id": "x", "text": "hi"}),
+    );
+    s.drain();
+    assert_eq!(
+        s.hub.store_mut().undelivered(&name("bob")).unwrap().len(),
+        1
+    );
+    assert!(s.hub.store_mut().delete_user(&name("bob")).unwrap());
+    s.advance(Duration::from_secs(1));
+    let out = s.to(a2);
+    assert!(out.contains(&ServerMessage::ContactUpdate {
+        user: name("bob"),
+        change: crate::protocol::ContactChange::Removed
+    }));
+    assert!(s
+        .hub
+        .store_mut()
+        .undelivered(&name("bob"))
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .hub
+        .store_mut()
+        .relations(&name("alice"))
+        .unwrap()
+        .is_empty());
 }

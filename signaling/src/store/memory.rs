@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Account, Relation, Store, Stored};
+use super::{Account, Mailbox, Relation, Store, Stored};
 use crate::protocol::{Status, UserName};
 use crate::Error;
 
@@ -18,6 +18,7 @@ pub struct MemoryStore {
     kept: BTreeMap<u64, Kept>,
     arrivals: u64,
     floor: u64,
+    generation: u64,
 }
 
 impl Store for MemoryStore {
@@ -97,16 +98,59 @@ impl Store for MemoryStore {
         Ok(None)
     }
 
-    fn undelivered(&mut self, recipient: &UserName) -> Result<Vec<Stored>, Error> {
-        Ok(self
+    fn undelivered_after(
+        &mut self,
+        recipient: &UserName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Stored>, Error> {
+        let mut out: Vec<Stored> = self
             .kept
             .values()
-            .filter(|(r, ..)| r == recipient)
+            .filter(|(r, seq, ..)| r == recipient && *seq > after)
             .map(|(_, seq, _, body)| Stored {
                 seq: *seq,
                 body: body.clone(),
             })
-            .collect())
+            .collect();
+        out.sort_by_key(|s| s.seq);
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn mailbox(&mut self, recipient: &UserName) -> Result<Mailbox, Error> {
+        let mut m = Mailbox::default();
+        for (_, _, _, body) in self.kept.values().filter(|(r, ..)| r == recipient) {
+            m.messages += 1;
+            m.bytes += body.len() as u64;
+        }
+        Ok(m)
+    }
+
+    fn set_token_hash(&mut self, name: &UserName, token_hash: [u8; 32]) -> Result<bool, Error> {
+        let Some(a) = self.accounts.get_mut(name) else {
+            return Ok(false);
+        };
+        a.token_hash = token_hash;
+        self.generation += 1;
+        Ok(true)
+    }
+
+    fn delete_user(&mut self, name: &UserName) -> Result<bool, Error> {
+        if self.accounts.remove(name).is_none() {
+            return Ok(false);
+        }
+        self.relations
+            .retain(|(o, other), _| o != name && other != name);
+        self.kept.retain(|_, (r, _, origin, _)| {
+            r != name && origin.as_ref().is_none_or(|(sender, _)| sender != name)
+        });
+        self.generation += 1;
+        Ok(true)
+    }
+
+    fn accounts_generation(&mut self) -> Result<u64, Error> {
+        Ok(self.generation)
     }
 
     fn remove_undelivered(&mut self, seq: u64) -> Result<(), Error> {

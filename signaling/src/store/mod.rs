@@ -42,6 +42,18 @@ impl Relation {
     }
 }
 
+/// How much is kept for one recipient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mailbox {
+    /// Messages kept (chat messages and receipts).
+    pub messages: u64,
+    /// Their total size, in bytes of JSON.
+    pub bytes: u64,
+}
+
+/// The token hash of a revoked account: no token hashes to it (finding one would break SHA-256).
+pub const REVOKED: [u8; 32] = [0; 32];
+
 /// A message kept for a recipient until confirmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {
@@ -79,10 +91,25 @@ pub trait Store {
         origin: Option<(&UserName, &str)>,
         body: &str,
     ) -> Result<Option<u64>, Error>;
-    /// Everything kept for `recipient`, oldest first.
-    fn undelivered(&mut self, recipient: &UserName) -> Result<Vec<Stored>, Error>;
+    /// At most `limit` messages kept for `recipient` with a `seq` above `after`, in `seq` order.
+    fn undelivered_after(
+        &mut self,
+        recipient: &UserName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Stored>, Error>;
+    /// How many messages (and bytes) are kept for `recipient`.
+    fn mailbox(&mut self, recipient: &UserName) -> Result<Mailbox, Error>;
     /// Forgets a kept message once its recipient confirmed it.
     fn remove_undelivered(&mut self, seq: u64) -> Result<(), Error>;
+    /// Replaces an account's token hash ([`REVOKED`] revokes it); false if there is no such account.
+    fn set_token_hash(&mut self, name: &UserName, token_hash: [u8; 32]) -> Result<bool, Error>;
+    /// Deletes an account with its relationships (both sides) and the messages kept for it;
+    /// false if there was no such account.
+    fn delete_user(&mut self, name: &UserName) -> Result<bool, Error>;
+    /// A number that changes whenever an account's token changes or an account is deleted (so a
+    /// running server notices what `duet user` did to its database).
+    fn accounts_generation(&mut self) -> Result<u64, Error>;
     /// The lowest sequence number never handed out.
     fn seq_floor(&mut self) -> Result<u64, Error>;
     /// Raises [`seq_floor`](Store::seq_floor): numbers below `floor` are reserved.
@@ -94,6 +121,30 @@ pub trait Store {
         self.add_user(name, hash_token(&token))?;
         Ok(token)
     }
+
+    /// Gives an account a fresh token and returns it; `None` if there is no such account.
+    fn rotate_token(&mut self, name: &UserName) -> Result<Option<String>, Error> {
+        let token = new_token();
+        Ok(self
+            .set_token_hash(name, hash_token(&token))?
+            .then_some(token))
+    }
+
+    /// Everything kept for `recipient`, oldest first (for tests and tools: the hub reads pages).
+    fn undelivered(&mut self, recipient: &UserName) -> Result<Vec<Stored>, Error> {
+        self.undelivered_after(recipient, 0, usize::MAX)
+    }
+
+    /// Forgets several kept messages (the SQLite store does it in one transaction).
+    fn remove_undelivered_many(&mut self, seqs: &[u64]) -> Result<(), Error> {
+        seqs.iter().try_for_each(|s| self.remove_undelivered(*s))
+    }
+}
+
+/// Whether two token hashes are equal, in time that does not depend on where they differ.
+pub fn hashes_match(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
 }
 
 /// A fresh account token: 32 random bytes as 64 hex digits.
@@ -230,6 +281,82 @@ mod tests {
         assert_eq!(store.seq_floor().unwrap(), 1);
         store.set_seq_floor(4097).unwrap();
         assert_eq!(store.seq_floor().unwrap(), 4097);
+
+        // Pages in seq order, and what a mailbox holds.
+        let carol = name("carol");
+        for seq in [30, 20, 40, 50] {
+            store.push_undelivered(&carol, seq, None, "xy").unwrap();
+        }
+        let page = |store: &mut dyn Store, after, limit| -> Vec<u64> {
+            let kept = store.undelivered_after(&carol, after, limit).unwrap();
+            kept.iter().map(|s| s.seq).collect()
+        };
+        assert_eq!(page(store, 0, 2), vec![20, 30]);
+        assert_eq!(page(store, 30, 10), vec![40, 50]);
+        assert_eq!(
+            store.mailbox(&carol).unwrap(),
+            Mailbox {
+                messages: 4,
+                bytes: 8
+            }
+        );
+        store.remove_undelivered_many(&[20, 40]).unwrap();
+        assert_eq!(page(store, 0, 10), vec![30, 50]);
+
+        // Tokens change and accounts go, each moving the generation on.
+        let g0 = store.accounts_generation().unwrap();
+        let fresh = store.rotate_token(&a).unwrap().unwrap();
+        assert_eq!(
+            store.account(&a).unwrap().unwrap().token_hash,
+            hash_token(&fresh)
+        );
+        assert!(store.rotate_token(&name("nobody")).unwrap().is_none());
+        assert!(store.set_token_hash(&a, REVOKED).unwrap());
+        let g1 = store.accounts_generation().unwrap();
+        assert!(g1 > g0);
+        store.create_user(&carol).unwrap();
+        store.set_relation(&a, &carol, Some(rel)).unwrap();
+        store
+            .push_undelivered(&a, 60, Some((&carol, "c1")), "from carol")
+            .unwrap();
+        assert!(store.delete_user(&carol).unwrap());
+        assert!(!store.delete_user(&carol).unwrap());
+        assert!(store.accounts_generation().unwrap() > g1);
+        assert_eq!(store.account(&carol).unwrap(), None);
+        assert!(store
+            .relations(&a)
+            .unwrap()
+            .iter()
+            .all(|(o, _)| *o != carol));
+        assert!(store.undelivered(&carol).unwrap().is_empty());
+        assert!(store.undelivered(&a).unwrap().is_empty());
+    }
+
+    #[test]
+    fn hashes_are_compared_whole() {
+        let h = hash_token("t");
+        assert!(hashes_match(&h, &h));
+        for i in [0, 17, 31] {
+            let mut other = h;
+            other[i] ^= 1;
+            assert!(!hashes_match(&h, &other), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn the_database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("duet.db");
+        let mut store = SqliteStore::open(&path).unwrap();
+        store.create_user(&name("alice")).unwrap();
+        for file in ["duet.db", "duet.db-wal"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
     }
 
     #[test]

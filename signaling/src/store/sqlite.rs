@@ -1,11 +1,19 @@
 //! A [`Store`] in one SQLite file (write-ahead log, so `duet user add` can write while a server runs).
+//!
+//! The file is created readable by its owner only (it holds token hashes and messages). A chat
+//! message is written with `synchronous=FULL` (the log is flushed to the disk before the write
+//! returns, so before the sender's ack); other writes use `NORMAL`, which survives a crash of the
+//! process but may lose the last writes on a power cut (a receipt or a confirmation: the message
+//! is then delivered again, and clients drop the duplicate by its id).
 
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, ErrorCode as SqlCode, OptionalExtension};
 
-use super::{link_from, link_text, status_from, status_text, Account, Relation, Store, Stored};
+use super::{
+    link_from, link_text, status_from, status_text, Account, Mailbox, Relation, Store, Stored,
+};
 use crate::protocol::{Status, UserName};
 use crate::Error;
 
@@ -33,8 +41,9 @@ CREATE TABLE IF NOT EXISTS undelivered (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS undelivered_by_recipient ON undelivered (recipient, id);
+CREATE INDEX IF NOT EXISTS undelivered_by_recipient_seq ON undelivered (recipient, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS undelivered_by_origin ON undelivered (sender, client_id) WHERE sender IS NOT NULL;
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 1), ('seq_floor', 1);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 1), ('seq_floor', 1), ('accounts_generation', 0);
 ";
 
 /// The SQLite store: the server's default.
@@ -46,6 +55,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, Error> {
+        create_private(path)?;
         Self::init(Connection::open(path)?)
     }
 
@@ -72,6 +82,14 @@ impl SqliteStore {
         Ok(Self { db })
     }
 
+    fn bump_generation(&mut self) -> Result<(), Error> {
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('accounts_generation', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1",
+            [],
+        )?;
+        Ok(())
+    }
+
     /// Runs `f` inside one transaction (much faster for many writes, e.g. creating many accounts).
     pub fn batch<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
         self.db.execute_batch("BEGIN")?;
@@ -86,6 +104,22 @@ impl SqliteStore {
                 Err(e)
             }
         }
+    }
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist (SQLite gives its `-wal` and `-shm`
+/// files the same mode).
+fn create_private(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -220,12 +254,22 @@ impl Store for SqliteStore {
             Some((s, i)) => (Some(s.as_str()), Some(i)),
             None => (None, None),
         };
+        // A chat message is acknowledged to its sender once this returns: it must be on the disk.
+        // (Inside a batch the level cannot change; the batch's commit decides.)
+        let full = sender.is_some() && self.db.is_autocommit();
+        if full {
+            self.db.pragma_update(None, "synchronous", "FULL")?;
+        }
         let inserted = self
             .db
             .prepare_cached(
                 "INSERT OR IGNORE INTO undelivered (recipient, seq, sender, client_id, body) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![recipient.as_str(), seq_sql(seq)?, sender, id, body])?;
+            .execute(params![recipient.as_str(), seq_sql(seq)?, sender, id, body]);
+        if full {
+            self.db.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        let inserted = inserted?;
         if inserted == 1 {
             return Ok(None);
         }
@@ -236,11 +280,18 @@ impl Store for SqliteStore {
         Ok(Some(kept as u64))
     }
 
-    fn undelivered(&mut self, recipient: &UserName) -> Result<Vec<Stored>, Error> {
-        let mut stmt = self
-            .db
-            .prepare_cached("SELECT seq, body FROM undelivered WHERE recipient = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([recipient.as_str()], |r| {
+    fn undelivered_after(
+        &mut self,
+        recipient: &UserName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Stored>, Error> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT seq, body FROM undelivered WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![recipient.as_str(), after, limit], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
         })?;
         let mut out = Vec::new();
@@ -252,6 +303,61 @@ impl Store for SqliteStore {
             });
         }
         Ok(out)
+    }
+
+    fn mailbox(&mut self, recipient: &UserName) -> Result<Mailbox, Error> {
+        let (messages, bytes): (i64, i64) = self
+            .db
+            .prepare_cached(
+                "SELECT count(*), coalesce(sum(length(CAST(body AS BLOB))), 0) FROM undelivered WHERE recipient = ?1",
+            )?
+            .query_row([recipient.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(Mailbox {
+            messages: messages.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+        })
+    }
+
+    fn remove_undelivered_many(&mut self, seqs: &[u64]) -> Result<(), Error> {
+        self.batch(|s| seqs.iter().try_for_each(|seq| s.remove_undelivered(*seq)))
+    }
+
+    fn set_token_hash(&mut self, name: &UserName, token_hash: [u8; 32]) -> Result<bool, Error> {
+        self.batch(|s| {
+            let changed =
+                s.db.prepare_cached("UPDATE users SET token_hash = ?2 WHERE name = ?1")?
+                    .execute(params![name.as_str(), &token_hash[..]])?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            s.bump_generation()?;
+            Ok(true)
+        })
+    }
+
+    fn delete_user(&mut self, name: &UserName) -> Result<bool, Error> {
+        self.batch(|s| {
+            let n = name.as_str();
+            let gone = s.db.execute("DELETE FROM users WHERE name = ?1", [n])?;
+            if gone == 0 {
+                return Ok(false);
+            }
+            s.db.execute("DELETE FROM contacts WHERE owner = ?1 OR other = ?1", [n])?;
+            s.db.execute(
+                "DELETE FROM undelivered WHERE recipient = ?1 OR sender = ?1",
+                [n],
+            )?;
+            s.bump_generation()?;
+            Ok(true)
+        })
+    }
+
+    fn accounts_generation(&mut self) -> Result<u64, Error> {
+        let v: i64 = self
+            .db
+            .prepare_cached("SELECT value FROM meta WHERE key = 'accounts_generation'")?
+            .query_row([], |r| r.get(0))?;
+        Ok(v.max(0) as u64)
     }
 
     fn remove_undelivered(&mut self, seq: u64) -> Result<(), Error> {
