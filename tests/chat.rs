@@ -240,12 +240,16 @@ async fn sigkill_mid_chat_loses_no_acknowledged_message() {
     };
     // One task per user records its acks and what it received, in order.
     let record = |mut events: duet_signaling::client::Events| {
-        let (tx, rx) = tokio::sync::watch::channel((Vec::<String>::new(), Vec::<String>::new()));
+        let (tx, rx) =
+            tokio::sync::watch::channel((Vec::<String>::new(), Vec::<String>::new(), None));
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
-                tx.send_modify(|(acked, received)| match e {
+                tx.send_modify(|(acked, received, last)| match e {
                     Event::Message(ServerMessage::Ack { id, .. }) => acked.push(id),
-                    Event::Message(ServerMessage::Chat { id, .. }) => received.push(id),
+                    Event::Message(ServerMessage::Chat { id, .. }) => {
+                        received.push(id);
+                        *last = Some(Instant::now());
+                    }
                     _ => {}
                 });
             }
@@ -272,7 +276,18 @@ async fn sigkill_mid_chat_loses_no_acknowledged_message() {
     b_send.abort();
     let sending = started.elapsed();
 
-    // Wait until every acked message has arrived (or give up after 20 s).
+    // Requests already sent are still being acked: wait until no ack has come for a second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = (0, 0);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = (alice_log.borrow().0.len(), bob_log.borrow().0.len());
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    // Then until every acked message has arrived (or give up after 20 s).
     let deadline = Instant::now() + Duration::from_secs(20);
     let complete = |acked: &[String], received: &[String]| {
         let got: std::collections::HashSet<&String> = received.iter().collect();
@@ -287,19 +302,21 @@ async fn sigkill_mid_chat_loses_no_acknowledged_message() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let recovered = killed_at.elapsed();
-    for (sender, acked, received) in [
+    for (sender, acked, received, last) in [
         (
             "alice",
             alice_log.borrow().0.clone(),
             bob_log.borrow().1.clone(),
+            bob_log.borrow().2,
         ),
         (
             "bob",
             bob_log.borrow().0.clone(),
             alice_log.borrow().1.clone(),
+            alice_log.borrow().2,
         ),
     ] {
+        let recovered = last.map_or(Duration::ZERO, |t| t.saturating_duration_since(killed_at));
         let got: HashMap<&String, usize> =
             received.iter().enumerate().map(|(i, id)| (id, i)).collect();
         let missing: Vec<&String> = acked.iter().filter(|id| !got.contains_key(id)).collect();
@@ -318,7 +335,7 @@ async fn sigkill_mid_chat_loses_no_acknowledged_message() {
         sorted.sort();
         assert_eq!(sorted, received, "{sender}'s messages arrived out of order");
         eprintln!(
-            "kill -9: {sender} sent 200/s for {:.1} s; {} acked ({} before the kill); all {} it sent that were stored arrived once, in order, {:.1} s after the kill",
+            "kill -9: {sender} sent 200/s for {:.1} s; {} acked ({} before the kill); all {} it sent that were stored arrived once, in order, the last {:.1} s after the kill",
             sending.as_secs_f64(),
             acked.len(),
             if sender == "alice" { before_kill.0 } else { before_kill.1 },
@@ -330,4 +347,85 @@ async fn sigkill_mid_chat_loses_no_acknowledged_message() {
     }
     alice.close().await;
     bob.close().await;
+}
+
+#[test]
+fn a_full_mailbox_is_shown_to_the_sender() {
+    let s = Setup::new(&["alice", "bob"], &["--mailbox-messages", "3"]);
+    let mut alice = s
+        .cmd("alice", &["chat", "bob"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = alice.stdin.take().unwrap();
+        for i in 1..=5 {
+            writeln!(input, "line {i}").unwrap();
+        }
+    }
+    let out = alice.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    let refused: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("* not delivered"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{stdout}");
+    assert!(
+        refused[0].contains("mailbox") && refused[0].ends_with("line 4"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("2 message(s) not delivered"), "{stderr}");
+    let (got, _) = read_chat(&s, "bob", "alice", 3);
+    assert_eq!(got, ["line 1", "line 2", "line 3"]);
+}
+
+#[test]
+fn user_rotate_revoke_and_delete_act_on_a_running_server() {
+    let s = Setup::new(&["alice", "bob"], &[]);
+    let user = |args: &[&str]| {
+        Command::new(DUET)
+            .arg("user")
+            .args(args)
+            .arg("--db")
+            .arg(&s.db)
+            .output()
+            .unwrap()
+    };
+    // alice is in a chat when her token is rotated: the session ends.
+    let mut chat = spawn(s.cmd("alice", &["chat", "bob"]));
+    std::thread::sleep(Duration::from_millis(500));
+    let out = user(&["rotate", "alice"]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64);
+    chat.wait_line("token was changed", Duration::from_secs(10));
+    // The old token is refused, the new one works.
+    let old = s.cmd("alice", &["contact", "list"]).output().unwrap();
+    assert!(!old.status.success());
+    let new = duet_as(&s.url, "alice", &token, s.dir.path(), &["contact", "list"])
+        .output()
+        .unwrap();
+    assert!(new.status.success(), "{new:?}");
+    // Revoked: refused until rotated again.
+    assert!(user(&["revoke", "bob"]).status.success());
+    assert!(!s
+        .cmd("bob", &["contact", "list"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    // Deleted: gone from alice's contacts.
+    assert!(user(&["delete", "bob"]).status.success());
+    let list = duet_as(&s.url, "alice", &token, s.dir.path(), &["contact", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains("bob"), "{list}");
+    let missing = user(&["delete", "bob"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no user bob"));
 }

@@ -562,6 +562,17 @@ impl Task {
                 let _ = self.events.send(Event::Message(msg)).await;
                 return Some(End::Closed("logged in elsewhere".into()));
             }
+            // The account's token was changed or revoked, or the account deleted: logging in
+            // again cannot work.
+            ServerMessage::Error {
+                code: ErrorCode::BadCredentials,
+                rid: None,
+                message,
+            } => {
+                let reason = format!("the server ended the session: {message}");
+                let _ = self.events.send(Event::Message(msg.clone())).await;
+                return Some(End::Closed(reason));
+            }
             _ => true,
         };
         // Redelivered duplicates are confirmed again but not shown twice.

@@ -449,7 +449,8 @@ pub fn presence(args: PresenceArgs) -> Result<()> {
 pub fn chat(args: ChatArgs) -> Result<()> {
     let creds = args.connect.resolve()?;
     let peer = UserName::new(&args.name)?;
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         let (client, events) = connect(&creds).await?;
         if let Some(text) = &args.send {
             if text.is_empty() {
@@ -464,5 +465,9 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         let r = chat::run(&client, events, &peer, stdin, std::io::stdout()).await;
         client.close().await;
         r
-    })
+    });
+    // A read of the terminal may still be waiting: do not wait for it (a closed connection
+    // ends the chat now, not at the next line typed).
+    rt.shutdown_background();
+    result
 }
