@@ -28,6 +28,17 @@ impl Percentiles {
     }
 }
 
+impl Percentiles {
+    /// Percentiles of `values`, or `None` when there is none (NaNs ignored): a figure that
+    /// could not be measured is absent, not zero.
+    pub fn measured(values: &[f64]) -> Option<Self> {
+        values
+            .iter()
+            .any(|x| !x.is_nan())
+            .then(|| Self::of(values))
+    }
+}
+
 /// Nearest-rank percentile of sorted, non-empty `v`.
 fn rank(v: &[f64], q: f64) -> f64 {
     let idx = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
@@ -87,6 +98,11 @@ impl Samples {
     /// Percentiles of the values kept.
     pub fn percentiles(&self) -> Percentiles {
         Percentiles::of(&self.values)
+    }
+
+    /// Percentiles of the values kept; `None` when nothing was measured.
+    pub fn measured(&self) -> Option<Percentiles> {
+        Percentiles::measured(&self.values)
     }
 }
 

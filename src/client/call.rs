@@ -3,10 +3,11 @@
 //! messages) and to a [`MediaPump`] that sends this side's media.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use duet_media::adapt::AdaptConfig;
+use duet_media::audio::meter::{known_signals, LatencyMeter};
 use duet_media::audio::{AudioSink, NullAudioSink};
 use duet_media::call::pump::{LocalMedia, MediaPump, SendCounters};
 use duet_media::call::record::{RecordingVideoSink, VideoRecord};
@@ -360,8 +361,15 @@ async fn establish(
         });
     }
     let record = Arc::new(Mutex::new(VideoRecord::new(3600)));
+    // What this side hears is aligned against the signals duet's synthetic sources play: the
+    // peer's mouth-to-ear latency when it sends one of them, nothing otherwise.
+    let (meter, audio_sink) = LatencyMeter::start(
+        audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default())),
+        known_signals().map_err(setup)?,
+    )
+    .map_err(setup)?;
     let sinks = CallSinks {
-        audio: Some(audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default()))),
+        audio: Some(Box::new(audio_sink)),
         video: Some(Box::new(RecordingVideoSink::new(
             video_sink.unwrap_or_else(|| Box::new(NullVideoSink::default())),
             Some(wall_epoch()),
@@ -418,12 +426,22 @@ async fn establish(
         Ok(pump) => pump,
         Err(e) => return fail(setup(e)),
     };
+    let rss_10s = Arc::new(OnceLock::new());
+    let sample = Arc::downgrade(&rss_10s);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        if let Some(cell) = sample.upgrade() {
+            let _ = cell.set(duet_media::loopback::rss_mb());
+        }
+    });
     Ok(Call {
         id,
         peer,
         session,
         pump: Some(pump),
         record,
+        meter,
+        rss_10s,
         ended: ended_rx,
         connected_at: Instant::now(),
         connect_ms,
@@ -528,6 +546,8 @@ pub struct Call {
     session: Arc<CallSession>,
     pump: Option<MediaPump>,
     record: Arc<Mutex<VideoRecord>>,
+    meter: LatencyMeter,
+    rss_10s: Arc<OnceLock<f64>>,
     ended: watch::Receiver<Option<EndReason>>,
     connected_at: Instant,
     connect_ms: f64,
@@ -621,8 +641,9 @@ impl Call {
             stats,
             sent,
             record,
+            heard: self.meter.heard(),
             connect_ms: self.connect_ms,
-            rss: (self.rss_start, rss_end),
+            rss: (self.rss_start, self.rss_10s.get().copied(), rss_end),
             impairment: self.impairment.as_ref().map(|c| c.snapshot()),
             video: self.video,
             format: self.format,

@@ -68,6 +68,7 @@ pub(crate) struct AudioShared {
     pub stats: AudioCallStats,
     pub delay_ms: Samples,
     pub playout_us: Samples,
+    pub decode_us: Samples,
 }
 
 impl Default for AudioShared {
@@ -76,6 +77,7 @@ impl Default for AudioShared {
             stats: AudioCallStats::default(),
             delay_ms: Samples::with_capacity(DELAY_SAMPLES),
             playout_us: Samples::with_capacity(DELAY_SAMPLES),
+            decode_us: Samples::with_capacity(DELAY_SAMPLES),
         }
     }
 }
@@ -101,8 +103,9 @@ impl ReceiveShared {
     pub(crate) fn audio_stats(&self) -> AudioCallStats {
         let audio = lock(&self.audio);
         AudioCallStats {
-            jitter_buffer_ms: audio.delay_ms.percentiles(),
-            playout_us: audio.playout_us.percentiles(),
+            current_delay_ms: audio.delay_ms.measured(),
+            playout_us: audio.playout_us.measured(),
+            decode_us: audio.decode_us.measured(),
             ..audio.stats.clone()
         }
     }
@@ -111,7 +114,7 @@ impl ReceiveShared {
     pub(crate) fn video_stats(&self) -> VideoCallStats {
         let video = lock(&self.video);
         VideoCallStats {
-            decode_ms: video.decode_ms.percentiles(),
+            decode_ms: video.decode_ms.measured(),
             ..video.stats.clone()
         }
     }
@@ -142,10 +145,16 @@ pub(crate) fn spawn_audio(
                 }
                 let now = Instant::now();
                 if now >= next {
+                    let before = frames_out(&playout);
                     playout.pull(now, &mut frame.samples);
-                    lock(&shared.audio)
-                        .playout_us
-                        .push(now.elapsed().as_secs_f64() * 1e6);
+                    let took = now.elapsed().as_secs_f64() * 1e6;
+                    {
+                        let mut audio = lock(&shared.audio);
+                        audio.playout_us.push(took);
+                        if frames_out(&playout) != before {
+                            audio.decode_us.push(took);
+                        }
+                    }
                     frame.seq = periods;
                     frame.capture = now;
                     if let Err(e) = sink.write(now, &frame) {
@@ -175,12 +184,21 @@ pub(crate) fn spawn_audio(
         .map_err(|e| Error::Call(format!("cannot start the audio playout thread: {e}")))
 }
 
+/// Frames the decoder has produced: decoded, rebuilt from FEC or concealed.
+fn frames_out(playout: &AudioPlayout) -> u64 {
+    let d = playout.decoder_stats();
+    d.decoded + d.concealed + d.fec_recovered
+}
+
 fn publish_audio(shared: &ReceiveShared, playout: &AudioPlayout, periods: u64, sample: bool) {
     let jitter = playout.stats();
     let mut audio = lock(&shared.audio);
     if sample && jitter.total_samples_received > 0 {
         audio.delay_ms.push(ms(playout.current_delay()));
     }
+    audio.stats.jitter_buffer_ms = (jitter.jitter_buffer_emitted_count > 0).then(|| {
+        jitter.jitter_buffer_delay * 1000.0 / jitter.jitter_buffer_emitted_count as f64
+    });
     audio.stats.concealed_ratio = if jitter.total_samples_received > 0 {
         jitter.concealed_samples as f64 / jitter.total_samples_received as f64
     } else {

@@ -60,8 +60,12 @@ pub struct TransportStats {
 /// Figures of the audio received: the jitter buffer and the playout.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AudioCallStats {
-    /// The buffering delay the jitter buffer held, sampled every 100 ms while playing, ms.
-    pub jitter_buffer_ms: Percentiles,
+    /// The mean time a sample waited in the jitter buffer, from its packet's arrival to its
+    /// playout, ms: `jitterBufferDelay / jitterBufferEmittedCount` (W3C). `None` before any.
+    pub jitter_buffer_ms: Option<f64>,
+    /// The delay the buffer held at the moment, sampled every 100 ms while playing (the
+    /// fastest packet's wait plus a frame), ms.
+    pub current_delay_ms: Option<Percentiles>,
     /// Concealed samples over samples played (`concealedSamples / totalSamplesReceived`).
     pub concealed_ratio: f64,
     /// Lost frames rebuilt from the FEC of the next packet (`fecPacketsReceived`).
@@ -73,7 +77,9 @@ pub struct AudioCallStats {
     /// Playout periods (10 ms) handed to the sink.
     pub periods_played: u64,
     /// Time to produce one period (jitter buffer, Opus decoding, time-stretching), µs.
-    pub playout_us: Percentiles,
+    pub playout_us: Option<Percentiles>,
+    /// Time of the periods that decoded a frame (or rebuilt or concealed one), µs.
+    pub decode_us: Option<Percentiles>,
     /// Every counter of the jitter buffer, W3C-named.
     pub jitter: AudioJitterStats,
 }
@@ -93,7 +99,7 @@ pub struct VideoCallStats {
     /// Access units the decoder rejected.
     pub decode_errors: u64,
     /// H.264 decode time per access unit, ms.
-    pub decode_ms: Percentiles,
+    pub decode_ms: Option<Percentiles>,
     /// Width and height of the last picture decoded.
     pub size: (u32, u32),
     /// Every counter of the jitter buffer, W3C-named.
