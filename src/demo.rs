@@ -34,6 +34,10 @@ pub struct DemoArgs {
     /// loopback report's shape).
     #[arg(long)]
     pub json: bool,
+    /// Write alice's figures to this file once a second, one getStats-shaped JSON report per
+    /// line (`duet plot` draws them).
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<std::path::PathBuf>,
 }
 
 /// How long each step may take before the demo says it is stuck.
@@ -181,6 +185,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         save_audio: None,
         save_video: None,
         json: false,
+        stats: None,
     };
     let alice_options = media(args.impair.clone()).options_unplayed()?;
     let bob_options = media(args.impair.clone()).options_unplayed()?;
@@ -200,13 +205,27 @@ async fn demo(args: DemoArgs) -> Result<()> {
     });
     let call = alice.call("bob", alice_options).await?;
     n.say("bob answered; the call is connected peer to peer");
+    let mut stats = match &args.stats {
+        Some(path) => {
+            // A fresh file for this demo.
+            std::fs::write(path, "")
+                .with_context(|| format!("creating the stats file {}", path.display()))?;
+            Some(crate::calling::StatsFile::open(path)?)
+        }
+        None => None,
+    };
     let seconds = Duration::from_secs_f64(args.seconds);
     let started = tokio::time::Instant::now();
     let mut tick =
         tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
     while started.elapsed() < seconds {
         tokio::select! {
-            _ = tick.tick() => n.say(format!("  {}", call.status().await.line())),
+            _ = tick.tick() => {
+                if let Some(file) = &mut stats {
+                    file.write(&call).await?;
+                }
+                n.say(format!("  {}", call.status().await.line()));
+            }
             reason = call.ended() => bail!("the call ended early: {reason}"),
         }
     }

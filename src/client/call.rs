@@ -28,8 +28,10 @@ use super::invited::Invited;
 use super::route::{CallMsg, Route, RouteKind};
 use super::{Client, ClientEvent, DEFAULT_RING};
 
+mod getstats;
 mod report;
 
+pub use getstats::now_ms;
 pub use report::{CallReport, CallStatus};
 
 /// How a call is set up on this side: what it sends, where what it receives goes, and how
@@ -341,6 +343,10 @@ async fn establish(
         .map(|r| Arc::new(r.disarmed()));
     let counters = impaired.as_ref().map(|r| r.counters());
     config.runtime = impaired.clone().map(|r| r as Arc<dyn Runtime>);
+    let sending_size = media
+        .video
+        .as_ref()
+        .map(|v| (v.h264.width, v.h264.height));
     let audio_bps = media.audio.as_ref().map_or(0, |a| a.opus.bitrate_bps);
     let video_bps = media.video.as_ref().map_or(0, |v| v.h264.bitrate_bps);
     let total = (audio_bps + video_bps).max(64_000);
@@ -442,6 +448,7 @@ async fn establish(
         record,
         meter,
         rss_10s,
+        sending_size,
         ended: ended_rx,
         connected_at: Instant::now(),
         connect_ms,
@@ -548,6 +555,7 @@ pub struct Call {
     record: Arc<Mutex<VideoRecord>>,
     meter: LatencyMeter,
     rss_10s: Arc<OnceLock<f64>>,
+    sending_size: Option<(u32, u32)>,
     ended: watch::Receiver<Option<EndReason>>,
     connected_at: Instant,
     connect_ms: f64,
@@ -606,6 +614,31 @@ impl Call {
     /// The call's figures, fresh from the WebRTC stack.
     pub async fn stats(&self) -> CallStats {
         self.session.refresh_stats().await
+    }
+
+    /// The call's figures now, shaped like a W3C webrtc-stats report: a JSON object keyed by
+    /// stats id whose objects (`inbound-rtp`, `outbound-rtp`, `remote-inbound-rtp`,
+    /// `candidate-pair`, `media-source`, and duet's own `duet-latency`) carry `type`, `id`,
+    /// `timestamp` (ms since 1970) and cumulative counters under their W3C names.
+    pub async fn stats_report(&self) -> serde_json::Value {
+        let stats = self.stats().await;
+        let heard = self.meter.heard();
+        let video_latency_ms = {
+            let record = report::lock(&self.record);
+            let recent = record.latency_ms.recent(30);
+            duet_media::stats::Percentiles::measured(&recent).map(|p| p.p50)
+        };
+        getstats::report(
+            &getstats::Inputs {
+                stats: &stats,
+                sent: self.sent(),
+                heard: &heard,
+                video_latency_ms,
+                video: self.video,
+                sending_size: self.sending_size,
+            },
+            now_ms(),
+        )
     }
 
     /// What was sent so far.

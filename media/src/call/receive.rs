@@ -17,7 +17,7 @@ use crate::codec::h264::H264Decoder;
 use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, FrameDuration, VideoFrame};
 use crate::jitter::audio::{AudioJitterConfig, AudioPlayout};
-use crate::jitter::video::{VideoJitterBuffer, VideoJitterConfig, VideoOutput};
+use crate::jitter::video::{FreezeDetector, VideoJitterBuffer, VideoJitterConfig, VideoOutput};
 use crate::rtp::RtpPacket;
 use crate::stats::Samples;
 use crate::video::VideoSink;
@@ -224,6 +224,12 @@ struct VideoReceiver {
     decoded: u64,
     decode_errors: u64,
     last_decoder_pli: Option<Instant>,
+    /// Freezes as the sink sees them: gaps between pictures handed to it, whatever dropped
+    /// the frames in between (the jitter buffer or the decoder).
+    freezes: FreezeDetector,
+    freeze_count: u64,
+    freeze_time: Duration,
+    total_decode_ms: f64,
 }
 
 /// Starts the video thread: packets from `packets`, pictures into `sink`, NACKs and keyframe
@@ -248,6 +254,10 @@ pub(crate) fn spawn_video(
         decoded: 0,
         decode_errors: 0,
         last_decoder_pli: None,
+        freezes: FreezeDetector::default(),
+        freeze_count: 0,
+        freeze_time: Duration::ZERO,
+        total_decode_ms: 0.0,
     };
     thread::Builder::new()
         .name("call-video".into())
@@ -320,15 +330,20 @@ impl VideoReceiver {
     fn decode(&mut self, data: &[u8], received: Instant) -> Result<(), Error> {
         let started = Instant::now();
         let result = self.decoder.decode(data, &mut self.picture);
-        lock(&self.shared.video)
-            .decode_ms
-            .push(ms(started.elapsed()));
+        let took = ms(started.elapsed());
+        self.total_decode_ms += took;
+        lock(&self.shared.video).decode_ms.push(took);
         match result {
             Ok(true) => {
                 self.picture.seq = self.decoded;
                 self.picture.capture = received;
                 self.decoded += 1;
-                self.sink.write(Instant::now(), &self.picture)
+                let now = Instant::now();
+                if let Some(gap) = self.freezes.on_frame(now) {
+                    self.freeze_count += 1;
+                    self.freeze_time += gap;
+                }
+                self.sink.write(now, &self.picture)
             }
             Ok(false) => {
                 if self.decoder.needs_keyframe() {
@@ -368,8 +383,9 @@ impl VideoReceiver {
         let video = &mut shared.stats;
         video.frames_decoded = self.decoded;
         video.frames_dropped = jitter.frames_dropped + self.decode_errors + decoder.skipped;
-        video.freeze_count = jitter.freeze_count;
-        video.total_freeze_ms = ms(jitter.total_freezes_duration);
+        video.freeze_count = self.freeze_count;
+        video.total_freeze_ms = ms(self.freeze_time);
+        video.total_decode_ms = self.total_decode_ms;
         video.decode_errors = self.decode_errors;
         if self.decoded > 0 {
             video.size = (self.picture.width, self.picture.height);

@@ -30,6 +30,8 @@ pub struct TransportStats {
     pub bytes_sent: u64,
     /// RTP packets received (`packetsReceived`).
     pub packets_received: u64,
+    /// Payload bytes received (`bytesReceived`).
+    pub bytes_received: u64,
     /// Packets of the peer's streams that never arrived, retransmissions counted as arrivals
     /// (`packetsLost`).
     pub packets_lost: u64,
@@ -92,7 +94,8 @@ pub struct VideoCallStats {
     /// Frames that never became a picture: dropped by the jitter buffer (incomplete,
     /// undecodable) or rejected by the decoder (`framesDropped`).
     pub frames_dropped: u64,
-    /// Output gaps long enough to count as freezes (`freezeCount`).
+    /// Gaps between pictures handed to the sink long enough to count as freezes, whatever
+    /// dropped the frames in between (`freezeCount`).
     pub freeze_count: u64,
     /// Their total duration, ms (`totalFreezesDuration`).
     pub total_freeze_ms: f64,
@@ -100,6 +103,8 @@ pub struct VideoCallStats {
     pub decode_errors: u64,
     /// H.264 decode time per access unit, ms.
     pub decode_ms: Option<Percentiles>,
+    /// Time spent decoding all access units, ms (`totalDecodeTime`, in seconds there).
+    pub total_decode_ms: f64,
     /// Width and height of the last picture decoded.
     pub size: (u32, u32),
     /// Every counter of the jitter buffer, W3C-named.

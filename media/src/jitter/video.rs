@@ -47,7 +47,8 @@ use crate::rtp::{RtpPacket, SeqUnwrapper, TimestampUnwrapper};
 
 use nack::{LossRate, Missing, ReorderDelay, Timing};
 pub use stats::VideoJitterStats;
-use stats::{FrameJitter, FreezeDetector};
+pub(crate) use stats::FreezeDetector;
+use stats::FrameJitter;
 
 /// How many packets that came after their NACK are remembered, to tell reordering from a
 /// quick answer when a copy follows.
