@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages duet's crates build against on a fresh Debian machine:
 # ALSA headers (cpal), cmake (libopus), clang/libclang (bindgen for v4l), pkg-config, and
-# ClamAV's scanner (the tests scan received files with their own signature database).
+# ClamAV's scanner (the tests scan received files with their own signature database), and a
+# TrueType font for the labels of `duet plot`.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
-pkgs=(libasound2-dev libasound2-plugins alsa-utils cmake clang libclang-dev pkg-config clamav)
+pkgs=(libasound2-dev libasound2-plugins alsa-utils cmake clang libclang-dev pkg-config clamav fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,9 +14,10 @@ fn r3(x: f64) -> f64 {
 
 /// A percentile block, or null when nothing was measured.
 fn pct(p: &Option<Percentiles>) -> Value {
-    p.map_or(Value::Null, |p| {
-        json!({ "p50": r3(p.p50), "p95": r3(p.p95), "p99": r3(p.p99) })
-    })
+    p.map_or(
+        Value::Null,
+        |p| json!({ "p50": r3(p.p50), "p95": r3(p.p95), "p99": r3(p.p99) }),
+    )
 }
 
 /// Where an audio latency figure came from: `signal` when it was aligned, else `none`.

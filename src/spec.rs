@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
-use duet_media::audio::device::Microphone;
 use duet_media::audio::anchor::{AnchoredSource, MarkedTone, Speech};
+use duet_media::audio::device::Microphone;
 use duet_media::audio::synth::Silence;
 use duet_media::audio::wav::WavSource;
 use duet_media::audio::AudioSource;

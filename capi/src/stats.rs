@@ -103,9 +103,10 @@ pub(crate) fn to_json(figures: &Figures) -> Value {
 
 /// A percentile block, or null when nothing was measured.
 fn percentiles(p: &Option<Percentiles>) -> Value {
-    p.map_or(Value::Null, |p| {
-        json!({ "p50": p.p50, "p95": p.p95, "p99": p.p99 })
-    })
+    p.map_or(
+        Value::Null,
+        |p| json!({ "p50": p.p50, "p95": p.p95, "p99": p.p99 }),
+    )
 }
 
 #[cfg(test)]

@@ -32,10 +32,7 @@ impl Percentiles {
     /// Percentiles of `values`, or `None` when there is none (NaNs ignored): a figure that
     /// could not be measured is absent, not zero.
     pub fn measured(values: &[f64]) -> Option<Self> {
-        values
-            .iter()
-            .any(|x| !x.is_nan())
-            .then(|| Self::of(values))
+        values.iter().any(|x| !x.is_nan()).then(|| Self::of(values))
     }
 }
 
@@ -105,7 +102,11 @@ impl Samples {
         let len = self.values.len();
         let n = n.min(len);
         // With the ring full, the oldest value sits at `next`; before that, at 0.
-        let end = if len < self.capacity { len } else { self.next + len };
+        let end = if len < self.capacity {
+            len
+        } else {
+            self.next + len
+        };
         (end - n..end).map(|i| self.values[i % len]).collect()
     }
 

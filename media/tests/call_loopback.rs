@@ -124,5 +124,8 @@ fn lost_packets_are_recovered_under_the_real_stack() {
     let mean = j.jitter_buffer_delay * 1000.0 / j.jitter_buffer_emitted_count as f64;
     let target = j.jitter_buffer_target_delay * 1000.0 / j.jitter_buffer_emitted_count as f64;
     assert_eq!(playout.jitter_buffer_ms, Some(mean));
-    assert!((mean - target).abs() <= 20.0, "mean {mean} ms, target {target} ms");
+    assert!(
+        (mean - target).abs() <= 20.0,
+        "mean {mean} ms, target {target} ms"
+    );
 }

@@ -343,10 +343,7 @@ async fn establish(
         .map(|r| Arc::new(r.disarmed()));
     let counters = impaired.as_ref().map(|r| r.counters());
     config.runtime = impaired.clone().map(|r| r as Arc<dyn Runtime>);
-    let sending_size = media
-        .video
-        .as_ref()
-        .map(|v| (v.h264.width, v.h264.height));
+    let sending_size = media.video.as_ref().map(|v| (v.h264.width, v.h264.height));
     let audio_bps = media.audio.as_ref().map_or(0, |a| a.opus.bitrate_bps);
     let video_bps = media.video.as_ref().map_or(0, |v| v.h264.bitrate_bps);
     let total = (audio_bps + video_bps).max(64_000);

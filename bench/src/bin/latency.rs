@@ -127,7 +127,8 @@ fn run() -> Result<(), String> {
         .memory
         .rss_10s_mb
         .map(|at_10s| report.memory.rss_end_mb / at_10s.max(f64::EPSILON) - 1.0);
-    let json_opt = |x: Option<f64>, digits: usize| x.map_or("null".into(), |v| format!("{v:.digits$}"));
+    let json_opt =
+        |x: Option<f64>, digits: usize| x.map_or("null".into(), |v| format!("{v:.digits$}"));
 
     println!(
         "{{\"size\":\"{}x{}\",\"seconds\":{:.1},\"frames\":{},\

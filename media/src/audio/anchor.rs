@@ -312,7 +312,10 @@ mod tests {
                     .zip(&expected)
                     .all(|(c, &e)| c[0] == e && c[1] == e)
             });
-            assert!(found, "frame {n} does not carry the signal at its capture time");
+            assert!(
+                found,
+                "frame {n} does not carry the signal at its capture time"
+            );
         }
     }
 
@@ -331,7 +334,9 @@ mod tests {
         // Outside the mark it is the plain tone.
         let mut plain = [0; 480];
         tone.fill(u64::from(SAMPLE_RATE) * 3 + 24_000, &mut plain);
-        let ideal = |i: usize| (f64::from(i16::MAX) * (TAU * 440.0 * (0.5 + i as f64 / 48_000.0)).sin()).round();
+        let ideal = |i: usize| {
+            (f64::from(i16::MAX) * (TAU * 440.0 * (0.5 + i as f64 / 48_000.0)).sin()).round()
+        };
         assert!(plain
             .iter()
             .enumerate()

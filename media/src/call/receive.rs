@@ -196,9 +196,8 @@ fn publish_audio(shared: &ReceiveShared, playout: &AudioPlayout, periods: u64, s
     if sample && jitter.total_samples_received > 0 {
         audio.delay_ms.push(ms(playout.current_delay()));
     }
-    audio.stats.jitter_buffer_ms = (jitter.jitter_buffer_emitted_count > 0).then(|| {
-        jitter.jitter_buffer_delay * 1000.0 / jitter.jitter_buffer_emitted_count as f64
-    });
+    audio.stats.jitter_buffer_ms = (jitter.jitter_buffer_emitted_count > 0)
+        .then(|| jitter.jitter_buffer_delay * 1000.0 / jitter.jitter_buffer_emitted_count as f64);
     audio.stats.concealed_ratio = if jitter.total_samples_received > 0 {
         jitter.concealed_samples as f64 / jitter.total_samples_received as f64
     } else {
