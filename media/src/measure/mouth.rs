@@ -199,6 +199,36 @@ mod tests {
     }
 
     #[test]
+    fn the_marked_tone_aligns_through_opus() {
+        use crate::codec::opus::{OpusConfig, OpusDecoder, OpusEncoder};
+        use crate::frame::{AudioFormat, AudioFrame, Channels, FrameDuration};
+        let format = AudioFormat {
+            channels: Channels::Mono,
+            frame: FrameDuration::Ms20,
+        };
+        let tone = Arc::new(MarkedTone::new(440, 0.5));
+        let mut meter = MouthToEar::new(vec![tone.clone()]);
+        let mut encoder = OpusEncoder::new(OpusConfig::voice(format)).unwrap();
+        let mut decoder = OpusDecoder::new(format).unwrap();
+        let start = std::time::Instant::now();
+        let mut frame = AudioFrame::silent(format, start);
+        let mut out = AudioFrame::silent(format, start);
+        let mut packet = Vec::new();
+        let from = 1_700_000_003 * 48_000 + 17;
+        let mut heard = Vec::new();
+        for n in 0..250u64 {
+            tone.fill(from + n * 960, &mut frame.samples);
+            encoder.encode(&frame, &mut packet).unwrap();
+            decoder.decode(&packet, &mut out).unwrap();
+            // Heard 30 ms after it was played.
+            heard.extend(meter.push(from + n * 960 + 1_440, &out.samples));
+        }
+        assert!(heard.len() >= 3, "{heard:?} of {:?}", meter.counts());
+        // The codec's look-ahead (6.5 ms) comes on top.
+        assert!(heard.iter().all(|h| (h.latency_ms - 36.5).abs() < 1.0), "{heard:?}");
+    }
+
+    #[test]
     fn an_unknown_signal_and_silence_give_nothing() {
         let speech: Arc<dyn AnchoredSignal> = Arc::new(Speech::builtin().unwrap());
         let mut meter = MouthToEar::new(vec![speech]);
