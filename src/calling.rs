@@ -62,6 +62,10 @@ pub struct MediaArgs {
     /// Print the report as one JSON object on stdout at the end.
     #[arg(long)]
     pub json: bool,
+    /// Append the call's figures to this file once a second, one getStats-shaped JSON report
+    /// per line (`duet plot` draws them).
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
 }
 
 /// `duet call NAME`.
@@ -243,15 +247,51 @@ pub fn call(args: CallArgs) -> Result<u8> {
             }
         };
         eprintln!("{} accepted: connected", call.peer());
-        let report = run_call(call, seconds).await?;
+        let report = run_call(call, seconds, args.media.stats.as_deref()).await?;
         finish_report(&report, args.media.json);
         client.close().await;
         Ok(exit_for(&report.end))
     })
 }
 
-/// Shows the call's status once a second until it ends, the time is up, or Ctrl-C.
-async fn run_call(call: Call, seconds: Option<Duration>) -> Result<CallReport> {
+/// Appends getStats-shaped reports to a file, one JSON line each.
+pub struct StatsFile {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl StatsFile {
+    /// Opens `path` to append to (creating it).
+    pub fn open(path: &std::path::Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening the stats file {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: std::io::BufWriter::new(file),
+        })
+    }
+
+    /// Writes the call's report now as one line.
+    pub async fn write(&mut self, call: &Call) -> Result<()> {
+        use std::io::Write as _;
+        let report = call.stats_report().await;
+        writeln!(self.file, "{report}")
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("writing the stats file {}", self.path.display()))
+    }
+}
+
+/// Shows the call's status once a second (and appends its stats to `stats`, if given) until it
+/// ends, the time is up, or Ctrl-C.
+async fn run_call(
+    call: Call,
+    seconds: Option<Duration>,
+    stats: Option<&std::path::Path>,
+) -> Result<CallReport> {
+    let mut stats = stats.map(StatsFile::open).transpose()?;
     let started = tokio::time::Instant::now();
     let until = seconds.map(|s| started + s);
     let mut tick =
@@ -264,6 +304,9 @@ async fn run_call(call: Call, seconds: Option<Duration>) -> Result<CallReport> {
             _ = tokio::time::sleep_until(deadline) => break None,
             _ = tokio::signal::ctrl_c() => break None,
             _ = tick.tick() => {
+                if let Some(file) = &mut stats {
+                    file.write(&call).await?;
+                }
                 let line = call.status().await.line();
                 if live {
                     eprint!("\r{line}  ");
@@ -416,7 +459,7 @@ async fn answer_one(
     };
     eprintln!("connected with {peer}");
     // Callers that ring meanwhile hear busy: the client answers them while this call lasts.
-    let report = run_call(call, seconds).await?;
+    let report = run_call(call, seconds, args.media.stats.as_deref()).await?;
     finish_report(&report, args.media.json);
     Ok(Answered::Took(exit_for(&report.end)))
 }

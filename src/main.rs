@@ -59,6 +59,9 @@ enum Command {
     /// Show duet end to end in one process: a server, two contacts, chat, a folder invitation
     /// and a video call over WebRTC on synthetic media, with the call's figures.
     Demo(duet::demo::DemoArgs),
+    /// Draw a `--stats` file as one figure (bitrates, RTT and loss, jitter buffer and
+    /// concealment, latency, frame rate, freezes, resolution): `-o call.svg` or `-o call.png`.
+    Plot(duet::plot::PlotArgs),
 }
 
 #[derive(clap::Args)]
@@ -168,6 +171,7 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Loopback(args) => run_loopback(args),
         Command::Devices => devices(),
+        Command::Plot(args) => duet::plot::run(args),
         Command::Serve(args) => duet::social::serve(args),
         Command::User(args) => duet::social::user(args),
         Command::Login(args) => duet::social::login(args),

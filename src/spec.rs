@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
+use duet_media::audio::anchor::{AnchoredSource, MarkedTone, Speech};
 use duet_media::audio::device::Microphone;
-use duet_media::audio::synth::{Silence, Tone};
+use duet_media::audio::synth::Silence;
 use duet_media::audio::wav::WavSource;
 use duet_media::audio::AudioSource;
 use duet_media::video::pattern::TestPattern;
@@ -16,11 +17,8 @@ use duet_media::video::y4m::Y4mSource;
 use duet_media::video::VideoSource;
 use duet_media::AudioFormat;
 
-/// The speech sample that `--audio speech` plays: about 10 s of synthetic English, 48 kHz mono.
-pub const SPEECH_WAV: &[u8] = include_bytes!("../media/testdata/speech-48k-mono.wav");
-
 /// Frequency of `--audio tone`, Hz.
-pub const TONE_HZ: f32 = 440.0;
+pub const TONE_HZ: u32 = duet_media::audio::anchor::TONE_HZ;
 
 /// A choice that could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +35,10 @@ impl std::error::Error for ChoiceError {}
 /// Where the audio of a call comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioChoice {
-    /// A 440 Hz tone.
+    /// A 440 Hz tone with a chirp at the start of every wall-clock second, so that a
+    /// receiver can align it.
     Tone,
-    /// The built-in speech sample.
+    /// The built-in speech sample, looped on the wall clock.
     Speech,
     /// A WAV file (any rate, depth and channel count).
     Wav(PathBuf),
@@ -140,64 +139,24 @@ impl fmt::Display for Size {
     }
 }
 
-/// An audio source that starts again from the top when it ends, numbering frames on, so a
-/// short sample can feed a call of any length.
-pub struct Looped<S, F> {
-    open: F,
-    source: S,
-    offset: u64,
-    last_seq: u64,
-}
-
-impl<S: AudioSource, F: FnMut() -> duet_media::Result<S> + Send> Looped<S, F> {
-    /// Opens the first pass with `open`, which is called again at every end.
-    pub fn new(mut open: F) -> duet_media::Result<Self> {
-        let source = open()?;
-        Ok(Self {
-            open,
-            source,
-            offset: 0,
-            last_seq: 0,
-        })
-    }
-}
-
-impl<S: AudioSource, F: FnMut() -> duet_media::Result<S> + Send> AudioSource for Looped<S, F> {
-    fn format(&self) -> AudioFormat {
-        self.source.format()
-    }
-
-    fn read(
-        &mut self,
-        now: Instant,
-        frame: &mut duet_media::AudioFrame,
-    ) -> duet_media::Result<duet_media::Read> {
-        let mut read = self.source.read(now, frame)?;
-        if read == duet_media::Read::End {
-            self.source = (self.open)()?;
-            self.offset = self.last_seq + 1;
-            read = self.source.read(now, frame)?;
-        }
-        if read == duet_media::Read::Frame {
-            frame.seq += self.offset;
-            self.last_seq = frame.seq;
-        }
-        Ok(read)
-    }
-}
-
 /// Opens the audio source chosen, producing `format`; `start` is when its first frame is due.
 /// `Ok(None)` for [`AudioChoice::None`].
+///
+/// The tone and the speech are anchored to the wall clock (the sample playing at wall time `t`
+/// is known from `t`), so whoever hears them, in this process or another, measures their
+/// mouth-to-ear latency from the signal.
 pub fn open_audio(
     choice: &AudioChoice,
     format: AudioFormat,
     start: Instant,
 ) -> duet_media::Result<Option<Box<dyn AudioSource>>> {
     Ok(Some(match choice {
-        AudioChoice::Tone => Box::new(Tone::new(format, TONE_HZ, 0.5, start)),
-        AudioChoice::Speech => Box::new(Looped::new(move || {
-            WavSource::from_bytes("speech", SPEECH_WAV, format)
-        })?),
+        AudioChoice::Tone => Box::new(AnchoredSource::new(
+            MarkedTone::new(TONE_HZ, 0.5),
+            format,
+            start,
+        )),
+        AudioChoice::Speech => Box::new(AnchoredSource::new(Speech::builtin()?, format, start)),
         AudioChoice::Wav(path) => Box::new(WavSource::open(path, format)?),
         AudioChoice::Mic(name) => Box::new(Microphone::open(name.as_deref(), format)?),
         AudioChoice::Silence => Box::new(Silence::new(format, start)),

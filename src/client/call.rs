@@ -3,10 +3,11 @@
 //! messages) and to a [`MediaPump`] that sends this side's media.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use duet_media::adapt::AdaptConfig;
+use duet_media::audio::meter::{known_signals, LatencyMeter};
 use duet_media::audio::{AudioSink, NullAudioSink};
 use duet_media::call::pump::{LocalMedia, MediaPump, SendCounters};
 use duet_media::call::record::{RecordingVideoSink, VideoRecord};
@@ -27,8 +28,10 @@ use super::invited::Invited;
 use super::route::{CallMsg, Route, RouteKind};
 use super::{Client, ClientEvent, DEFAULT_RING};
 
+mod getstats;
 mod report;
 
+pub use getstats::now_ms;
 pub use report::{CallReport, CallStatus};
 
 /// How a call is set up on this side: what it sends, where what it receives goes, and how
@@ -340,6 +343,7 @@ async fn establish(
         .map(|r| Arc::new(r.disarmed()));
     let counters = impaired.as_ref().map(|r| r.counters());
     config.runtime = impaired.clone().map(|r| r as Arc<dyn Runtime>);
+    let sending_size = media.video.as_ref().map(|v| (v.h264.width, v.h264.height));
     let audio_bps = media.audio.as_ref().map_or(0, |a| a.opus.bitrate_bps);
     let video_bps = media.video.as_ref().map_or(0, |v| v.h264.bitrate_bps);
     let total = (audio_bps + video_bps).max(64_000);
@@ -360,8 +364,15 @@ async fn establish(
         });
     }
     let record = Arc::new(Mutex::new(VideoRecord::new(3600)));
+    // What this side hears is aligned against the signals duet's synthetic sources play: the
+    // peer's mouth-to-ear latency when it sends one of them, nothing otherwise.
+    let (meter, audio_sink) = LatencyMeter::start(
+        audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default())),
+        known_signals().map_err(setup)?,
+    )
+    .map_err(setup)?;
     let sinks = CallSinks {
-        audio: Some(audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default()))),
+        audio: Some(Box::new(audio_sink)),
         video: Some(Box::new(RecordingVideoSink::new(
             video_sink.unwrap_or_else(|| Box::new(NullVideoSink::default())),
             Some(wall_epoch()),
@@ -418,12 +429,23 @@ async fn establish(
         Ok(pump) => pump,
         Err(e) => return fail(setup(e)),
     };
+    let rss_10s = Arc::new(OnceLock::new());
+    let sample = Arc::downgrade(&rss_10s);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        if let Some(cell) = sample.upgrade() {
+            let _ = cell.set(duet_media::loopback::rss_mb());
+        }
+    });
     Ok(Call {
         id,
         peer,
         session,
         pump: Some(pump),
         record,
+        meter,
+        rss_10s,
+        sending_size,
         ended: ended_rx,
         connected_at: Instant::now(),
         connect_ms,
@@ -528,6 +550,9 @@ pub struct Call {
     session: Arc<CallSession>,
     pump: Option<MediaPump>,
     record: Arc<Mutex<VideoRecord>>,
+    meter: LatencyMeter,
+    rss_10s: Arc<OnceLock<f64>>,
+    sending_size: Option<(u32, u32)>,
     ended: watch::Receiver<Option<EndReason>>,
     connected_at: Instant,
     connect_ms: f64,
@@ -588,6 +613,31 @@ impl Call {
         self.session.refresh_stats().await
     }
 
+    /// The call's figures now, shaped like a W3C webrtc-stats report: a JSON object keyed by
+    /// stats id whose objects (`inbound-rtp`, `outbound-rtp`, `remote-inbound-rtp`,
+    /// `candidate-pair`, `media-source`, and duet's own `duet-latency`) carry `type`, `id`,
+    /// `timestamp` (ms since 1970) and cumulative counters under their W3C names.
+    pub async fn stats_report(&self) -> serde_json::Value {
+        let stats = self.stats().await;
+        let heard = self.meter.heard();
+        let video_latency_ms = {
+            let record = report::lock(&self.record);
+            let recent = record.latency_ms.recent(30);
+            duet_media::stats::Percentiles::measured(&recent).map(|p| p.p50)
+        };
+        getstats::report(
+            &getstats::Inputs {
+                stats: &stats,
+                sent: self.sent(),
+                heard: &heard,
+                video_latency_ms,
+                video: self.video,
+                sending_size: self.sending_size,
+            },
+            now_ms(),
+        )
+    }
+
     /// What was sent so far.
     pub fn sent(&self) -> SendCounters {
         self.pump.as_ref().map(|p| p.counters()).unwrap_or_default()
@@ -621,8 +671,9 @@ impl Call {
             stats,
             sent,
             record,
+            heard: self.meter.heard(),
             connect_ms: self.connect_ms,
-            rss: (self.rss_start, rss_end),
+            rss: (self.rss_start, self.rss_10s.get().copied(), rss_end),
             impairment: self.impairment.as_ref().map(|c| c.snapshot()),
             video: self.video,
             format: self.format,

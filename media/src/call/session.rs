@@ -106,6 +106,7 @@ struct StackFigures {
     packets_sent: u64,
     bytes_sent: u64,
     packets_received: u64,
+    bytes_received: u64,
     packets_lost: u64,
     remote_packets_lost: u64,
     ice_rtt_ms: Option<f64>,

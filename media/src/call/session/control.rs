@@ -152,6 +152,7 @@ impl Inner {
         for inbound in report.inbound_rtp_streams() {
             let received = &inbound.received_rtp_stream_stats;
             figures.packets_received += received.packets_received;
+            figures.bytes_received += inbound.bytes_received;
             figures.packets_lost += received.packets_lost.max(0) as u64;
         }
         for entry in report.iter() {
@@ -179,6 +180,7 @@ impl Inner {
                 packets_sent: stack.packets_sent,
                 bytes_sent: stack.bytes_sent,
                 packets_received: stack.packets_received,
+                bytes_received: stack.bytes_received,
                 packets_lost: stack.packets_lost,
                 remote_packets_lost: stack.remote_packets_lost,
                 remote_fraction_lost: self.tap.loss().1,
