@@ -42,6 +42,7 @@ pub mod loopback;
 pub mod measure;
 mod negotiate;
 pub mod packetize;
+pub(crate) mod rng;
 pub mod rtp;
 pub mod stats;
 pub mod transport;

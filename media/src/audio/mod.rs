@@ -6,7 +6,9 @@ use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, Read};
 
 pub mod device;
+pub mod process;
 pub mod resample;
+pub mod room;
 pub mod synth;
 pub mod wav;
 
