@@ -26,7 +26,7 @@ use duet_media::{AudioFormat, Channels, FrameDuration};
 
 use crate::client::{Call, CallError, CallOptions, CallReport, Client, ClientEvent, ClientEvents};
 use crate::social::ConnectArgs;
-use crate::spec::{open_audio, open_video, AudioChoice, Size, VideoChoice};
+use crate::spec::{open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice};
 
 /// What this side of a call sends.
 #[derive(Args, Debug, Clone)]
@@ -62,6 +62,15 @@ pub struct MediaArgs {
     /// Print the report as one JSON object on stdout at the end.
     #[arg(long)]
     pub json: bool,
+    /// Echo cancellation of the audio sent: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    pub aec: Option<Switch>,
+    /// Noise suppression of the audio sent: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    pub ns: Option<Switch>,
+    /// Automatic gain control of the audio sent: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    pub agc: Option<Switch>,
 }
 
 /// `duet call NAME`.
@@ -194,6 +203,7 @@ impl MediaArgs {
             audio_sink: Some(audio_sink),
             video_sink,
             impair,
+            audio_processing: Some(processing(&self.audio, self.aec, self.ns, self.agc)),
             ..CallOptions::default()
         })
     }

@@ -181,6 +181,9 @@ async fn demo(args: DemoArgs) -> Result<()> {
         save_audio: None,
         save_video: None,
         json: false,
+        aec: None,
+        ns: None,
+        agc: None,
     };
     let alice_options = media(args.impair.clone()).options_unplayed()?;
     let bob_options = media(args.impair.clone()).options_unplayed()?;

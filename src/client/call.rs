@@ -7,8 +7,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use duet_media::adapt::AdaptConfig;
+use duet_media::audio::process::{
+    process_path, ProcessingConfig, ProcessingMonitor, ProcessingStats,
+};
 use duet_media::audio::{AudioSink, NullAudioSink};
-use duet_media::call::pump::{LocalMedia, MediaPump, SendCounters};
+use duet_media::call::pump::{LocalAudio, LocalMedia, MediaPump, SendCounters};
 use duet_media::call::record::{RecordingVideoSink, VideoRecord};
 use duet_media::call::{
     CallConfig, CallEvent, CallEvents, CallSession, CallSinks, CallStats, EndReason, Runtime,
@@ -53,6 +56,10 @@ pub struct CallOptions {
     pub connect_timeout: Duration,
     /// The call ends when nothing comes from the peer for this long.
     pub silence_timeout: Duration,
+    /// Echo cancellation, noise suppression and gain control on the audio sent, fed with the
+    /// audio received as the echo reference. `None` chooses: all on for a live source (a
+    /// microphone), off for synthetic and file sources.
+    pub audio_processing: Option<ProcessingConfig>,
 }
 
 impl Default for CallOptions {
@@ -68,6 +75,7 @@ impl Default for CallOptions {
             ring: DEFAULT_RING,
             connect_timeout: Duration::from_secs(20),
             silence_timeout: Duration::from_secs(10),
+            audio_processing: None,
         }
     }
 }
@@ -80,6 +88,7 @@ impl std::fmt::Debug for CallOptions {
             .field("impair", &self.impair)
             .field("bind", &self.bind)
             .field("ring", &self.ring)
+            .field("audio_processing", &self.audio_processing)
             .finish_non_exhaustive()
     }
 }
@@ -314,15 +323,33 @@ async fn establish(
     let id = route.id();
     let rss_start = duet_media::loopback::rss_mb();
     let CallOptions {
-        media,
+        mut media,
         audio_sink,
         video_sink,
         impair,
         bind,
         connect_timeout,
         silence_timeout,
+        audio_processing,
         ..
     } = options;
+    let mut audio_sink = audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default()));
+    let mut processing = None;
+    if let Some(audio) = media.audio.take() {
+        let live = audio.source.is_live();
+        let config = audio_processing.unwrap_or(if live {
+            ProcessingConfig::VOICE
+        } else {
+            ProcessingConfig::OFF
+        });
+        let path = process_path(config, audio.source, audio_sink).map_err(setup)?;
+        audio_sink = path.sink;
+        processing = path.monitor.map(|m| (config, m));
+        media.audio = Some(LocalAudio {
+            source: path.source,
+            opus: audio.opus,
+        });
+    }
     let format = media
         .audio
         .as_ref()
@@ -361,7 +388,7 @@ async fn establish(
     }
     let record = Arc::new(Mutex::new(VideoRecord::new(3600)));
     let sinks = CallSinks {
-        audio: Some(audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default()))),
+        audio: Some(audio_sink),
         video: Some(Box::new(RecordingVideoSink::new(
             video_sink.unwrap_or_else(|| Box::new(NullVideoSink::default())),
             Some(wall_epoch()),
@@ -432,6 +459,7 @@ async fn establish(
         video,
         format,
         last: Mutex::new(None),
+        processing,
     })
 }
 
@@ -536,6 +564,7 @@ pub struct Call {
     video: bool,
     format: AudioFormat,
     last: Mutex<Option<(Instant, SendCounters)>>,
+    processing: Option<(ProcessingConfig, ProcessingMonitor)>,
 }
 
 impl std::fmt::Debug for Call {
@@ -562,6 +591,11 @@ impl Call {
     /// Whether the call carries video.
     pub fn has_video(&self) -> bool {
         self.video
+    }
+
+    /// The settings and figures of the audio processing on the audio sent, when it is on.
+    pub fn audio_processing(&self) -> Option<(ProcessingConfig, ProcessingStats)> {
+        self.processing.as_ref().map(|(c, m)| (*c, m.stats()))
     }
 
     /// Why the call ended, once it has.
@@ -626,6 +660,7 @@ impl Call {
             impairment: self.impairment.as_ref().map(|c| c.snapshot()),
             video: self.video,
             format: self.format,
+            processing: self.audio_processing(),
         });
         Ok(report)
     }

@@ -4,6 +4,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use duet_media::audio::process::{ProcessingConfig, ProcessingStats};
 use duet_media::call::pump::SendReport;
 use duet_media::call::record::VideoRecord;
 use duet_media::call::{CallStats, EndReason};
@@ -75,6 +76,8 @@ pub struct CallStatus {
     pub frames_shown: u64,
     /// Video freezes so far.
     pub freezes: u64,
+    /// The echo canceller's echo return loss enhancement estimate (dB), when it is on.
+    pub echo_return_loss_enhancement_db: Option<f64>,
 }
 
 impl CallStatus {
@@ -85,8 +88,11 @@ impl CallStatus {
         let latency = self
             .video_latency_ms
             .map_or("-".to_owned(), |l| format!("{l:.0} ms"));
+        let erle = self
+            .echo_return_loss_enhancement_db
+            .map_or(String::new(), |e| format!("  erle {e:.0} dB"));
         format!(
-            "{:02}:{:02}  rtt {rtt}  loss {:.1}%  jb {:.0} ms  audio {:.0} kbps  video {:.0} kbps  latency {latency}  freezes {}",
+            "{:02}:{:02}  rtt {rtt}  loss {:.1}%  jb {:.0} ms  audio {:.0} kbps  video {:.0} kbps  latency {latency}  freezes {}{erle}",
             secs / 60,
             secs % 60,
             self.loss_pct,
@@ -129,6 +135,9 @@ impl Call {
             video_latency_ms: (!recent.is_empty()).then(|| Percentiles::of(recent).p50),
             frames_shown: record.shown,
             freezes: stats.video.freeze_count,
+            echo_return_loss_enhancement_db: self
+                .audio_processing()
+                .and_then(|(_, s)| s.echo_return_loss_enhancement),
         }
     }
 }
@@ -146,6 +155,7 @@ pub(super) struct Parts {
     pub impairment: Option<ImpairStats>,
     pub video: bool,
     pub format: AudioFormat,
+    pub processing: Option<(ProcessingConfig, ProcessingStats)>,
 }
 
 /// Puts a call's figures in the loopback report's shape.
@@ -162,6 +172,7 @@ pub(super) fn build(parts: Parts) -> CallReport {
         impairment,
         video,
         format,
+        processing,
     } = parts;
     let seconds = seconds.max(f64::EPSILON);
     let kbps = |bytes: u64| bytes as f64 * 8.0 / seconds / 1000.0;
@@ -171,8 +182,11 @@ pub(super) fn build(parts: Parts) -> CallReport {
     // Without the sender's signal to align against, the audio latency is the sum of what the
     // path holds: a frame, the encoder's look-ahead, half the round trip, the jitter buffer,
     // and one playout period.
+    // The microphone's audio processing delays what is sent by its own delay.
+    let stage_ms = processing.map_or(0.0, |(c, _)| c.delay().as_secs_f64() * 1000.0);
     let fixed = f64::from(frame_ms)
         + lookahead_ms
+        + stage_ms
         + stats.transport.rtt_ms.unwrap_or(0.0) / 2.0
         + PLAYOUT_PERIOD_MS;
     let jb = stats.audio.jitter_buffer_ms;
@@ -194,6 +208,9 @@ pub(super) fn build(parts: Parts) -> CallReport {
         kbps: kbps(audio_sent.bytes),
         decode_errors: stats.audio.decode_errors,
         frames_dropped: audio_sent.not_sent,
+        echo_return_loss_db: processing.and_then(|(_, s)| s.echo_return_loss),
+        echo_return_loss_enhancement_db: processing
+            .and_then(|(_, s)| s.echo_return_loss_enhancement),
     };
     let v = sent.video.unwrap_or_default();
     let video_report = video.then(|| {
