@@ -26,7 +26,7 @@ use duet_media::{AudioFormat, Channels, FrameDuration};
 
 use crate::client::{Call, CallError, CallOptions, CallReport, Client, ClientEvent, ClientEvents};
 use crate::social::ConnectArgs;
-use crate::spec::{open_audio, open_video, AudioChoice, Size, VideoChoice};
+use crate::spec::{open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice};
 
 /// What this side of a call sends.
 #[derive(Args, Debug, Clone)]
@@ -66,6 +66,15 @@ pub struct MediaArgs {
     /// per line (`duet plot` draws them).
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
+    /// Echo cancellation of the audio sent: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    pub aec: Option<Switch>,
+    /// Noise suppression of the audio sent: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    pub ns: Option<Switch>,
+    /// Automatic gain control of the audio sent: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    pub agc: Option<Switch>,
 }
 
 /// `duet call NAME`.
@@ -198,6 +207,7 @@ impl MediaArgs {
             audio_sink: Some(audio_sink),
             video_sink,
             impair,
+            audio_processing: Some(processing(&self.audio, self.aec, self.ns, self.agc)),
             ..CallOptions::default()
         })
     }

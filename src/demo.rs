@@ -186,6 +186,9 @@ async fn demo(args: DemoArgs) -> Result<()> {
         save_video: None,
         json: false,
         stats: None,
+        aec: None,
+        ns: None,
+        agc: None,
     };
     let alice_options = media(args.impair.clone()).options_unplayed()?;
     let bob_options = media(args.impair.clone()).options_unplayed()?;

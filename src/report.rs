@@ -59,6 +59,9 @@ fn audio_json(a: &AudioReport) -> Value {
         "snr_db": opt(a.snr_db),
         "kbps": r3(a.kbps),
         "decode_errors": a.decode_errors,
+        // W3C media-source stats, from the microphone's echo canceller (null when it is off).
+        "echoReturnLoss": opt(a.echo_return_loss_db),
+        "echoReturnLossEnhancement": opt(a.echo_return_loss_enhancement_db),
     })
 }
 
@@ -182,6 +185,13 @@ pub fn summary(report: &LoopbackReport) -> String {
             },
         };
         let _ = writeln!(s, "  latency  {} ({from})", p(&a.latency_ms, "ms"));
+        if let (Some(erl), Some(erle)) = (a.echo_return_loss_db, a.echo_return_loss_enhancement_db)
+        {
+            let _ = writeln!(
+                s,
+                "  echo     return loss {erl:.1} dB, enhancement {erle:.1} dB (canceller's estimates)"
+            );
+        }
         let delay = a
             .signal_delay_ms
             .map_or("not aligned".into(), |d| format!("{d:.2} ms"));

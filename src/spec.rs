@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use duet_media::audio::anchor::{AnchoredSource, MarkedTone, Speech};
 use duet_media::audio::device::Microphone;
+use duet_media::audio::process::ProcessingConfig;
 use duet_media::audio::synth::Silence;
 use duet_media::audio::wav::WavSource;
 use duet_media::audio::AudioSource;
@@ -31,6 +32,39 @@ impl fmt::Display for ChoiceError {
 }
 
 impl std::error::Error for ChoiceError {}
+
+/// `on` or `off`, for the switches of the microphone's audio processing (`--aec on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Switched on.
+    On,
+    /// Switched off.
+    Off,
+}
+
+impl Switch {
+    /// True for [`Switch::On`].
+    pub fn on(self) -> bool {
+        self == Switch::On
+    }
+}
+
+/// The microphone path's audio processing for `choice`: each part on by default for a
+/// microphone and off for synthetic and file sources, unless `aec`, `ns` or `agc` says otherwise.
+pub fn processing(
+    choice: &AudioChoice,
+    aec: Option<Switch>,
+    ns: Option<Switch>,
+    agc: Option<Switch>,
+) -> ProcessingConfig {
+    let default = matches!(choice, AudioChoice::Mic(_));
+    let pick = |s: Option<Switch>| s.map_or(default, Switch::on);
+    ProcessingConfig {
+        echo_cancellation: pick(aec),
+        noise_suppression: pick(ns),
+        gain_control: pick(agc),
+    }
+}
 
 /// Where the audio of a call comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

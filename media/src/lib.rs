@@ -43,6 +43,7 @@ pub mod measure;
 mod negotiate;
 pub mod packetize;
 pub mod red;
+pub(crate) mod rng;
 pub mod rtp;
 pub mod stats;
 pub mod transport;

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use duet_media::adapt::AdaptConfig;
 use duet_media::audio::meter::{known_signals, LatencyMeter};
+use duet_media::audio::process::{
+    process_path, ProcessingConfig, ProcessingMonitor, ProcessingStats,
+};
 use duet_media::audio::{AudioSink, NullAudioSink};
-use duet_media::call::pump::{LocalMedia, MediaPump, SendCounters};
+use duet_media::call::pump::{LocalAudio, LocalMedia, MediaPump, SendCounters};
 use duet_media::call::record::{RecordingVideoSink, VideoRecord};
 use duet_media::call::{
     CallConfig, CallEvent, CallEvents, CallSession, CallSinks, CallStats, EndReason, Runtime,
@@ -56,6 +59,10 @@ pub struct CallOptions {
     pub connect_timeout: Duration,
     /// The call ends when nothing comes from the peer for this long.
     pub silence_timeout: Duration,
+    /// Echo cancellation, noise suppression and gain control on the audio sent, fed with the
+    /// audio received as the echo reference. `None` chooses: all on for a live source (a
+    /// microphone), off for synthetic and file sources.
+    pub audio_processing: Option<ProcessingConfig>,
 }
 
 impl Default for CallOptions {
@@ -71,6 +78,7 @@ impl Default for CallOptions {
             ring: DEFAULT_RING,
             connect_timeout: Duration::from_secs(20),
             silence_timeout: Duration::from_secs(10),
+            audio_processing: None,
         }
     }
 }
@@ -83,6 +91,7 @@ impl std::fmt::Debug for CallOptions {
             .field("impair", &self.impair)
             .field("bind", &self.bind)
             .field("ring", &self.ring)
+            .field("audio_processing", &self.audio_processing)
             .finish_non_exhaustive()
     }
 }
@@ -317,15 +326,33 @@ async fn establish(
     let id = route.id();
     let rss_start = duet_media::loopback::rss_mb();
     let CallOptions {
-        media,
+        mut media,
         audio_sink,
         video_sink,
         impair,
         bind,
         connect_timeout,
         silence_timeout,
+        audio_processing,
         ..
     } = options;
+    let mut audio_sink = audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default()));
+    let mut processing = None;
+    if let Some(audio) = media.audio.take() {
+        let live = audio.source.is_live();
+        let config = audio_processing.unwrap_or(if live {
+            ProcessingConfig::VOICE
+        } else {
+            ProcessingConfig::OFF
+        });
+        let path = process_path(config, audio.source, audio_sink).map_err(setup)?;
+        audio_sink = path.sink;
+        processing = path.monitor.map(|m| (config, m));
+        media.audio = Some(LocalAudio {
+            source: path.source,
+            opus: audio.opus,
+        });
+    }
     let format = media
         .audio
         .as_ref()
@@ -366,11 +393,8 @@ async fn establish(
     let record = Arc::new(Mutex::new(VideoRecord::new(3600)));
     // What this side hears is aligned against the signals duet's synthetic sources play: the
     // peer's mouth-to-ear latency when it sends one of them, nothing otherwise.
-    let (meter, audio_sink) = LatencyMeter::start(
-        audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default())),
-        known_signals().map_err(setup)?,
-    )
-    .map_err(setup)?;
+    let (meter, audio_sink) =
+        LatencyMeter::start(audio_sink, known_signals().map_err(setup)?).map_err(setup)?;
     let sinks = CallSinks {
         audio: Some(Box::new(audio_sink)),
         video: Some(Box::new(RecordingVideoSink::new(
@@ -454,6 +478,7 @@ async fn establish(
         video,
         format,
         last: Mutex::new(None),
+        processing,
     })
 }
 
@@ -561,6 +586,7 @@ pub struct Call {
     video: bool,
     format: AudioFormat,
     last: Mutex<Option<(Instant, SendCounters)>>,
+    processing: Option<(ProcessingConfig, ProcessingMonitor)>,
 }
 
 impl std::fmt::Debug for Call {
@@ -587,6 +613,11 @@ impl Call {
     /// Whether the call carries video.
     pub fn has_video(&self) -> bool {
         self.video
+    }
+
+    /// The settings and figures of the audio processing on the audio sent, when it is on.
+    pub fn audio_processing(&self) -> Option<(ProcessingConfig, ProcessingStats)> {
+        self.processing.as_ref().map(|(c, m)| (*c, m.stats()))
     }
 
     /// Why the call ended, once it has.
@@ -677,6 +708,7 @@ impl Call {
             impairment: self.impairment.as_ref().map(|c| c.snapshot()),
             video: self.video,
             format: self.format,
+            processing: self.audio_processing(),
         });
         Ok(report)
     }

@@ -9,7 +9,9 @@ use crate::frame::{AudioFormat, AudioFrame, Read};
 pub mod anchor;
 pub mod device;
 pub mod meter;
+pub mod process;
 pub mod resample;
+pub mod room;
 pub mod synth;
 pub mod wav;
 

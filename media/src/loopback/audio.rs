@@ -331,6 +331,9 @@ fn analyse(
         },
         decode_errors: decoded.errors,
         frames_dropped: captured.dropped,
+        // Set by the caller that runs a processing stage on the source.
+        echo_return_loss_db: None,
+        echo_return_loss_enhancement_db: None,
     }
 }
 

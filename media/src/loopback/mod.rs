@@ -102,6 +102,13 @@ pub struct AudioReport {
     pub decode_errors: u64,
     /// Frames dropped because a stage was behind.
     pub frames_dropped: u64,
+    /// W3C `echoReturnLoss` of the media source (dB): the echo canceller's estimate of how
+    /// much quieter the echo reaching the microphone is than what the speaker played; `None`
+    /// without echo cancellation.
+    pub echo_return_loss_db: Option<f64>,
+    /// W3C `echoReturnLossEnhancement` of the media source (dB): the echo canceller's estimate
+    /// of how much of that echo it removes; `None` without echo cancellation.
+    pub echo_return_loss_enhancement_db: Option<f64>,
 }
 
 /// Figures of the video path.

@@ -280,6 +280,9 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
             kbps: sent.bytes as f64 * 8.0 / seconds.max(f64::EPSILON) / 1000.0,
             decode_errors: receiver_stats.audio.decode_errors,
             frames_dropped: sent.not_sent,
+            // Set by the caller that runs a processing stage on the source.
+            echo_return_loss_db: None,
+            echo_return_loss_enhancement_db: None,
         }
     });
     let video_report = video_sent.as_ref().map(|sent| {

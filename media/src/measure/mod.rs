@@ -2,4 +2,5 @@
 
 pub mod audio;
 pub mod mouth;
+pub mod echo;
 pub mod video;

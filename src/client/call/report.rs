@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use duet_media::audio::meter::HeardLatency;
+use duet_media::audio::process::{ProcessingConfig, ProcessingStats};
 use duet_media::call::pump::SendReport;
 use duet_media::call::record::VideoRecord;
 use duet_media::call::{CallStats, EndReason};
@@ -77,6 +78,8 @@ pub struct CallStatus {
     pub frames_shown: u64,
     /// Video freezes so far.
     pub freezes: u64,
+    /// The echo canceller's echo return loss enhancement estimate (dB), when it is on.
+    pub echo_return_loss_enhancement_db: Option<f64>,
 }
 
 impl CallStatus {
@@ -87,8 +90,11 @@ impl CallStatus {
         let ms = |x: Option<f64>, digits: usize| {
             x.map_or("-".to_owned(), |v| format!("{v:.digits$} ms"))
         };
+        let erle = self
+            .echo_return_loss_enhancement_db
+            .map_or(String::new(), |e| format!("  erle {e:.0} dB"));
         format!(
-            "{:02}:{:02}  rtt {}  loss {:.1}%  jb {}  audio {:.0} kbps  video {:.0} kbps  latency audio {} video {}  freezes {}",
+            "{:02}:{:02}  rtt {}  loss {:.1}%  jb {}  audio {:.0} kbps  video {:.0} kbps  latency audio {} video {}  freezes {}{erle}",
             secs / 60,
             secs % 60,
             ms(self.rtt_ms, 1),
@@ -135,6 +141,9 @@ impl Call {
             video_latency_ms: (!recent.is_empty()).then(|| Percentiles::of(recent).p50),
             frames_shown: record.shown,
             freezes: stats.video.freeze_count,
+            echo_return_loss_enhancement_db: self
+                .audio_processing()
+                .and_then(|(_, s)| s.echo_return_loss_enhancement),
         }
     }
 }
@@ -153,6 +162,7 @@ pub(super) struct Parts {
     pub impairment: Option<ImpairStats>,
     pub video: bool,
     pub format: AudioFormat,
+    pub processing: Option<(ProcessingConfig, ProcessingStats)>,
 }
 
 /// Puts a call's figures in the loopback report's shape.
@@ -170,6 +180,7 @@ pub(super) fn build(parts: Parts) -> CallReport {
         impairment,
         video,
         format,
+        processing,
     } = parts;
     let seconds = seconds.max(f64::EPSILON);
     let kbps = |bytes: u64| bytes as f64 * 8.0 / seconds / 1000.0;
@@ -177,9 +188,13 @@ pub(super) fn build(parts: Parts) -> CallReport {
     let audio_sent = sent.audio.unwrap_or_default();
     let lookahead_ms = audio_sent.lookahead.as_secs_f64() * 1000.0;
     // An estimate, not a measurement: what the path holds on average (a frame being
-    // captured, the encoder's look-ahead, half the round trip, the mean jitter buffer wait).
+    // captured, the encoder's look-ahead, the audio processing stage's own delay, half the
+    // round trip, the mean jitter buffer wait).
+    let stage_ms = processing.map_or(0.0, |(c, _)| c.delay().as_secs_f64() * 1000.0);
     let estimated_latency_ms = match (stats.transport.rtt_ms, stats.audio.jitter_buffer_ms) {
-        (Some(rtt), Some(jb)) => Some(f64::from(frame_ms) + lookahead_ms + rtt / 2.0 + jb),
+        (Some(rtt), Some(jb)) => {
+            Some(f64::from(frame_ms) + lookahead_ms + stage_ms + rtt / 2.0 + jb)
+        }
         _ => None,
     };
     let audio = AudioReport {
@@ -197,6 +212,9 @@ pub(super) fn build(parts: Parts) -> CallReport {
         kbps: kbps(audio_sent.bytes),
         decode_errors: stats.audio.decode_errors,
         frames_dropped: audio_sent.not_sent,
+        echo_return_loss_db: processing.and_then(|(_, s)| s.echo_return_loss),
+        echo_return_loss_enhancement_db: processing
+            .and_then(|(_, s)| s.echo_return_loss_enhancement),
     };
     let v = sent.video.unwrap_or_default();
     let video_report = video.then(|| {
