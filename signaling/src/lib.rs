@@ -39,6 +39,7 @@
 
 pub mod client;
 mod error;
+mod handshake;
 pub mod hub;
 pub mod limit;
 pub mod protocol;

@@ -50,6 +50,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections at once; more are refused with 503.
     pub max_connections: usize,
+    /// How long a new socket may take to send its WebSocket request; slower ones are dropped.
+    pub upgrade_timeout: Duration,
     /// How long sending one frame to a client may take; a client that does not read for this
     /// long is disconnected (and shown offline).
     pub send_timeout: Duration,
@@ -64,6 +66,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(90),
             max_connections: 50_000,
             send_timeout: Duration::from_secs(10),
+            upgrade_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -201,9 +204,13 @@ impl Server {
             next_conn: AtomicU64::new(1),
         });
         let app = Router::new().fallback(upgrade).with_state(shared.clone());
-        let listener = listener.tap_io(|tcp| {
+        let listener = crate::handshake::HandshakeDeadline {
+            inner: listener,
+            timeout: config.limits.upgrade_timeout,
+        };
+        let listener = listener.tap_io(|timed| {
             // Small messages must not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
+            let _ = timed.io.set_nodelay(true);
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = axum::serve(

@@ -295,6 +295,12 @@ async fn a_client_that_never_reads_is_dropped_without_stalling_others_or_losing_
     for i in 0..3 {
         a.send(json!({"type": "chat", "to": "bob", "id": format!("keep{i}"), "text": format!("kept {i}")})).await;
     }
+    // Each is flushed to the disk before its ack: wait for those flushes, which hold the hub,
+    // before timing anything.
+    for _ in 0..3 {
+        a.recv_until(|m| matches!(m, ServerMessage::Ack { .. }))
+            .await;
+    }
     // alice floods bob with typing notices; bob reads nothing; carol keeps pinging.
     let flood = tokio::spawn(async move {
         for i in 0..20_000 {

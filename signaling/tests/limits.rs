@@ -100,3 +100,30 @@ async fn a_client_that_stops_reading_is_dropped_and_shown_offline() {
     assert!(offline, "bob was never shown offline");
     assert!(b.closed_by_server().await);
 }
+
+#[tokio::test]
+async fn a_socket_that_does_not_send_its_request_in_time_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ts = TestServer::start_with(&["alice"], |c| {
+        c.limits.upgrade_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // A request trickled too slowly, and a socket that says nothing.
+    let mut slow = tokio::net::TcpStream::connect(ts.addr()).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(ts.addr()).await.unwrap();
+    for sock in [&mut slow, &mut silent] {
+        let mut buf = [0u8; 64];
+        let r = tokio::time::timeout(Duration::from_secs(3), sock.read(&mut buf)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "still open after the deadline: {r:?}"
+        );
+    }
+    // A prompt client is not affected, and its WebSocket outlives the deadline.
+    let mut p = Peer::login(&ts, "alice").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    p.ping(1).await;
+}
