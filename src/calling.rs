@@ -6,7 +6,7 @@
 //! the call or file it took did, or 5 when none came in time; with `--keep` it takes one after
 //! another and exits 0 on Ctrl-C.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -433,7 +433,8 @@ async fn answer_one(
                     "voice"
                 };
                 eprintln!("{} is calling ({kind} call)", incoming.from());
-                if args.auto || ask(&format!("answer {}? [y/N] ", incoming.from()))? {
+                if args.auto || crate::prompt::ask(&format!("answer {}? [y/N] ", incoming.from()))?
+                {
                     break incoming;
                 }
                 incoming.decline(Some("declined".into())).await?;
@@ -472,14 +473,4 @@ async fn answer_one(
     let report = run_call(call, seconds, args.media.stats.as_deref()).await?;
     finish_report(&report, args.media.json);
     Ok(Answered::Took(exit_for(&report.end)))
-}
-
-/// Asks a yes/no question on the terminal.
-pub fn ask(question: &str) -> Result<bool> {
-    let mut err = std::io::stderr();
-    err.write_all(question.as_bytes())?;
-    err.flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }

@@ -205,7 +205,7 @@ pub async fn receive(offer: IncomingFile, args: &ReceiveArgs, json: bool) -> Res
     let dir = match &args.accept_files {
         Some(dir) => dir.clone(),
         None => {
-            if !crate::calling::ask(&format!("accept {name} into the current folder? [y/N] "))? {
+            if !crate::prompt::ask(&format!("accept {name} into the current folder? [y/N] "))? {
                 offer.decline(Some("declined".into())).await?;
                 eprintln!("declined");
                 return Ok(3);

@@ -47,6 +47,7 @@ pub mod client;
 pub mod demo;
 pub mod files;
 pub mod plot;
+pub mod prompt;
 pub mod report;
 pub mod sharing;
 pub mod social;

@@ -230,7 +230,11 @@ fn a_voice_call_measures_mouth_to_ear_latency_from_the_signal() {
     let inbound = &last["IA"];
     assert_eq!(inbound["type"], "inbound-rtp");
     assert_eq!(inbound["kind"], "audio");
-    let field = |f: &str| inbound[f].as_f64().unwrap_or_else(|| panic!("{f}: {inbound}"));
+    let field = |f: &str| {
+        inbound[f]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{f}: {inbound}"))
+    };
     assert!(field("concealedSamples") <= field("totalSamplesReceived"));
     let emitted = field("jitterBufferEmittedCount");
     assert!(emitted > 0.0);
@@ -238,7 +242,10 @@ fn a_voice_call_measures_mouth_to_ear_latency_from_the_signal() {
         field("jitterBufferDelay") / emitted,
         field("jitterBufferTargetDelay") / emitted,
     );
-    assert!((mean - target).abs() <= 0.020, "mean {mean} s, target {target} s");
+    assert!(
+        (mean - target).abs() <= 0.020,
+        "mean {mean} s, target {target} s"
+    );
     assert!(last["L"]["audioLatency"].as_f64().is_some(), "{last}");
     assert_eq!(last["L"]["audioLatencySource"], "signal");
     assert!(last["CP"]["localCandidateType"].is_null());
@@ -278,7 +285,10 @@ fn a_tone_aligns_and_an_unstamped_y4m_gives_no_video_latency() {
     let bob_report = json(&stdout);
     for (who, report) in [("alice", &alice_report), ("bob", &bob_report)] {
         let video = &report["video"];
-        assert!(video["frames_shown"].as_u64().unwrap_or(0) > 30, "{who}: {video}");
+        assert!(
+            video["frames_shown"].as_u64().unwrap_or(0) > 30,
+            "{who}: {video}"
+        );
         assert!(video["latency_ms"].is_null(), "{who}: {video}");
         assert_eq!(video["latency_source"], "none", "{who}: {video}");
         // The tone's chirp, once a second, lines it up.
@@ -351,10 +361,7 @@ fn the_demo_tells_the_story_and_reports_both_sides() {
         assert!(shown > 45, "{side} saw {shown} pictures: {report}");
         assert!(report["transport"]["rtt_ms"].as_f64().is_some(), "{report}");
         assert!(
-            report["audio"]["jitter_buffer_ms"]
-                .as_f64()
-                .unwrap_or(0.0)
-                > 0.0,
+            report["audio"]["jitter_buffer_ms"].as_f64().unwrap_or(0.0) > 0.0,
             "{report}"
         );
         signal_latency_p50(side, report);

@@ -225,7 +225,10 @@ mod tests {
         }
         assert!(heard.len() >= 3, "{heard:?} of {:?}", meter.counts());
         // The codec's look-ahead (6.5 ms) comes on top.
-        assert!(heard.iter().all(|h| (h.latency_ms - 36.5).abs() < 1.0), "{heard:?}");
+        assert!(
+            heard.iter().all(|h| (h.latency_ms - 36.5).abs() < 1.0),
+            "{heard:?}"
+        );
     }
 
     #[test]
