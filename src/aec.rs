@@ -59,7 +59,8 @@ pub struct AecReport {
     /// What the stage itself delays the microphone by (ms).
     pub stage_delay_ms: f64,
     /// Measured ERLE per whole second (dB): microphone power over output power; null for a
-    /// second too quiet (below -60 dBFS at the microphone) to measure.
+    /// second too quiet (below -60 dBFS at the microphone) to measure, or cut short at the end
+    /// by the stage's delay.
     pub erle_db: Vec<Option<f64>>,
     /// The echo canceller's own ERLE estimate at the end of each second (dB).
     pub estimated_erle_db: Vec<Option<f64>>,
@@ -217,4 +218,85 @@ fn print_summary(args: &AecArgs, r: &AecReport) {
         "  cost per 10 ms chunk: median {:.0} µs, p99 {:.0} µs, max {:.0} µs",
         r.cost_us.median, r.cost_us.p99, r.cost_us.max
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duet_media::audio::room::{Room, RoomConfig};
+
+    /// Writes 48 kHz mono samples to a WAV file.
+    fn write(path: &std::path::Path, samples: &[f32]) {
+        let now = Instant::now();
+        let mut sink = WavSink::create(path, Channels::Mono).unwrap();
+        let mut frame = AudioFrame::silent(CHUNK_FORMAT, now);
+        for chunk in samples.chunks_exact(CHUNK) {
+            for (s, &x) in frame.samples.iter_mut().zip(chunk) {
+                *s = (x * 32768.0) as i16;
+            }
+            sink.write(now, &frame).unwrap();
+        }
+        sink.finish().unwrap();
+    }
+
+    #[test]
+    fn a_recorded_pair_gives_the_echo_delay_and_its_removal() {
+        let mut speech =
+            WavSource::from_bytes("speech", crate::spec::SPEECH_WAV, CHUNK_FORMAT).unwrap();
+        let now = Instant::now();
+        let mut frame = AudioFrame::silent(CHUNK_FORMAT, now);
+        let mut far = Vec::new();
+        while speech.read(now, &mut frame).unwrap() == Read::Frame && far.len() < 6 * 48_000 {
+            far.extend(frame.samples.iter().map(|&s| f32::from(s) / 32768.0));
+        }
+        let mut room = Room::new(RoomConfig::default()).unwrap();
+        let mut mic = vec![0.0; far.len()];
+        let silence = vec![0.0; CHUNK];
+        for (f, m) in far.chunks_exact(CHUNK).zip(mic.chunks_exact_mut(CHUNK)) {
+            room.play(f);
+            room.capture(&silence, m, None);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let args = AecArgs {
+            far: dir.path().join("far.wav"),
+            mic: dir.path().join("mic.wav"),
+            out: dir.path().join("out.wav"),
+            aec: Switch::On,
+            ns: Switch::On,
+            agc: Switch::On,
+            json: true,
+        };
+        write(&args.far, &far);
+        write(&args.mic, &mic);
+        let report = process(&args, ProcessingConfig::VOICE).unwrap();
+        let delay = report.delay_ms.expect("a delay is found");
+        assert!((70..=100).contains(&delay), "delay {delay} ms");
+        assert_eq!(report.erle_db.len(), 6);
+        // The last second is shorter once lined up with the stage's delay: it is not measured.
+        assert_eq!(report.erle_db[5], None);
+        let late = report.erle_db[4].expect("the fifth second has echo");
+        assert!(late >= 20.0, "ERLE {late} dB in the fifth second");
+        assert!(report.cost_us.median > 0.0 && report.cost_us.p99 >= report.cost_us.median);
+        let written = hound_len(&args.out);
+        assert_eq!(written, far.len());
+
+        let missing = AecArgs {
+            far: dir.path().join("nope.wav"),
+            ..args
+        };
+        let err = process(&missing, ProcessingConfig::VOICE).unwrap_err();
+        assert!(format!("{err:#}").contains("nope.wav"), "{err:#}");
+    }
+
+    /// Samples in a WAV file written by duet.
+    fn hound_len(path: &std::path::Path) -> usize {
+        let mut source = WavSource::open(path, CHUNK_FORMAT).unwrap();
+        let now = Instant::now();
+        let mut frame = AudioFrame::silent(CHUNK_FORMAT, now);
+        let mut n = 0;
+        while source.read(now, &mut frame).unwrap() == Read::Frame {
+            n += frame.samples.len();
+        }
+        n
+    }
 }

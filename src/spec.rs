@@ -237,6 +237,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn processing_is_on_for_a_microphone_unless_switched_off() {
+        let mic = AudioChoice::Mic(None);
+        assert_eq!(processing(&mic, None, None, None), ProcessingConfig::VOICE);
+        assert_eq!(
+            processing(&AudioChoice::Speech, None, None, None),
+            ProcessingConfig::OFF
+        );
+        let some = processing(&mic, Some(Switch::Off), None, Some(Switch::Off));
+        assert!(!some.echo_cancellation && some.noise_suppression && !some.gain_control);
+        let asked = processing(&AudioChoice::Tone, Some(Switch::On), None, None);
+        assert!(asked.echo_cancellation && !asked.noise_suppression);
+    }
+
+    #[test]
     fn audio_choices() {
         assert_eq!("speech".parse(), Ok(AudioChoice::Speech));
         assert_eq!(
