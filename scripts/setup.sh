@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages duet's crates build against on a fresh Debian machine:
 # ALSA headers (cpal), cmake (libopus), clang/libclang (bindgen for v4l), pkg-config, and
-# ClamAV's scanner (the tests scan received files with their own signature database).
+# ClamAV's scanner (the tests scan received files with their own signature database), and
+# coturn, nftables and iproute2 for the NAT lab (tests/nat.rs builds networks in namespaces).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
-pkgs=(libasound2-dev libasound2-plugins alsa-utils cmake clang libclang-dev pkg-config clamav)
+pkgs=(libasound2-dev libasound2-plugins alsa-utils cmake clang libclang-dev pkg-config clamav
+  coturn nftables iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

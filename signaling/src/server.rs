@@ -33,6 +33,7 @@ use crate::hub::{ConnId, Hub, HubConfig, Output};
 use crate::limit::{RateConfig, RateLimiter, Verdict};
 use crate::protocol::ErrorCode;
 use crate::store::SqliteStore;
+use crate::tls::{self, ServerTls};
 use crate::Error;
 
 /// Limits on each connection.
@@ -73,6 +74,8 @@ pub struct ServerConfig {
     pub hub: HubConfig,
     /// Per-connection limits.
     pub limits: Limits,
+    /// Serve `wss://` with this certificate; `None` serves plain `ws://`.
+    pub tls: Option<ServerTls>,
 }
 
 impl ServerConfig {
@@ -83,6 +86,7 @@ impl ServerConfig {
             db,
             hub: HubConfig::default(),
             limits: Limits::default(),
+            tls: None,
         }
     }
 }
@@ -168,6 +172,7 @@ fn route(hub: &mut Hub<SqliteStore>, conns: &mut HashMap<ConnId, ConnHandle>, no
 /// A running signaling server.
 pub struct Server {
     addr: SocketAddr,
+    secure: bool,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     serve: JoinHandle<std::io::Result<()>>,
@@ -195,10 +200,9 @@ impl Server {
             next_conn: AtomicU64::new(1),
         });
         let app = Router::new().fallback(upgrade).with_state(shared.clone());
-        let listener = listener.tap_io(|tcp| {
-            // Small messages must not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
-        });
+        let secure = config.tls.is_some();
+        // The connect info (the peer's address) comes through a tap.
+        let listener = tls::Listener::new(listener, config.tls.clone())?.tap_io(|_| {});
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = axum::serve(
             listener,
@@ -212,6 +216,7 @@ impl Server {
         tracing::info!("signaling: listening on {addr}");
         Ok(Server {
             addr,
+            secure,
             shared,
             stop: Some(stop),
             serve,
@@ -224,9 +229,10 @@ impl Server {
         self.addr
     }
 
-    /// The URL clients connect to.
+    /// The URL clients connect to: `wss://` when serving TLS.
     pub fn url(&self) -> String {
-        format!("ws://{}/", self.addr)
+        let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// Open WebSocket connections, authenticated or not.

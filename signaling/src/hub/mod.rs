@@ -23,6 +23,7 @@ use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::{
     ClientMessage, ErrorCode, InviteId, Request, ServerMessage, Status, UserName, MAX_FIELD,
 };
+use crate::ice::IceConfig;
 use crate::store::{hash_token, Relation, Store};
 use crate::Error;
 
@@ -67,6 +68,8 @@ pub struct HubConfig {
     pub call_grace: Duration,
     /// How long chat message ids are remembered to drop resent duplicates.
     pub dedup_ttl: Duration,
+    /// The STUN and TURN servers handed to clients (`None`: none).
+    pub ice: Option<IceConfig>,
 }
 
 impl Default for HubConfig {
@@ -83,6 +86,7 @@ impl Default for HubConfig {
             max_backlog: 1000,
             call_grace: Duration::from_secs(30),
             dedup_ttl: Duration::from_secs(600),
+            ice: None,
         }
     }
 }
@@ -317,6 +321,7 @@ impl<S: Store> Hub<S> {
             ClientMessage::Hangup { id, reason } => self.hangup(user, id, reason),
             ClientMessage::Signal { call, signal } => self.signal(user, call, signal),
             ClientMessage::Ping => Ok(Some(ServerMessage::Pong { rid })),
+            ClientMessage::IceServers => Ok(Some(self.ice_servers(now, user, rid))),
         }
     }
 
@@ -477,6 +482,23 @@ impl<S: Store> Hub<S> {
         entry.0 += 1;
     }
 
+    /// The ICE servers for `user` at `now`, with TURN credentials made now.
+    fn ice_servers(&self, now: Instant, user: &UserName, rid: Option<u64>) -> ServerMessage {
+        let Some(ice) = &self.config.ice else {
+            return ServerMessage::IceServers {
+                rid,
+                servers: Vec::new(),
+                expires_ms: None,
+            };
+        };
+        let expires_ms = (!ice.turn.is_empty()).then(|| ice.ttl.as_millis() as u64);
+        ServerMessage::IceServers {
+            rid,
+            servers: ice.servers_for(user.as_str(), now),
+            expires_ms,
+        }
+    }
+
     fn login(
         &mut self,
         now: Instant,
@@ -552,6 +574,10 @@ impl<S: Store> Hub<S> {
             note: note.clone(),
         };
         self.send(conn, welcome);
+        if self.config.ice.is_some() {
+            let servers = self.ice_servers(now, &user, None);
+            self.send(conn, servers);
+        }
         let contacts = self.contact_list(&user);
         self.send(
             conn,

@@ -75,18 +75,21 @@ pub struct CallStatus {
     pub frames_shown: u64,
     /// Video freezes so far.
     pub freezes: u64,
+    /// The path the call took, local/remote candidate types (`relay(udp)/srflx`).
+    pub path: Option<String>,
 }
 
 impl CallStatus {
-    /// `00:07  rtt 0.6 ms  loss 0.0%  jb 24 ms  audio 32 kbps  video 1010 kbps  latency 36 ms  freezes 0`.
+    /// `00:07  host/host  rtt 0.6 ms  loss 0.0%  jb 24 ms  audio 32 kbps  video 1010 kbps  latency 36 ms  freezes 0`.
     pub fn line(&self) -> String {
+        let path = self.path.as_deref().unwrap_or("-");
         let secs = self.elapsed.as_secs();
         let rtt = self.rtt_ms.map_or("-".to_owned(), |r| format!("{r:.1} ms"));
         let latency = self
             .video_latency_ms
             .map_or("-".to_owned(), |l| format!("{l:.0} ms"));
         format!(
-            "{:02}:{:02}  rtt {rtt}  loss {:.1}%  jb {:.0} ms  audio {:.0} kbps  video {:.0} kbps  latency {latency}  freezes {}",
+            "{:02}:{:02}  {path}  rtt {rtt}  loss {:.1}%  jb {:.0} ms  audio {:.0} kbps  video {:.0} kbps  latency {latency}  freezes {}",
             secs / 60,
             secs % 60,
             self.loss_pct,
@@ -129,6 +132,7 @@ impl Call {
             video_latency_ms: (!recent.is_empty()).then(|| Percentiles::of(recent).p50),
             frames_shown: record.shown,
             freezes: stats.video.freeze_count,
+            path: t.path.as_ref().map(|p| p.short()),
         }
     }
 }
