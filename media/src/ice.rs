@@ -146,16 +146,21 @@ pub(crate) fn selected_path(report: &RTCStatsReport) -> Option<CandidatePath> {
         .candidate_pairs()
         .find(|p| Some(&p.stats.id) == selected_id.as_ref())
         .or_else(|| report.candidate_pairs().find(|p| p.nominated))?;
+    // The stack names a candidate's stats `RTCLocalIceCandidate_ID` / `RTCRemoteIceCandidate_ID`
+    // and the pair refers to it by ID.
     let candidate = |id: &str, local: bool| {
+        let matches = |stats_id: &str| stats_id == id || stats_id.ends_with(&format!("_{id}"));
         report.iter().find_map(|e| match e {
-            RTCStatsReportEntry::LocalCandidate(c) if local && c.stats.id == id => Some(c),
-            RTCStatsReportEntry::RemoteCandidate(c) if !local && c.stats.id == id => Some(c),
+            RTCStatsReportEntry::LocalCandidate(c) if local && matches(&c.stats.id) => Some(c),
+            RTCStatsReportEntry::RemoteCandidate(c) if !local && matches(&c.stats.id) => Some(c),
             _ => None,
         })
     };
     let local = candidate(&pair.local_candidate_id, true)?;
-    let remote = candidate(&pair.remote_candidate_id, false)?;
     let local_type = local.candidate_type.to_string();
+    // A remote candidate the peer never signalled was learned from its checks: peer-reflexive.
+    let remote_type = candidate(&pair.remote_candidate_id, false)
+        .map_or_else(|| "prflx".to_owned(), |c| c.candidate_type.to_string());
     let relay_protocol = (local_type == "relay").then(|| {
         match format!("{:?}", local.relay_protocol).to_ascii_lowercase().as_str() {
             // The stack's TURN client allocates over UDP only.
@@ -165,7 +170,7 @@ pub(crate) fn selected_path(report: &RTCStatsReport) -> Option<CandidatePath> {
     });
     Some(CandidatePath {
         local_candidate_type: local_type,
-        remote_candidate_type: remote.candidate_type.to_string(),
+        remote_candidate_type: remote_type,
         relay_protocol,
     })
 }

@@ -201,6 +201,14 @@ impl Lab {
         run_in(&gateway, &["ip", "addr", "add", &lan, "dev", "lan"]);
         run_in(&gateway, &["ip", "link", "set", "lan", "up"]);
         run_in(&gateway, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // Traffic between two machines of the LAN is bridged, and with br_netfilter loaded it
+        // would meet the forward chain below: keep it out where the kernel allows (else the
+        // chain accepts it from port to port).
+        let _ = Command::new("ip")
+            .args(["netns", "exec", &gateway, "sysctl", "-qw"])
+            .arg("net.bridge.bridge-nf-call-iptables=0")
+            .stderr(Stdio::null())
+            .status();
         let masquerade = match kind {
             Nat::Symmetric => "masquerade random",
             Nat::Easy | Nat::NoUdp => "masquerade",
@@ -216,10 +224,12 @@ impl Lab {
         nft(
             &gateway,
             &format!(
-                "table ip nat {{ chain post {{ type nat hook postrouting priority srcnat; policy accept; oifname \"wan\" {masquerade}; }} }}
+                "table ip nat {{
+  chain post {{ type nat hook postrouting priority srcnat; policy accept; oifname \"wan\" {masquerade}; }}
+}}
 table inet filter {{
   chain input {{ type filter hook input priority filter; policy drop; iifname \"lo\" accept; iifname \"lan\" accept; ct state established,related accept; }}
-  chain forward {{ type filter hook forward priority filter; policy drop; {drop_udp} iifname \"lan\" oifname \"wan\" accept; iifname \"wan\" oifname \"lan\" ct state established,related accept; }}
+  chain forward {{ type filter hook forward priority filter; policy drop; iifname \"h*\" oifname \"h*\" accept; {drop_udp} iifname \"lan\" oifname \"wan\" accept; iifname \"wan\" oifname \"lan\" ct state established,related accept; }}
 }}
 "
             ),
