@@ -117,10 +117,12 @@ impl World {
             "49152",
             "--max-port",
             "49999",
-            "--log-file",
-            "stdout",
+            "--no-stdout-log",
+            "-v",
             "--simple-log",
+            "--log-file",
         ]);
+        coturn.arg(dir.path().join("turn.log"));
         let mut coturn = spawn(coturn);
         // coturn logs to stdout, which nobody reads: give it a moment to bind instead.
         std::thread::sleep(Duration::from_millis(300));
@@ -211,7 +213,9 @@ impl World {
         ];
         answer.extend_from_slice(callee_args);
         let mut answering = self.cmd(callee, &answer);
-        answering.env("DUET_LOG", SIGNAL_LOG);
+        if std::env::var_os("DUET_LOG").is_none() {
+            answering.env("DUET_LOG", SIGNAL_LOG);
+        }
         let mut bob = spawn(answering);
         bob.wait_line("waiting for a call", Duration::from_secs(20));
         let secs = seconds.to_string();
@@ -222,7 +226,16 @@ impl World {
         call.extend_from_slice(caller_args);
         let started = Instant::now();
         let mut alice = spawn(self.cmd(caller, &call));
-        alice.wait_line("accepted", Duration::from_secs(40));
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            alice.wait_line("accepted", Duration::from_secs(40));
+        }));
+        if let Err(e) = waited {
+            // Show the callee's side of a call that did not connect, then fail.
+            let _ = bob.child.kill();
+            let (_, _, callee_stderr) = bob.finish(Duration::from_secs(5));
+            eprintln!("{callee}'s side:\n{callee_stderr}");
+            std::panic::resume_unwind(e);
+        }
         let connect = started.elapsed();
         let (status, stdout, stderr) = alice.finish(Duration::from_secs(u64::from(seconds) + 30));
         assert!(status.success(), "{caller}: {status:?}\n{stderr}");
@@ -238,6 +251,18 @@ impl World {
             callee: json(&stdout),
             callee_stderr,
             connect,
+        }
+    }
+}
+
+impl Drop for World {
+    /// A failed test shows the end of coturn's log.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("turn.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!("coturn's log ends:\n{tail}");
         }
     }
 }

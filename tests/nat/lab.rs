@@ -171,6 +171,26 @@ impl Lab {
         run_in(&public, &["ip", "link", "add", "name", "br0", "type", "bridge"]);
         run_in(&public, &["ip", "addr", "add", "203.0.113.1/24", "dev", "br0"]);
         run_in(&public, &["ip", "link", "set", "br0", "up"]);
+        // What the internet does with a packet for a private address: nothing. Without a
+        // default route, coturn relaying towards a peer's host candidate would get an error
+        // from the kernel at once and close the allocation.
+        // The default route leads into a veth whose other end has no address (and a fixed
+        // neighbour, so no ARP ever fails): packets go out and vanish.
+        run_in(
+            &public,
+            &["ip", "link", "add", "name", "void", "type", "veth", "peer", "name", "voidend"],
+        );
+        run_in(&public, &["ip", "addr", "add", "192.0.2.1/30", "dev", "void"]);
+        run_in(&public, &["ip", "link", "set", "void", "up"]);
+        run_in(&public, &["ip", "link", "set", "voidend", "up"]);
+        run_in(
+            &public,
+            &[
+                "ip", "neigh", "add", "192.0.2.2", "lladdr", "02:00:00:00:00:02", "dev", "void",
+                "nud", "permanent",
+            ],
+        );
+        run_in(&public, &["ip", "route", "add", "default", "via", "192.0.2.2", "dev", "void"]);
         lab
     }
 
