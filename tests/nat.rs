@@ -118,7 +118,6 @@ impl World {
             "--max-port",
             "49999",
             "--no-stdout-log",
-            "-v",
             "--simple-log",
             "--log-file",
         ]);

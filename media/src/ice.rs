@@ -175,6 +175,26 @@ pub(crate) fn selected_path(report: &RTCStatsReport) -> Option<CandidatePath> {
     })
 }
 
+/// A relay candidate as the peer may see it: its related address (the local address the
+/// allocation was made from, RFC 8445 §5.1.3) becomes `0.0.0.0 0`, as browsers send it. The
+/// related address is for diagnostics only; the peer needs the relay address alone, and a
+/// relay-only user must not reveal the machine's address through it. Other candidates are
+/// returned as they are.
+pub fn redact_related_address(candidate: &str) -> String {
+    if candidate_type(candidate) != Some("relay") {
+        return candidate.to_owned();
+    }
+    let mut words: Vec<&str> = candidate.split_whitespace().collect();
+    for i in 0..words.len().saturating_sub(1) {
+        match words[i] {
+            "raddr" => words[i + 1] = "0.0.0.0",
+            "rport" => words[i + 1] = "0",
+            _ => {}
+        }
+    }
+    words.join(" ")
+}
+
 /// The type of a candidate line (`candidate:... typ relay ...`), if it names one.
 pub fn candidate_type(candidate: &str) -> Option<&str> {
     let mut words = candidate.split_whitespace();
@@ -192,6 +212,17 @@ mod tests {
         assert_eq!(candidate_type(line), Some("relay"));
         assert_eq!(candidate_type("candidate:1 1 udp 1 10.0.0.1 1 typ host"), Some("host"));
         assert_eq!(candidate_type("garbage"), None);
+    }
+
+    #[test]
+    fn relay_candidates_hide_the_address_they_were_allocated_from() {
+        let relay = "candidate:1 1 udp 16777215 203.0.113.1 49668 typ relay raddr 10.1.0.2 rport 33074";
+        assert_eq!(
+            redact_related_address(relay),
+            "candidate:1 1 udp 16777215 203.0.113.1 49668 typ relay raddr 0.0.0.0 rport 0"
+        );
+        let srflx = "candidate:2 1 udp 1694498815 203.0.113.11 5000 typ srflx raddr 10.1.0.2 rport 5000";
+        assert_eq!(redact_related_address(srflx), srflx);
     }
 
     #[test]
