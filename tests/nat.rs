@@ -165,10 +165,7 @@ impl World {
     }
 
     fn user(&self, name: &str) -> &(String, String, String) {
-        self.users
-            .iter()
-            .find(|u| u.0 == name)
-            .expect("known user")
+        self.users.iter().find(|u| u.0 == name).expect("known user")
     }
 
     /// `duet ARGS` as `user`, on the user's machine.
@@ -208,7 +205,13 @@ impl World {
         seconds: u32,
     ) -> CallResult {
         let mut answer = vec![
-            "answer", "--auto", "--json", "--size", "320x240", "--video-kbps", "300",
+            "answer",
+            "--auto",
+            "--json",
+            "--size",
+            "320x240",
+            "--video-kbps",
+            "300",
         ];
         answer.extend_from_slice(callee_args);
         let mut answering = self.cmd(callee, &answer);
@@ -219,7 +222,14 @@ impl World {
         bob.wait_line("waiting for a call", Duration::from_secs(20));
         let secs = seconds.to_string();
         let mut call = vec![
-            "call", callee, "--seconds", &secs, "--json", "--size", "320x240", "--video-kbps",
+            "call",
+            callee,
+            "--seconds",
+            &secs,
+            "--json",
+            "--size",
+            "320x240",
+            "--video-kbps",
             "300",
         ];
         call.extend_from_slice(caller_args);
@@ -239,7 +249,9 @@ impl World {
         let (status, stdout, stderr) = alice.finish(Duration::from_secs(u64::from(seconds) + 30));
         assert!(status.success(), "{caller}: {status:?}\n{stderr}");
         assert!(
-            stderr.lines().any(|l| l.contains("rtt ") && l.contains('/')),
+            stderr
+                .lines()
+                .any(|l| l.contains("rtt ") && l.contains('/')),
             "the status line shows no path: {stderr}"
         );
         let caller_report = json(&stdout);
@@ -283,8 +295,14 @@ impl CallResult {
             let played = report["audio"]["frames"].as_u64().unwrap_or(0);
             assert!(played > 100, "{who} played {played} audio frames: {report}");
             let t = &report["transport"];
-            let local = t["local_candidate_type"].as_str().unwrap_or("none").to_owned();
-            let remote = t["remote_candidate_type"].as_str().unwrap_or("none").to_owned();
+            let local = t["local_candidate_type"]
+                .as_str()
+                .unwrap_or("none")
+                .to_owned();
+            let remote = t["remote_candidate_type"]
+                .as_str()
+                .unwrap_or("none")
+                .to_owned();
             if local == "relay" {
                 assert_eq!(t["relay_protocol"], "udp", "{who}: {t}");
             } else {
@@ -372,7 +390,10 @@ fn a_relay_only_caller_reveals_none_of_its_addresses() {
     let result = world.call("alice", &["--relay-only"], "bob", &[], 10);
     let types = result.check_media();
     assert_eq!(types[0].0, "relay", "alice's own side: {types:?}");
-    assert_eq!(types[1].1, "relay", "bob sees alice at the relay: {types:?}");
+    assert_eq!(
+        types[1].1, "relay",
+        "bob sees alice at the relay: {types:?}"
+    );
     // Alice is 10.1.0.2 behind 203.0.113.11 (home 1); bob must have seen neither.
     let received: Vec<&str> = result
         .callee_stderr
@@ -387,10 +408,16 @@ fn a_relay_only_caller_reveals_none_of_its_addresses() {
     let mut relayed = 0;
     for line in &received {
         assert!(!line.contains("10.1.0.2"), "alice's address leaked: {line}");
-        assert!(!line.contains("203.0.113.11"), "alice's public address leaked: {line}");
+        assert!(
+            !line.contains("203.0.113.11"),
+            "alice's public address leaked: {line}"
+        );
         for (i, _) in line.match_indices(" typ ") {
             let kind = line[i + 5..].split_whitespace().next().unwrap_or_default();
-            assert!(kind.starts_with("relay"), "alice sent a {kind} candidate: {line}");
+            assert!(
+                kind.starts_with("relay"),
+                "alice sent a {kind} candidate: {line}"
+            );
             relayed += 1;
         }
     }
@@ -423,6 +450,32 @@ fn symmetric_nats_without_turn_fail_within_30_s_naming_the_cause() {
 }
 
 #[test]
+fn a_home_that_blocks_udp_fails_within_30_s_naming_the_cause() {
+    let _one = lock();
+    if !lab::ready() {
+        return;
+    }
+    let world = World::new(
+        &[(Nat::NoUdp, &["alice"]), (Nat::Easy, &["bob"])],
+        Turn::Yes,
+    );
+    let mut bob = spawn(world.cmd("bob", &["answer", "--auto", "--size", "320x240"]));
+    bob.wait_line("waiting for a call", Duration::from_secs(20));
+    let started = Instant::now();
+    // Signaling crosses over TCP; the call's UDP does not, not even to the relay.
+    let alice = spawn(world.cmd(
+        "alice",
+        &["call", "bob", "--seconds", "5", "--size", "320x240"],
+    ));
+    let (status, _, stderr) = alice.finish(Duration::from_secs(60));
+    let took = started.elapsed();
+    assert!(!status.success(), "{stderr}");
+    assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
+    assert!(stderr.contains("UDP is blocked"), "{stderr}");
+    drop(bob);
+}
+
+#[test]
 fn a_20_mb_file_crosses_a_relayed_link_identical() {
     let _one = lock();
     if !lab::ready() {
@@ -441,13 +494,15 @@ fn a_20_mb_file_crosses_a_relayed_link_identical() {
     std::fs::create_dir_all(&inbox).expect("inbox");
     let mut bob = spawn(world.cmd(
         "bob",
-        &["answer", "--accept-files", inbox.to_str().unwrap(), "--json"],
+        &[
+            "answer",
+            "--accept-files",
+            inbox.to_str().unwrap(),
+            "--json",
+        ],
     ));
     bob.wait_line("waiting for a call", Duration::from_secs(20));
-    let alice = spawn(world.cmd(
-        "alice",
-        &["send", "bob", file.to_str().unwrap(), "--json"],
-    ));
+    let alice = spawn(world.cmd("alice", &["send", "bob", file.to_str().unwrap(), "--json"]));
     let (status, stdout, stderr) = alice.finish(Duration::from_secs(120));
     assert!(status.success(), "alice: {stderr}");
     let sent = json(&stdout);
@@ -462,4 +517,83 @@ fn a_20_mb_file_crosses_a_relayed_link_identical() {
         sent["seconds"]
     );
     let _ = (&world.homes, &world.lab);
+}
+
+/// CPU seconds a process has used (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The closing figures: time to connect per topology (median of 5 calls of 3 s), and a
+/// relayed call's round trip, latency and coturn's CPU. Not run by default (about two
+/// minutes): `cargo test --release --test nat figures -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn figures() {
+    let _one = lock();
+    if !lab::ready() {
+        return;
+    }
+    let topologies: [(&str, Vec<(Nat, &[&str])>, &[&str]); 4] = [
+        ("same LAN", vec![(Nat::Easy, &["alice", "bob"])], &[]),
+        (
+            "easy NATs",
+            vec![(Nat::Easy, &["alice"]), (Nat::Easy, &["bob"])],
+            &[],
+        ),
+        (
+            "symmetric NATs",
+            vec![(Nat::Symmetric, &["alice"]), (Nat::Symmetric, &["bob"])],
+            &[],
+        ),
+        (
+            "relay-only",
+            vec![(Nat::Easy, &["alice"]), (Nat::Easy, &["bob"])],
+            &["--relay-only"],
+        ),
+    ];
+    for (name, homes, args) in topologies {
+        let world = World::new(&homes, Turn::Yes);
+        let turn_pid = world._servers[0].child.id();
+        // connect_ms: from the call's WebRTC session being created to connected (ICE and
+        // DTLS), as the caller's report gives it; setup: from starting `duet call` to its
+        // "accepted" line (log in, ring, answer, connect).
+        let (mut connects, mut setups) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let result = world.call("alice", args, "bob", &[], 3);
+            connects.push(result.caller["connect_ms"].as_f64().unwrap_or(f64::NAN));
+            setups.push(result.connect.as_secs_f64() * 1000.0);
+        }
+        let cpu_before = cpu_seconds(turn_pid);
+        let result = world.call("alice", args, "bob", &[], 10);
+        let turn_cpu = cpu_seconds(turn_pid) - cpu_before;
+        let types = result.check_media();
+        let t = &result.caller["transport"];
+        let v = &result.callee["video"];
+        eprintln!(
+            "FIGURES {name}: connect_ms median {:.0} of {:?}; setup median {:.0} ms; path {types:?}; 10 s call: rtt {} ms, callee's video latency p50 {} ms, coturn CPU {:.2} s",
+            median(connects.clone()),
+            connects.iter().map(|c| c.round()).collect::<Vec<_>>(),
+            median(setups),
+            t["rtt_ms"],
+            v["latency_ms"]["p50"],
+            turn_cpu
+        );
+    }
 }

@@ -11,8 +11,8 @@
 //! ```
 
 use webrtc::peer_connection::{
-    RTCConfiguration, RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy,
-    RTCStatsReport, RTCStatsReportEntry,
+    RTCConfiguration, RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy, RTCStatsReport,
+    RTCStatsReportEntry,
 };
 
 /// One STUN or TURN server.
@@ -162,7 +162,10 @@ pub(crate) fn selected_path(report: &RTCStatsReport) -> Option<CandidatePath> {
     let remote_type = candidate(&pair.remote_candidate_id, false)
         .map_or_else(|| "prflx".to_owned(), |c| c.candidate_type.to_string());
     let relay_protocol = (local_type == "relay").then(|| {
-        match format!("{:?}", local.relay_protocol).to_ascii_lowercase().as_str() {
+        match format!("{:?}", local.relay_protocol)
+            .to_ascii_lowercase()
+            .as_str()
+        {
             // The stack's TURN client allocates over UDP only.
             "unspecified" => "udp".to_owned(),
             other => other.to_owned(),
@@ -208,20 +211,26 @@ mod tests {
 
     #[test]
     fn candidate_types_are_read_from_candidate_lines() {
-        let line = "candidate:1 1 udp 16777215 192.0.2.9 50000 typ relay raddr 198.51.100.2 rport 4000";
+        let line =
+            "candidate:1 1 udp 16777215 192.0.2.9 50000 typ relay raddr 198.51.100.2 rport 4000";
         assert_eq!(candidate_type(line), Some("relay"));
-        assert_eq!(candidate_type("candidate:1 1 udp 1 10.0.0.1 1 typ host"), Some("host"));
+        assert_eq!(
+            candidate_type("candidate:1 1 udp 1 10.0.0.1 1 typ host"),
+            Some("host")
+        );
         assert_eq!(candidate_type("garbage"), None);
     }
 
     #[test]
     fn relay_candidates_hide_the_address_they_were_allocated_from() {
-        let relay = "candidate:1 1 udp 16777215 203.0.113.1 49668 typ relay raddr 10.1.0.2 rport 33074";
+        let relay =
+            "candidate:1 1 udp 16777215 203.0.113.1 49668 typ relay raddr 10.1.0.2 rport 33074";
         assert_eq!(
             redact_related_address(relay),
             "candidate:1 1 udp 16777215 203.0.113.1 49668 typ relay raddr 0.0.0.0 rport 0"
         );
-        let srflx = "candidate:2 1 udp 1694498815 203.0.113.11 5000 typ srflx raddr 10.1.0.2 rport 5000";
+        let srflx =
+            "candidate:2 1 udp 1694498815 203.0.113.11 5000 typ srflx raddr 10.1.0.2 rport 5000";
         assert_eq!(redact_related_address(srflx), srflx);
     }
 
@@ -233,7 +242,9 @@ mod tests {
             relay_only: true,
             ..IceSetup::default()
         };
-        assert!(relay_only.failure_hint().contains("relay-only needs a TURN server"));
+        assert!(relay_only
+            .failure_hint()
+            .contains("relay-only needs a TURN server"));
         let turn = IceSetup {
             servers: vec![IceServer::new(["turn:192.0.2.1:3478"], Some(("u", "p")))],
             relay_only: false,

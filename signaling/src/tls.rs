@@ -77,11 +77,7 @@ impl ServerTls {
         Self::from_pem(&certs, &key_pem).map_err(|e| match e {
             Error::Invalid { what, problem } => Error::Invalid {
                 what,
-                problem: format!(
-                    "{problem} ({} and {})",
-                    cert.display(),
-                    key.display()
-                ),
+                problem: format!("{problem} ({} and {})", cert.display(), key.display()),
             },
             other => other,
         })
@@ -234,7 +230,11 @@ impl Listener {
     pub fn new(tcp: TcpListener, tls: Option<ServerTls>) -> io::Result<Listener> {
         let addr = tcp.local_addr()?;
         let (tx, accepted) = mpsc::channel(64);
-        let task = tokio::spawn(accept_loop(tcp, tls.map(|t| TlsAcceptor::from(t.config)), tx));
+        let task = tokio::spawn(accept_loop(
+            tcp,
+            tls.map(|t| TlsAcceptor::from(t.config)),
+            tx,
+        ));
         Ok(Listener {
             addr,
             accepted,
@@ -324,7 +324,10 @@ fn target(url: &str) -> Result<Target, Error> {
         _ => return Err(invalid("use ws:// or wss://")),
     };
     let host = uri.host().ok_or_else(|| invalid("no host"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     Ok(Target { secure, host, port })
 }
@@ -379,8 +382,7 @@ pub(crate) async fn connect(
     } else {
         Stream::Plain(tcp)
     };
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config)).await?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config)).await?;
     Ok(ws)
 }
 

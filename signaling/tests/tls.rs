@@ -113,7 +113,10 @@ async fn a_certificate_from_another_ca_is_refused_in_one_clear_line() {
         .expect("refused");
     assert!(matches!(err, Error::Certificate(_)), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("not signed by a CA this client trusts"), "{text}");
+    assert!(
+        text.contains("not signed by a CA this client trusts"),
+        "{text}"
+    );
     assert!(text.contains("--ca"), "{text}");
     assert_eq!(text.lines().count(), 1, "{text}");
 }
@@ -143,25 +146,22 @@ async fn a_stalled_handshake_does_not_hold_up_other_clients() {
     for _ in 0..8 {
         idle.push(tokio::net::TcpStream::connect(ts.addr()).await.unwrap());
     }
-    let (client, _events) = tokio::time::timeout(
-        WAIT,
-        SignalingClient::connect(config(&ts, "alice", &ca)),
-    )
-    .await
-    .expect("logged in while others stall")
-    .unwrap();
+    let (client, _events) =
+        tokio::time::timeout(WAIT, SignalingClient::connect(config(&ts, "alice", &ca)))
+            .await
+            .expect("logged in while others stall")
+            .unwrap();
     client.close().await;
 }
 
 #[tokio::test]
 async fn plain_ws_beyond_loopback_is_refused_before_connecting() {
-    let mut config = ClientConfig::new(
-        "ws://192.0.2.1:7878/",
-        common::name("alice"),
-        "token",
-    );
+    let mut config = ClientConfig::new("ws://192.0.2.1:7878/", common::name("alice"), "token");
     config.reconnect = false;
-    let err = SignalingClient::connect(config).await.err().expect("refused");
+    let err = SignalingClient::connect(config)
+        .await
+        .err()
+        .expect("refused");
     let text = err.to_string();
     assert!(text.contains("in clear"), "{text}");
     assert!(text.contains("wss://"), "{text}");

@@ -13,11 +13,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use duet_signaling::protocol::{Contact, Shown, Status};
 use duet_signaling::ice::IceConfig;
+use duet_signaling::protocol::{Contact, Shown, Status};
 use duet_signaling::server::{Server, ServerConfig};
-use duet_signaling::tls::{ClientTls, ServerTls};
 use duet_signaling::store::{SqliteStore, Store};
+use duet_signaling::tls::{ClientTls, ServerTls};
 use duet_signaling::UserName;
 
 use crate::client::{Client, ClientConfig, ClientEvents};
@@ -242,11 +242,15 @@ pub async fn connect(creds: &Credentials, args: &ConnectArgs) -> Result<(Client,
     config.reconnect = false;
     let env = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
     config.tls = ClientTls {
-        ca: args.ca.clone().or_else(|| env("DUET_CA").map(PathBuf::from)),
+        ca: args
+            .ca
+            .clone()
+            .or_else(|| env("DUET_CA").map(PathBuf::from)),
         insecure: args.insecure,
     };
     config.relay_only = args.relay_only
-        || env("DUET_RELAY_ONLY").is_some_and(|v| !matches!(v.to_str(), Some("0" | "false" | "no")));
+        || env("DUET_RELAY_ONLY")
+            .is_some_and(|v| !matches!(v.to_str(), Some("0" | "false" | "no")));
     Client::connect(config).await
 }
 
@@ -268,15 +272,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 std::time::Duration::from_secs(args.turn_ttl),
             )?);
         }
-        let server = Server::start(config)
-            .await
-            .with_context(|| {
-                format!(
-                    "starting the server on {} with {}",
-                    args.listen,
-                    args.db.display()
-                )
-            })?;
+        let server = Server::start(config).await.with_context(|| {
+            format!(
+                "starting the server on {} with {}",
+                args.listen,
+                args.db.display()
+            )
+        })?;
         eprintln!(
             "duet: signaling on {} (database {})",
             server.url(),

@@ -73,7 +73,9 @@ pub fn unavailable() -> Option<String> {
         return Some("cannot create network namespaces here (`ip netns add` failed)".into());
     }
     let nft = Command::new("ip")
-        .args(["netns", "exec", &probe, "nft", "add", "table", "ip", "probe"])
+        .args([
+            "netns", "exec", &probe, "nft", "add", "table", "ip", "probe",
+        ])
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
@@ -168,8 +170,14 @@ impl Lab {
             public: public.clone(),
         };
         lab.namespace(&public);
-        run_in(&public, &["ip", "link", "add", "name", "br0", "type", "bridge"]);
-        run_in(&public, &["ip", "addr", "add", "203.0.113.1/24", "dev", "br0"]);
+        run_in(
+            &public,
+            &["ip", "link", "add", "name", "br0", "type", "bridge"],
+        );
+        run_in(
+            &public,
+            &["ip", "addr", "add", "203.0.113.1/24", "dev", "br0"],
+        );
         run_in(&public, &["ip", "link", "set", "br0", "up"]);
         // What the internet does with a packet for a private address: nothing. Without a
         // default route, coturn relaying towards a peer's host candidate would get an error
@@ -178,19 +186,44 @@ impl Lab {
         // neighbour, so no ARP ever fails): packets go out and vanish.
         run_in(
             &public,
-            &["ip", "link", "add", "name", "void", "type", "veth", "peer", "name", "voidend"],
+            &[
+                "ip", "link", "add", "name", "void", "type", "veth", "peer", "name", "voidend",
+            ],
         );
-        run_in(&public, &["ip", "addr", "add", "192.0.2.1/30", "dev", "void"]);
+        run_in(
+            &public,
+            &["ip", "addr", "add", "192.0.2.1/30", "dev", "void"],
+        );
         run_in(&public, &["ip", "link", "set", "void", "up"]);
         run_in(&public, &["ip", "link", "set", "voidend", "up"]);
         run_in(
             &public,
             &[
-                "ip", "neigh", "add", "192.0.2.2", "lladdr", "02:00:00:00:00:02", "dev", "void",
-                "nud", "permanent",
+                "ip",
+                "neigh",
+                "add",
+                "192.0.2.2",
+                "lladdr",
+                "02:00:00:00:00:02",
+                "dev",
+                "void",
+                "nud",
+                "permanent",
             ],
         );
-        run_in(&public, &["ip", "route", "add", "default", "via", "192.0.2.2", "dev", "void"]);
+        run_in(
+            &public,
+            &[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                "192.0.2.2",
+                "dev",
+                "void",
+            ],
+        );
         lab
     }
 
@@ -209,14 +242,39 @@ impl Lab {
         self.namespace(&gateway);
         let port = format!("gw{net}");
         run(&[
-            "ip", "-n", &self.public, "link", "add", "name", &port, "type", "veth", "peer",
-            "name", "wan", "netns", &gateway,
+            "ip",
+            "-n",
+            &self.public,
+            "link",
+            "add",
+            "name",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "wan",
+            "netns",
+            &gateway,
         ]);
-        run(&["ip", "-n", &self.public, "link", "set", &port, "master", "br0", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &self.public,
+            "link",
+            "set",
+            &port,
+            "master",
+            "br0",
+            "up",
+        ]);
         let wan = format!("203.0.113.{}/24", 10 + u32::from(net));
         run_in(&gateway, &["ip", "addr", "add", &wan, "dev", "wan"]);
         run_in(&gateway, &["ip", "link", "set", "wan", "up"]);
-        run_in(&gateway, &["ip", "link", "add", "name", "lan", "type", "bridge"]);
+        run_in(
+            &gateway,
+            &["ip", "link", "add", "name", "lan", "type", "bridge"],
+        );
         let lan = format!("10.{net}.0.1/24");
         run_in(&gateway, &["ip", "addr", "add", &lan, "dev", "lan"]);
         run_in(&gateway, &["ip", "link", "set", "lan", "up"]);
@@ -269,10 +327,32 @@ table inet filter {{
         self.namespace(&ns);
         let port = format!("h{k}");
         run(&[
-            "ip", "-n", &home.gateway, "link", "add", "name", &port, "type", "veth", "peer",
-            "name", "eth0", "netns", &ns,
+            "ip",
+            "-n",
+            &home.gateway,
+            "link",
+            "add",
+            "name",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns,
         ]);
-        run(&["ip", "-n", &home.gateway, "link", "set", &port, "master", "lan", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &home.gateway,
+            "link",
+            "set",
+            &port,
+            "master",
+            "lan",
+            "up",
+        ]);
         let addr = format!("10.{}.0.{}/24", home.net, 1 + k);
         run_in(&ns, &["ip", "addr", "add", &addr, "dev", "eth0"]);
         run_in(&ns, &["ip", "link", "set", "eth0", "up"]);

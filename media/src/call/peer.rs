@@ -20,15 +20,13 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, SettingEngineBuilder,
-};
+use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, SettingEngineBuilder};
 use webrtc::runtime::Runtime;
 
 use super::tap::{AppTap, TapState, WireTap};
 use crate::error::Error;
-use crate::ice::IceSetup;
 use crate::frame::Channels;
+use crate::ice::IceSetup;
 use crate::negotiate::{EventForwarder, PeerEvent};
 
 /// Payload type duet offers for Opus.

@@ -19,11 +19,11 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::ice::IceConfig;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::{
     ClientMessage, ErrorCode, InviteId, Request, ServerMessage, Status, UserName, MAX_FIELD,
 };
-use crate::ice::IceConfig;
 use crate::store::{hash_token, Relation, Store};
 use crate::Error;
 

@@ -958,7 +958,10 @@ fn without_ice_servers_welcome_is_followed_by_contacts() {
         json!({"type": "hello", "version": 1, "user": "alice", "token": token}),
     );
     let msgs = sim.to(c);
-    assert!(matches!(msgs.get(1), Some(ServerMessage::Contacts { .. })), "{msgs:?}");
+    assert!(
+        matches!(msgs.get(1), Some(ServerMessage::Contacts { .. })),
+        "{msgs:?}"
+    );
     sim.send(c, json!({"type": "ice_servers", "rid": 2}));
     let msgs = sim.to(c);
     assert!(
