@@ -338,7 +338,10 @@ fn two_machines_on_one_lan_connect_directly() {
     let world = World::new(&[(Nat::Easy, &["alice", "bob"])], Turn::Yes);
     let result = world.call("alice", &[], "bob", &[], 10);
     for (local, remote) in result.check_media() {
-        assert_eq!((local.as_str(), remote.as_str()), ("host", "host"));
+        // Direct: the peer's host candidate, or the same address learned from its checks
+        // when they came before its candidate did.
+        assert_eq!(local, "host");
+        assert!(remote == "host" || remote == "prflx", "remote {remote}");
     }
 }
 
@@ -540,6 +543,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A named network, and the caller's extra flags.
+type Topology = (
+    &'static str,
+    Vec<(Nat, &'static [&'static str])>,
+    &'static [&'static str],
+);
+
 /// The closing figures: time to connect per topology (median of 5 calls of 3 s), and a
 /// relayed call's round trip, latency and coturn's CPU. Not run by default (about two
 /// minutes): `cargo test --release --test nat figures -- --ignored --nocapture`.
@@ -550,7 +560,7 @@ fn figures() {
     if !lab::ready() {
         return;
     }
-    let topologies: [(&str, Vec<(Nat, &[&str])>, &[&str]); 4] = [
+    let topologies: [Topology; 4] = [
         ("same LAN", vec![(Nat::Easy, &["alice", "bob"])], &[]),
         (
             "easy NATs",

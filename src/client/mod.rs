@@ -61,7 +61,7 @@ pub use transfer::{
 /// How to reach the server and as whom.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The server's URL, `ws://host:port/`.
+    /// The server's URL, `wss://host:port/` (or `ws://` on this machine).
     pub server: String,
     /// The account.
     pub user: UserName,

@@ -491,7 +491,7 @@ impl<S: Store> Hub<S> {
                 expires_ms: None,
             };
         };
-        let expires_ms = (!ice.turn.is_empty()).then(|| ice.ttl.as_millis() as u64);
+        let expires_ms = (!ice.turn.is_empty()).then_some(ice.ttl.as_millis() as u64);
         ServerMessage::IceServers {
             rid,
             servers: ice.servers_for(user.as_str(), now),
