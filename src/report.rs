@@ -122,6 +122,7 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
         "bitrate_changes": n.bitrate_changes,
         "receiver_rtt_ms": opt(n.receiver_rtt_ms),
     });
+    add_path_json(&mut value["transport"], t.path.as_ref());
     value["impairment"] = n.impairment.map_or(Value::Null, |i| {
         json!({
             "sent": i.sent,
@@ -153,6 +154,27 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
         video.insert("freeze_count".into(), json!(v.freeze_count));
         video.insert("total_freeze_ms".into(), json!(r3(v.total_freeze_ms)));
     }
+}
+
+/// The path the connection took: `local_candidate_type`, `remote_candidate_type` (`host`,
+/// `srflx`, `prflx`, `relay`) and `relay_protocol`, null when unknown or not relayed.
+fn add_path_json(transport: &mut Value, path: Option<&duet_media::ice::CandidatePath>) {
+    let Some(object) = transport.as_object_mut() else {
+        return;
+    };
+    let text = |s: Option<&str>| s.map_or(Value::Null, Value::from);
+    object.insert(
+        "local_candidate_type".into(),
+        text(path.map(|p| p.local_candidate_type.as_str())),
+    );
+    object.insert(
+        "remote_candidate_type".into(),
+        text(path.map(|p| p.remote_candidate_type.as_str())),
+    );
+    object.insert(
+        "relay_protocol".into(),
+        text(path.and_then(|p| p.relay_protocol.as_deref())),
+    );
 }
 
 fn p(p: &Option<Percentiles>, unit: &str) -> String {

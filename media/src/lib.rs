@@ -36,6 +36,7 @@ pub mod call;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod ice;
 pub mod jitter;
 pub mod link;
 pub mod loopback;

@@ -257,7 +257,7 @@ pub(crate) async fn handle_signal<N: Negotiator>(n: &N, signal: Signal) -> Resul
 /// the negotiation is closed: gathering can outlive the connection.
 pub(crate) fn emit_candidate<N: Negotiator>(n: &N, init: RTCIceCandidateInit) {
     let signal = Signal::Candidate {
-        candidate: init.candidate,
+        candidate: crate::ice::redact_related_address(&init.candidate),
         sdp_mid: init.sdp_mid,
         sdp_mline_index: init.sdp_mline_index,
     };

@@ -51,8 +51,9 @@ pub struct CallOptions {
     pub video_sink: Option<Box<dyn VideoSink>>,
     /// Impair what this side sends (loss, jitter...), from the moment the call is connected.
     pub impair: Option<ImpairConfig>,
-    /// The address the call's UDP socket binds (port chosen by the system).
-    pub bind: IpAddr,
+    /// The address the call's UDP socket binds (port chosen by the system); `None`: the
+    /// client's choice (loopback for a server on loopback, else every interface).
+    pub bind: Option<IpAddr>,
     /// How long a placed call rings before it counts as unanswered.
     pub ring: Duration,
     /// How long the connection may take once the call is answered.
@@ -66,7 +67,7 @@ pub struct CallOptions {
 }
 
 impl Default for CallOptions {
-    /// A video call on 127.0.0.1 that sends nothing, rings 30 s and connects within 20 s.
+    /// A video call that sends nothing, rings 30 s and connects within 20 s.
     fn default() -> Self {
         Self {
             video: true,
@@ -74,7 +75,7 @@ impl Default for CallOptions {
             audio_sink: None,
             video_sink: None,
             impair: None,
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind: None,
             ring: DEFAULT_RING,
             connect_timeout: Duration::from_secs(20),
             silence_timeout: Duration::from_secs(10),
@@ -118,6 +119,14 @@ pub enum CallError {
     /// The call ended while it was being connected.
     #[error("the call ended before it connected: {0}")]
     Ended(EndReason),
+    /// No network path to the peer was found in time.
+    #[error("could not connect ({reason}): likely {hint}")]
+    NoPath {
+        /// How the attempt ended.
+        reason: EndReason,
+        /// The likely cause, from what this side knew (ICE servers, relay-only).
+        hint: String,
+    },
     /// The signaling server refused or could not be reached.
     #[error("signaling: {0}")]
     Signaling(String),
@@ -325,6 +334,7 @@ async fn establish(
 ) -> Result<Call, CallError> {
     let id = route.id();
     let rss_start = duet_media::loopback::rss_mb();
+    let ice = client.ice_setup().await;
     let CallOptions {
         mut media,
         audio_sink,
@@ -358,7 +368,8 @@ async fn establish(
         .as_ref()
         .map_or(call_audio_format(), |a| a.opus.format);
     let mut config = CallConfig::new(Some(format), video);
-    config.bind = SocketAddr::new(bind, 0);
+    config.bind = SocketAddr::new(bind.unwrap_or_else(|| client.bind()), 0);
+    config.ice = ice.clone();
     config.connect_timeout = connect_timeout;
     config.silence_timeout = silence_timeout;
     let impaired = impair
@@ -438,7 +449,15 @@ async fn establish(
     .await;
     let fail = |e: CallError| {
         session.hang_up("could not connect");
-        Err(e)
+        match e {
+            CallError::Ended(reason @ (EndReason::IceFailed | EndReason::ConnectTimeout(_))) => {
+                Err(CallError::NoPath {
+                    reason,
+                    hint: ice.failure_hint(),
+                })
+            }
+            other => Err(other),
+        }
     };
     match outcome {
         Ok(Ok(())) => {}
@@ -546,7 +565,11 @@ async fn inbound(
             return;
         };
         match msg {
-            Some(CallMsg::Signal(value)) => match serde_json::from_value::<Signal>(value) {
+            Some(CallMsg::Signal(value)) => match serde_json::from_value::<Signal>({
+                // `DUET_LOG=duet::signals=debug` shows what the peer revealed (its candidates).
+                tracing::debug!(target: "duet::signals", "from the peer: {value}");
+                value
+            }) {
                 Ok(signal) => {
                     if let Err(e) = session.handle_signal(signal).await {
                         tracing::warn!("the peer's call signal was refused: {e}");

@@ -110,6 +110,7 @@ struct StackFigures {
     packets_lost: u64,
     remote_packets_lost: u64,
     ice_rtt_ms: Option<f64>,
+    path: Option<crate::ice::CandidatePath>,
 }
 
 impl CallSession {
@@ -133,6 +134,7 @@ impl CallSession {
         let pc = peer::connect(
             PeerSetup {
                 bind: config.bind,
+                ice: config.ice.clone(),
                 channels,
                 bitrate: config.bitrate_bps,
                 runtime: config.runtime.clone(),

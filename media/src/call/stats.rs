@@ -57,6 +57,9 @@ pub struct TransportStats {
     pub congestion_kbps: Option<f64>,
     /// Frames handed to the sender before the call was connected, and so dropped.
     pub frames_not_sent: u64,
+    /// The path the connection took: the selected candidate pair's types (W3C
+    /// `RTCIceCandidateStats.candidateType`, `relayProtocol`). `None` until a pair is selected.
+    pub path: Option<crate::ice::CandidatePath>,
 }
 
 /// Figures of the audio received: the jitter buffer and the playout.

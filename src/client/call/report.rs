@@ -80,12 +80,15 @@ pub struct CallStatus {
     pub freezes: u64,
     /// The echo canceller's echo return loss enhancement estimate (dB), when it is on.
     pub echo_return_loss_enhancement_db: Option<f64>,
+    /// The path the call took, local/remote candidate types (`relay(udp)/srflx`).
+    pub path: Option<String>,
 }
 
 impl CallStatus {
-    /// `00:07  rtt 0.6 ms  loss 0.0%  jb 24 ms  audio 32 kbps  video 1010 kbps  latency audio 34 ms video 36 ms  freezes 0`
+    /// `00:07  host/host  rtt 0.6 ms  loss 0.0%  jb 24 ms  audio 32 kbps  video 1010 kbps  latency audio 34 ms video 36 ms  freezes 0`
     /// (`-` for a figure not measured).
     pub fn line(&self) -> String {
+        let path = self.path.as_deref().unwrap_or("-");
         let secs = self.elapsed.as_secs();
         let ms = |x: Option<f64>, digits: usize| {
             x.map_or("-".to_owned(), |v| format!("{v:.digits$} ms"))
@@ -94,7 +97,7 @@ impl CallStatus {
             .echo_return_loss_enhancement_db
             .map_or(String::new(), |e| format!("  erle {e:.0} dB"));
         format!(
-            "{:02}:{:02}  rtt {}  loss {:.1}%  jb {}  audio {:.0} kbps  video {:.0} kbps  latency audio {} video {}  freezes {}{erle}",
+            "{:02}:{:02}  {path}  rtt {}  loss {:.1}%  jb {}  audio {:.0} kbps  video {:.0} kbps  latency audio {} video {}  freezes {}{erle}",
             secs / 60,
             secs % 60,
             ms(self.rtt_ms, 1),
@@ -144,6 +147,7 @@ impl Call {
             echo_return_loss_enhancement_db: self
                 .audio_processing()
                 .and_then(|(_, s)| s.echo_return_loss_enhancement),
+            path: t.path.as_ref().map(|p| p.short()),
         }
     }
 }

@@ -161,6 +161,7 @@ impl Inner {
                     remote.received_rtp_stream_stats.packets_lost.max(0) as u64;
             }
         }
+        figures.path = crate::ice::selected_path(&report);
         figures.ice_rtt_ms = report
             .candidate_pairs()
             .filter(|pair| pair.nominated && pair.current_round_trip_time > 0.0)
@@ -196,6 +197,7 @@ impl Inner {
                     .map(|bps| bps as f64 / 1000.0),
                 congestion_kbps: self.tap.target_bps().map(|bps| bps as f64 / 1000.0),
                 frames_not_sent: self.send.dropped(),
+                path: stack.path,
             },
             audio,
             video,
