@@ -241,8 +241,12 @@ mod tests {
 
     #[test]
     fn a_recorded_pair_gives_the_echo_delay_and_its_removal() {
-        let mut speech =
-            WavSource::from_bytes("speech", crate::spec::SPEECH_WAV, CHUNK_FORMAT).unwrap();
+        let mut speech = WavSource::from_bytes(
+            "speech",
+            duet_media::audio::anchor::SPEECH_WAV,
+            CHUNK_FORMAT,
+        )
+        .unwrap();
         let now = Instant::now();
         let mut frame = AudioFrame::silent(CHUNK_FORMAT, now);
         let mut far = Vec::new();
