@@ -2,7 +2,7 @@
 //! [`CallSession`] to the signaling server (its signals travel as the server's `signal`
 //! messages) and to a [`MediaPump`] that sends this side's media.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
