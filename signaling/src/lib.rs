@@ -17,6 +17,8 @@
 //! - [`server`]: the WebSocket shell: authentication first, frame size and rate limits, bounded
 //!   per-connection queues (a slow client is disconnected, never allowed to stall others).
 //! - [`client`]: an async client that reconnects, logs in again and resumes.
+//! - [`web`]: the web client and `duet.js` for browsers, served on the same port, with a
+//!   Content-Security-Policy and a same-origin check on WebSocket upgrades.
 //!
 //! The server, never the client, decides who a message is from.
 //!
@@ -44,6 +46,7 @@ pub mod limit;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod web;
 
 pub use client::{ClientConfig, Event, SignalingClient};
 pub use error::Error;

@@ -194,7 +194,10 @@ impl Server {
             timer: Notify::new(),
             next_conn: AtomicU64::new(1),
         });
-        let app = Router::new().fallback(upgrade).with_state(shared.clone());
+        let app = Router::new()
+            .fallback(upgrade)
+            .layer(axum::middleware::from_fn(crate::web::front))
+            .with_state(shared.clone());
         let listener = listener.tap_io(|tcp| {
             // Small messages must not wait for Nagle's algorithm.
             let _ = tcp.set_nodelay(true);
