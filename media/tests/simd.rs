@@ -29,7 +29,11 @@ fn openh264_is_linked_with_its_simd_assembly() {
         .expect("`nm` (binutils) lists the test binary's symbols");
     assert!(out.status.success(), "nm failed on {}", exe.display());
     let symbols = String::from_utf8_lossy(&out.stdout);
-    let has = |name: &str| symbols.lines().any(|l| l.split_whitespace().last() == Some(name));
+    let has = |name: &str| {
+        symbols
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some(name))
+    };
     assert!(
         has("WelsCPUId") && has("WelsSampleSad16x16_sse2"),
         "openh264 was compiled without its SIMD assembly (nasm missing when it was built): \
