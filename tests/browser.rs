@@ -408,5 +408,25 @@ fn the_web_client_chats_with_a_native_contact() {
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "a real picture"
     );
+
+    // Signed out, then in again with "remember me": now the token is kept.
+    browser.click("#signout");
+    browser.wait_for(
+        "the sign-in form after signing out",
+        "return !document.getElementById('signin-view').hidden",
+        WAIT,
+    );
+    browser.type_into("#token", &world.token("alice"));
+    browser.click("#remember");
+    browser.click("#signin-button");
+    browser.wait_for(
+        "signed in again",
+        "return !document.getElementById('app-view').hidden",
+        WAIT,
+    );
+    assert_eq!(
+        browser.eval("return localStorage.getItem('duet.token')"),
+        json!(world.token("alice"))
+    );
     rt.block_on(bob.close());
 }

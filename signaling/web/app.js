@@ -9,6 +9,7 @@ const LINK_TEXT = { incoming: 'wants to be your contact', outgoing: 'request sen
 
 let client = null;
 let current = null;
+let signingOut = false;
 /** name -> [{ mine, id, text, state }] */
 const conversations = new Map();
 const typingTimers = new Map();
@@ -108,7 +109,8 @@ function started() {
   });
   client.on('closed', (c) => {
     const why = c.error ? c.error.message : 'the connection to the server was lost';
-    showError('signin-error', new Error(`Signed out: ${why}`));
+    showError('signin-error', signingOut ? null : new Error(`Signed out: ${why}`));
+    signingOut = false;
     client = null;
     $('app-view').hidden = true;
     $('signin-view').hidden = false;
@@ -231,6 +233,7 @@ $('signin').addEventListener('submit', (e) => {
   signIn();
 });
 $('signout').addEventListener('click', () => {
+  signingOut = true;
   localStorage.removeItem('duet.token');
   if (client) client.close();
 });
