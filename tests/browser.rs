@@ -303,7 +303,7 @@ fn the_web_client_chats_with_a_native_contact() {
             return;
         }
     };
-    let world = World::new(&["alice", "bob"]);
+    let world = World::new(&["alice", "bob", "carol"]);
     let page = world.url.replacen("ws://", "http://", 1);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -407,6 +407,37 @@ fn the_web_client_chats_with_a_native_contact() {
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "a real picture"
+    );
+
+    // Contacts: a request from carol is accepted in the browser, then carol is blocked; adding
+    // a name nobody has says so.
+    world.ok("carol", &["contact", "remove", "alice"]);
+    world.ok("carol", &["contact", "add", "alice"]);
+    let carol = "document.querySelector('#contacts li[data-user=\"carol\"]')";
+    browser.wait_for(
+        "carol's request in the browser",
+        &format!("const li = {carol}; return !!li && li.textContent.includes('wants to be your contact')"),
+        WAIT,
+    );
+    browser.click("#contacts li[data-user=\"carol\"] button");
+    browser.wait_for(
+        "carol accepted",
+        &format!("const li = {carol}; return !!li && !li.querySelector('button') && li.textContent.includes('Offline')"),
+        WAIT,
+    );
+    browser.click("#contacts li[data-user=\"carol\"]");
+    browser.click("#block");
+    browser.wait_for(
+        "carol blocked",
+        &format!("const li = {carol}; return !!li && li.textContent.includes('blocked')"),
+        WAIT,
+    );
+    browser.type_into("#add-name", "nobody");
+    browser.click("#add-form button");
+    browser.wait_for(
+        "the error for an unknown name",
+        "return document.getElementById('side-error').textContent.includes('nobody')",
+        WAIT,
     );
 
     // Signed out, then in again with "remember me": now the token is kept.
