@@ -11,6 +11,7 @@ pkgs=(
   clamav                                        # the scanner of received files
   fonts-dejavu-core                             # the labels of `duet plot`
   coturn nftables iproute2                      # the NAT lab (tests/nat.rs): TURN, NATs, namespaces
+  chromium chromium-driver                      # the web client's tests drive headless Chromium
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -18,6 +18,8 @@
 //!   per-connection queues (a slow client is disconnected, never allowed to stall others).
 //! - [`client`]: an async client that reconnects, logs in again and resumes.
 //! - [`tls`]: `wss://` for both: the server's TLS listener, the client's certificate checks.
+//! - [`web`]: the web client and `duet.js` for browsers, served on the same port, with a
+//!   Content-Security-Policy and a same-origin check on WebSocket upgrades.
 //!
 //! The server, never the client, decides who a message is from.
 //!
@@ -48,6 +50,7 @@ pub mod protocol;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod web;
 
 pub use client::{ClientConfig, Event, SignalingClient};
 pub use error::Error;

@@ -208,7 +208,10 @@ impl Server {
             timer: Notify::new(),
             next_conn: AtomicU64::new(1),
         });
-        let app = Router::new().fallback(upgrade).with_state(shared.clone());
+        let app = Router::new()
+            .fallback(upgrade)
+            .layer(axum::middleware::from_fn(crate::web::front))
+            .with_state(shared.clone());
         let secure = config.tls.is_some();
         // TLS (when asked) first, then a deadline on the WebSocket request; nodelay is set on
         // each accepted socket, and the peer's address comes through the tap.

@@ -325,6 +325,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             server.url(),
             args.db.display()
         );
+        eprintln!("duet: web client on http://{}/", server.local_addr());
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = tokio::signal::ctrl_c() => r?,
