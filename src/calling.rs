@@ -360,6 +360,9 @@ fn exit_for(end: &EndReason) -> u8 {
 /// Runs `duet answer`; returns the process's exit status: that of the call or file taken, 5
 /// when none came in time, and with `--keep` (which takes one after another) 0 on Ctrl-C.
 pub fn answer(args: AnswerArgs) -> Result<u8> {
+    if let Some(dir) = &args.files.held {
+        return crate::files::held(dir, args.files.purge_held);
+    }
     let seconds = positive_seconds("--seconds", args.seconds)?;
     let wait = positive_seconds("--wait-seconds", args.wait_seconds)?;
     if args.keep && (args.media.save_audio.is_some() || args.media.save_video.is_some()) {

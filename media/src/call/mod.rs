@@ -50,6 +50,7 @@ use crate::jitter::audio::AudioJitterConfig;
 use crate::jitter::video::VideoJitterConfig;
 use crate::video::VideoSink;
 
+pub use crate::negotiate::MAX_EARLY_CANDIDATES;
 pub use send::MediaSender;
 pub use session::CallSession;
 pub use signal::Signal;

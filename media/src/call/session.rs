@@ -229,7 +229,9 @@ impl CallSession {
 
     /// Applies a signal from the peer: answers an offer (emitting the answer), takes an answer
     /// or a candidate, or ends the call on [`Signal::End`]. A signal that cannot be applied (bad
-    /// SDP or candidate, an answer without an offer) is an error and leaves the call as it was.
+    /// SDP or candidate, an answer without an offer, a candidate beyond the
+    /// [`MAX_EARLY_CANDIDATES`](super::MAX_EARLY_CANDIDATES) that may wait for the peer's
+    /// description) is an error and leaves the call as it was.
     pub async fn handle_signal(&self, signal: Signal) -> Result<(), Error> {
         negotiate::handle_signal(&*self.inner, signal).await
     }
