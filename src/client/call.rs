@@ -456,6 +456,15 @@ async fn establish(
                     hint: ice.failure_hint(),
                 })
             }
+            // The peer gave up first, for the same reason: neither side found a path.
+            CallError::Ended(EndReason::RemoteHungUp(r))
+                if r.contains("ICE failed") || r.contains("not connected after") =>
+            {
+                Err(CallError::NoPath {
+                    reason: EndReason::RemoteHungUp(r),
+                    hint: ice.failure_hint(),
+                })
+            }
             other => Err(other),
         }
     };
