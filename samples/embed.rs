@@ -182,13 +182,14 @@ fn print_side(side: &str, stats: &CallStats) {
     let (t, a, v) = (&stats.transport, &stats.audio, &stats.video);
     println!(
         "{side}: RTT {}, packets sent {} received {} lost {}, video frames decoded {}, \
-         audio concealed {:.2} %, jitter buffer p50 {:.0} ms",
+         audio concealed {:.2} %, jitter buffer mean {}",
         t.rtt_ms.map_or("-".into(), |r| format!("{r:.1} ms")),
         t.packets_sent,
         t.packets_received,
         t.packets_lost,
         v.frames_decoded,
         a.concealed_ratio * 100.0,
-        a.jitter_buffer_ms.p50,
+        a.jitter_buffer_ms
+            .map_or("-".into(), |m| format!("{m:.0} ms")),
     );
 }

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Installs the system packages duet's crates build against on a fresh Debian machine:
-# ALSA headers (cpal), cmake (libopus), nasm (openh264's SIMD assembly: without it openh264
-# silently builds plain C, 2-3x slower), clang/libclang (bindgen for v4l), pkg-config, and
-# ClamAV's scanner (the tests scan received files with their own signature database).
+# Installs the system packages duet's crates, tests and tools need on a fresh Debian machine.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
-pkgs=(libasound2-dev libasound2-plugins alsa-utils cmake nasm clang libclang-dev pkg-config clamav)
+pkgs=(
+  libasound2-dev libasound2-plugins alsa-utils  # cpal's ALSA headers, and the null/file plugins tests open
+  cmake                                         # libopus
+  nasm                                          # openh264's SIMD assembly (without it: plain C, 2-3x slower)
+  clang libclang-dev pkg-config                 # bindgen for v4l (webcam)
+  clamav                                        # the scanner of received files
+  fonts-dejavu-core                             # the labels of `duet plot`
+  coturn nftables iproute2                      # the NAT lab (tests/nat.rs): TURN, NATs, namespaces
+  chromium chromium-driver                      # the web client's tests drive headless Chromium
+)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

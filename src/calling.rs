@@ -6,7 +6,7 @@
 //! the call or file it took did, or 5 when none came in time; with `--keep` it takes one after
 //! another and exits 0 on Ctrl-C.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use duet_media::{AudioFormat, Channels, FrameDuration};
 
 use crate::client::{Call, CallError, CallOptions, CallReport, Client, ClientEvent, ClientEvents};
 use crate::social::ConnectArgs;
-use crate::spec::{open_audio, open_video, AudioChoice, Size, VideoChoice};
+use crate::spec::{open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice};
 
 /// What this side of a call sends.
 #[derive(Args, Debug, Clone)]
@@ -62,6 +62,19 @@ pub struct MediaArgs {
     /// Print the report as one JSON object on stdout at the end.
     #[arg(long)]
     pub json: bool,
+    /// Append the call's figures to this file once a second, one getStats-shaped JSON report
+    /// per line (`duet plot` draws them).
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+    /// Echo cancellation of the audio sent: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    pub aec: Option<Switch>,
+    /// Noise suppression of the audio sent: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    pub ns: Option<Switch>,
+    /// Automatic gain control of the audio sent: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    pub agc: Option<Switch>,
 }
 
 /// `duet call NAME`.
@@ -194,6 +207,7 @@ impl MediaArgs {
             audio_sink: Some(audio_sink),
             video_sink,
             impair,
+            audio_processing: Some(processing(&self.audio, self.aec, self.ns, self.agc)),
             ..CallOptions::default()
         })
     }
@@ -243,15 +257,51 @@ pub fn call(args: CallArgs) -> Result<u8> {
             }
         };
         eprintln!("{} accepted: connected", call.peer());
-        let report = run_call(call, seconds).await?;
+        let report = run_call(call, seconds, args.media.stats.as_deref()).await?;
         finish_report(&report, args.media.json);
         client.close().await;
         Ok(exit_for(&report.end))
     })
 }
 
-/// Shows the call's status once a second until it ends, the time is up, or Ctrl-C.
-async fn run_call(call: Call, seconds: Option<Duration>) -> Result<CallReport> {
+/// Appends getStats-shaped reports to a file, one JSON line each.
+pub struct StatsFile {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl StatsFile {
+    /// Opens `path` to append to (creating it).
+    pub fn open(path: &std::path::Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening the stats file {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: std::io::BufWriter::new(file),
+        })
+    }
+
+    /// Writes the call's report now as one line.
+    pub async fn write(&mut self, call: &Call) -> Result<()> {
+        use std::io::Write as _;
+        let report = call.stats_report().await;
+        writeln!(self.file, "{report}")
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("writing the stats file {}", self.path.display()))
+    }
+}
+
+/// Shows the call's status once a second (and appends its stats to `stats`, if given) until it
+/// ends, the time is up, or Ctrl-C.
+async fn run_call(
+    call: Call,
+    seconds: Option<Duration>,
+    stats: Option<&std::path::Path>,
+) -> Result<CallReport> {
+    let mut stats = stats.map(StatsFile::open).transpose()?;
     let started = tokio::time::Instant::now();
     let until = seconds.map(|s| started + s);
     let mut tick =
@@ -264,6 +314,9 @@ async fn run_call(call: Call, seconds: Option<Duration>) -> Result<CallReport> {
             _ = tokio::time::sleep_until(deadline) => break None,
             _ = tokio::signal::ctrl_c() => break None,
             _ = tick.tick() => {
+                if let Some(file) = &mut stats {
+                    file.write(&call).await?;
+                }
                 let line = call.status().await.line();
                 if live {
                     eprint!("\r{line}  ");
@@ -307,6 +360,9 @@ fn exit_for(end: &EndReason) -> u8 {
 /// Runs `duet answer`; returns the process's exit status: that of the call or file taken, 5
 /// when none came in time, and with `--keep` (which takes one after another) 0 on Ctrl-C.
 pub fn answer(args: AnswerArgs) -> Result<u8> {
+    if let Some(dir) = &args.files.held {
+        return crate::files::held(dir, args.files.purge_held);
+    }
     let seconds = positive_seconds("--seconds", args.seconds)?;
     let wait = positive_seconds("--wait-seconds", args.wait_seconds)?;
     if args.keep && (args.media.save_audio.is_some() || args.media.save_video.is_some()) {
@@ -380,7 +436,8 @@ async fn answer_one(
                     "voice"
                 };
                 eprintln!("{} is calling ({kind} call)", incoming.from());
-                if args.auto || ask(&format!("answer {}? [y/N] ", incoming.from()))? {
+                if args.auto || crate::prompt::ask(&format!("answer {}? [y/N] ", incoming.from()))?
+                {
                     break incoming;
                 }
                 incoming.decline(Some("declined".into())).await?;
@@ -416,17 +473,7 @@ async fn answer_one(
     };
     eprintln!("connected with {peer}");
     // Callers that ring meanwhile hear busy: the client answers them while this call lasts.
-    let report = run_call(call, seconds).await?;
+    let report = run_call(call, seconds, args.media.stats.as_deref()).await?;
     finish_report(&report, args.media.json);
     Ok(Answered::Took(exit_for(&report.end)))
-}
-
-/// Asks a yes/no question on the terminal.
-pub fn ask(question: &str) -> Result<bool> {
-    let mut err = std::io::stderr();
-    err.write_all(question.as_bytes())?;
-    err.flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }

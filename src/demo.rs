@@ -34,6 +34,10 @@ pub struct DemoArgs {
     /// loopback report's shape).
     #[arg(long)]
     pub json: bool,
+    /// Write alice's figures to this file once a second, one getStats-shaped JSON report per
+    /// line (`duet plot` draws them).
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<std::path::PathBuf>,
 }
 
 /// How long each step may take before the demo says it is stuck.
@@ -181,6 +185,10 @@ async fn demo(args: DemoArgs) -> Result<()> {
         save_audio: None,
         save_video: None,
         json: false,
+        stats: None,
+        aec: None,
+        ns: None,
+        agc: None,
     };
     let alice_options = media(args.impair.clone()).options_unplayed()?;
     let bob_options = media(args.impair.clone()).options_unplayed()?;
@@ -200,13 +208,27 @@ async fn demo(args: DemoArgs) -> Result<()> {
     });
     let call = alice.call("bob", alice_options).await?;
     n.say("bob answered; the call is connected peer to peer");
+    let mut stats = match &args.stats {
+        Some(path) => {
+            // A fresh file for this demo.
+            std::fs::write(path, "")
+                .with_context(|| format!("creating the stats file {}", path.display()))?;
+            Some(crate::calling::StatsFile::open(path)?)
+        }
+        None => None,
+    };
     let seconds = Duration::from_secs_f64(args.seconds);
     let started = tokio::time::Instant::now();
     let mut tick =
         tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
     while started.elapsed() < seconds {
         tokio::select! {
-            _ = tick.tick() => n.say(format!("  {}", call.status().await.line())),
+            _ = tick.tick() => {
+                if let Some(file) = &mut stats {
+                    file.write(&call).await?;
+                }
+                n.say(format!("  {}", call.status().await.line()));
+            }
             reason = call.ended() => bail!("the call ended early: {reason}"),
         }
     }
@@ -248,22 +270,26 @@ fn figures(me: &str, report: &CallReport, other: &str) -> String {
             t.packets_lost as f64 * 100.0 / expected as f64,
             net.connect_ms
         ));
-        if let Some(a) = &net.audio {
+        if let (Some(a), Some(audio)) = (&net.audio, &r.audio) {
+            let jb = a
+                .jitter_buffer_ms
+                .map_or("n/a".into(), |m| format!("{m:.1} ms"));
             lines.push(format!(
-                "  audio in    jitter buffer p50 {:.1} ms, concealed {:.2}%, {} FEC-recovered",
-                a.jitter_buffer_ms.p50,
+                "  audio in    mouth-to-ear latency {} ({}), jitter buffer mean {jb}, concealed {:.2}%, {} FEC-recovered",
+                p50_p95(&audio.latency_ms),
+                crate::report::audio_latency_source(audio),
                 a.concealed_ratio * 100.0,
                 a.fec_recovered
             ));
         }
         if let (Some(v), Some(video)) = (&net.video, &r.video) {
             lines.push(format!(
-                "  video in    {} pictures at {}x{}, glass-to-glass latency p50 {:.1} ms / p95 {:.1} ms, {} freezes ({:.0} ms)",
+                "  video in    {} pictures at {}x{}, glass-to-glass latency {} ({}), {} freezes ({:.0} ms)",
                 video.frames_shown,
                 video.width,
                 video.height,
-                video.latency_ms.p50,
-                video.latency_ms.p95,
+                p50_p95(&video.latency_ms),
+                crate::report::video_latency_source(video),
                 v.freeze_count,
                 v.total_freeze_ms
             ));
@@ -271,17 +297,27 @@ fn figures(me: &str, report: &CallReport, other: &str) -> String {
     }
     if let Some(a) = &r.audio {
         lines.push(format!(
-            "  audio out   {:.1} kbps Opus, encode p50 {:.0} us; audio latency about {:.1} ms (path sum)",
-            a.kbps, a.encode_us.p50, a.latency_ms.p50
+            "  audio out   {:.1} kbps Opus, encode p50 {:.0} us",
+            a.kbps,
+            a.encode_us.map_or(f64::NAN, |p| p.p50)
         ));
     }
     if let Some(v) = &r.video {
         lines.push(format!(
             "  video out   {:.0} kbps H.264, {} frames sent, encode p50 {:.2} ms",
-            v.kbps, v.frames_sent, v.encode_ms.p50
+            v.kbps,
+            v.frames_sent,
+            v.encode_ms.map_or(f64::NAN, |p| p.p50)
         ));
     }
     lines.join("\n")
+}
+
+/// `p50 34.0 ms / p95 41.2 ms`, or `not measured`.
+fn p50_p95(p: &Option<duet_media::stats::Percentiles>) -> String {
+    p.map_or("not measured".into(), |p| {
+        format!("p50 {:.1} ms / p95 {:.1} ms", p.p50, p.p95)
+    })
 }
 
 /// The next event that `wanted` picks, within [`STEP`]; others are skipped.

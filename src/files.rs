@@ -46,6 +46,19 @@ pub struct ReceiveArgs {
     /// Refuse files larger than this many bytes.
     #[arg(long, default_value_t = 64 << 30)]
     pub max_size: u64,
+    /// The most bytes the quarantine folder may hold, partial and held files together; an
+    /// offer that would pass it is refused.
+    #[arg(long, default_value_t = 10 << 30)]
+    pub quarantine_quota: u64,
+    /// Kill a scanner run after this many seconds and hold the file.
+    #[arg(long, default_value_t = 120.0)]
+    pub scan_deadline: f64,
+    /// List the files the virus scanner held in this folder's quarantine, and exit.
+    #[arg(long, value_name = "DIR")]
+    pub held: Option<PathBuf>,
+    /// With --held: delete the held files listed.
+    #[arg(long, requires = "held")]
+    pub purge_held: bool,
 }
 
 /// The scanner named by `--scanner`, if any.
@@ -58,15 +71,40 @@ pub(crate) fn scanner_arg(command: Option<&str>) -> Result<Option<Scanner>> {
 
 impl ReceiveArgs {
     fn options(&self) -> Result<ReceiveOptions> {
-        let scanner = scanner_arg(self.scanner.as_deref())?;
+        let deadline = self.scan_deadline;
+        if !(deadline.is_finite() && deadline > 0.0 && deadline <= 86_400.0) {
+            anyhow::bail!("--scan-deadline {deadline}: give seconds between 0 and 86400");
+        }
+        let scanner = scanner_arg(self.scanner.as_deref())?
+            .map(|s| s.with_deadline(Duration::from_secs_f64(deadline)))
+            .transpose()
+            .context("--scan-deadline")?;
         Ok(ReceiveOptions {
             scanner,
             limits: ReceiverConfig {
                 max_size: self.max_size,
+                quarantine_quota: self.quarantine_quota,
                 ..ReceiverConfig::default()
             },
         })
     }
+}
+
+/// `duet answer --held DIR [--purge-held]`: lists (or deletes) the files the virus scanner held
+/// in `DIR`'s quarantine, one line each (size in bytes, path); returns the exit status.
+pub fn held(dir: &Path, purge: bool) -> Result<u8> {
+    let files = if purge {
+        duet_share::transfer::files::purge_held(dir)
+    } else {
+        duet_share::transfer::files::held_files(dir)
+    }
+    .with_context(|| format!("the quarantine of {}", dir.display()))?;
+    for file in &files {
+        println!("{}\t{}", file.size, file.path.display());
+    }
+    let what = if purge { "deleted" } else { "held" };
+    eprintln!("{} file(s) {what} in {}", files.len(), dir.display());
+    Ok(0)
 }
 
 /// Peak resident memory of this process, MiB (0 where /proc is not available).
@@ -205,7 +243,7 @@ pub async fn receive(offer: IncomingFile, args: &ReceiveArgs, json: bool) -> Res
     let dir = match &args.accept_files {
         Some(dir) => dir.clone(),
         None => {
-            if !crate::calling::ask(&format!("accept {name} into the current folder? [y/N] "))? {
+            if !crate::prompt::ask(&format!("accept {name} into the current folder? [y/N] "))? {
                 offer.decline(Some("declined".into())).await?;
                 eprintln!("declined");
                 return Ok(3);

@@ -9,7 +9,7 @@
 //! peer over WebRTC (the `duet-media` crate); files and folders over a WebRTC data channel with
 //! the `duet-share` crate's protocols.
 //!
-//! The rest of this library is the `duet` command line, built on that API: [`calling`]
+//! The rest of this library is the `duet` command line, built on that API: [`aec`] (`duet aec`), [`calling`]
 //! (`duet call`, `duet answer`), [`files`] (`duet send`), [`sharing`] (`duet share`),
 //! [`social`] (accounts, contacts, presence, chat), [`demo`] (`duet demo`), with the media
 //! choices of [`spec`] and the reports of [`report`]. [`term`] makes text from the network safe
@@ -41,10 +41,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod aec;
 pub mod calling;
 pub mod client;
 pub mod demo;
 pub mod files;
+pub mod plot;
+pub mod prompt;
 pub mod report;
 pub mod sharing;
 pub mod social;

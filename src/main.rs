@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use duet::spec::{open_audio, open_video, AudioChoice, Size, VideoChoice};
+use duet::spec::{open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice};
+use duet_media::audio::process::{process_path, ProcessingMonitor};
 use duet_media::audio::wav::WavSink;
 use duet_media::audio::{AudioSink, NullAudioSink};
 use duet_media::codec::h264::H264Config;
@@ -59,6 +60,12 @@ enum Command {
     /// Show duet end to end in one process: a server, two contacts, chat, a folder invitation
     /// and a video call over WebRTC on synthetic media, with the call's figures.
     Demo(duet::demo::DemoArgs),
+    /// Draw a `--stats` file as one figure (bitrates, RTT and loss, jitter buffer and
+    /// concealment, latency, frame rate, freezes, resolution): `-o call.svg` or `-o call.png`.
+    Plot(duet::plot::PlotArgs),
+    /// Run the microphone's echo cancellation, noise suppression and gain control offline on
+    /// a recorded pair of WAV files, and report the echo delay, ERLE over time and the cost.
+    Aec(duet::aec::AecArgs),
 }
 
 #[derive(clap::Args)]
@@ -106,6 +113,16 @@ struct LoopbackArgs {
     /// UDP on 127.0.0.1, DTLS-SRTP, RTCP, jitter buffers).
     #[arg(long, default_value = "direct")]
     transport: Transport,
+    /// Echo cancellation on the source, fed with what reaches the sink: on by default for a
+    /// microphone, off otherwise.
+    #[arg(long)]
+    aec: Option<Switch>,
+    /// Noise suppression on the source: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    ns: Option<Switch>,
+    /// Automatic gain control on the source: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    agc: Option<Switch>,
     /// With --transport webrtc: impair what both sides send, e.g.
     /// loss=5%,burst=2,jitter=30ms,reorder=1%,dup=0.5%,rate=2mbps,seed=7.
     #[arg(long)]
@@ -168,6 +185,8 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Loopback(args) => run_loopback(args),
         Command::Devices => devices(),
+        Command::Plot(args) => duet::plot::run(args),
+        Command::Aec(args) => duet::aec::run(args),
         Command::Serve(args) => duet::social::serve(args),
         Command::User(args) => duet::social::user(args),
         Command::Login(args) => duet::social::login(args),
@@ -198,6 +217,7 @@ fn run_loopback(args: LoopbackArgs) -> Result<()> {
     // Sources are created to start a little ahead, so every stage thread is running when the first frame is due.
     let start = Instant::now() + Duration::from_millis(100);
 
+    let mut monitor: Option<ProcessingMonitor> = None;
     let audio = match open_audio(&args.audio, format, start)
         .with_context(|| format!("audio source {:?}", args.audio))?
     {
@@ -209,7 +229,14 @@ fn run_loopback(args: LoopbackArgs) -> Result<()> {
             };
             let mut opus = OpusConfig::voice(format);
             opus.bitrate_bps = args.audio_kbps * 1000;
-            Some(AudioLoop { source, sink, opus })
+            let config = processing(&args.audio, args.aec, args.ns, args.agc);
+            let path = process_path(config, source, sink)?;
+            monitor = path.monitor;
+            Some(AudioLoop {
+                source: path.source,
+                sink: path.sink,
+                opus,
+            })
         }
     };
 
@@ -248,7 +275,7 @@ fn run_loopback(args: LoopbackArgs) -> Result<()> {
         audio,
         video,
     };
-    let report = match args.transport {
+    let mut report = match args.transport {
         Transport::Direct => loopback::run(config)?,
         Transport::Webrtc => loopback::webrtc::run(
             config,
@@ -258,6 +285,11 @@ fn run_loopback(args: LoopbackArgs) -> Result<()> {
             },
         )?,
     };
+    if let (Some(m), Some(a)) = (&monitor, report.audio.as_mut()) {
+        let stats = m.stats();
+        a.echo_return_loss_db = stats.echo_return_loss;
+        a.echo_return_loss_enhancement_db = stats.echo_return_loss_enhancement;
+    }
     if args.json {
         println!("{}", duet::report::to_json(&report));
     } else {

@@ -12,8 +12,31 @@ fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn pct(p: &Percentiles) -> Value {
-    json!({ "p50": r3(p.p50), "p95": r3(p.p95), "p99": r3(p.p99) })
+/// A percentile block, or null when nothing was measured.
+fn pct(p: &Option<Percentiles>) -> Value {
+    p.map_or(
+        Value::Null,
+        |p| json!({ "p50": r3(p.p50), "p95": r3(p.p95), "p99": r3(p.p99) }),
+    )
+}
+
+/// Where an audio latency figure came from: `signal` when it was aligned, else `none`.
+pub fn audio_latency_source(a: &AudioReport) -> &'static str {
+    if a.latency_ms.is_some() && a.latency_from_signal {
+        "signal"
+    } else {
+        "none"
+    }
+}
+
+/// Where a video latency figure came from: `stamps` in the pixels, the `capture_time` each
+/// frame carried through an in-process pipeline, or `none`.
+pub fn video_latency_source(v: &VideoReport) -> &'static str {
+    match (v.latency_ms.is_some(), v.stamped) {
+        (false, _) => "none",
+        (true, true) => "stamps",
+        (true, false) => "capture_time",
+    }
 }
 
 fn opt(x: Option<f64>) -> Value {
@@ -29,12 +52,16 @@ fn audio_json(a: &AudioReport) -> Value {
         "encode_us": pct(&a.encode_us),
         "decode_us": pct(&a.decode_us),
         "latency_ms": pct(&a.latency_ms),
-        "latency_source": if a.latency_from_signal { "signal" } else { "capture_time" },
+        "latency_source": audio_latency_source(a),
+        "estimated_latency_ms": opt(a.estimated_latency_ms),
         "signal_delay_ms": opt(a.signal_delay_ms),
         "lookahead_ms": r3(a.lookahead_ms),
         "snr_db": opt(a.snr_db),
         "kbps": r3(a.kbps),
         "decode_errors": a.decode_errors,
+        // W3C media-source stats, from the microphone's echo canceller (null when it is off).
+        "echoReturnLoss": opt(a.echo_return_loss_db),
+        "echoReturnLossEnhancement": opt(a.echo_return_loss_enhancement_db),
     })
 }
 
@@ -49,7 +76,7 @@ fn video_json(v: &VideoReport) -> Value {
         "encode_ms": pct(&v.encode_ms),
         "decode_ms": pct(&v.decode_ms),
         "latency_ms": pct(&v.latency_ms),
-        "latency_source": if v.stamped { "stamps" } else { "capture_time" },
+        "latency_source": video_latency_source(v),
         "psnr_db": opt(v.psnr_db),
         "stamp_errors": v.stamp_errors,
         "kbps": r3(v.kbps),
@@ -68,7 +95,7 @@ pub fn to_json(report: &LoopbackReport) -> Value {
         "video": report.video.as_ref().map_or(Value::Null, video_json),
         "memory": {
             "rss_start_mb": r3(report.memory.rss_start_mb),
-            "rss_10s_mb": r3(report.memory.rss_10s_mb),
+            "rss_10s_mb": opt(report.memory.rss_10s_mb),
             "rss_end_mb": r3(report.memory.rss_end_mb),
         },
     });
@@ -95,6 +122,7 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
         "bitrate_changes": n.bitrate_changes,
         "receiver_rtt_ms": opt(n.receiver_rtt_ms),
     });
+    add_path_json(&mut value["transport"], t.path.as_ref());
     value["impairment"] = n.impairment.map_or(Value::Null, |i| {
         json!({
             "sent": i.sent,
@@ -109,7 +137,8 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
         &n.audio,
         value.get_mut("audio").and_then(Value::as_object_mut),
     ) {
-        audio.insert("jitter_buffer_ms".into(), pct(&a.jitter_buffer_ms));
+        audio.insert("jitter_buffer_ms".into(), opt(a.jitter_buffer_ms));
+        audio.insert("current_delay_ms".into(), pct(&a.current_delay_ms));
         audio.insert(
             "concealed_ratio".into(),
             json!((a.concealed_ratio * 1e5).round() / 1e5),
@@ -127,11 +156,35 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
     }
 }
 
-fn p(p: &Percentiles, unit: &str) -> String {
-    format!(
-        "p50 {:.2} / p95 {:.2} / p99 {:.2} {unit}",
-        p.p50, p.p95, p.p99
-    )
+/// The path the connection took: `local_candidate_type`, `remote_candidate_type` (`host`,
+/// `srflx`, `prflx`, `relay`) and `relay_protocol`, null when unknown or not relayed.
+fn add_path_json(transport: &mut Value, path: Option<&duet_media::ice::CandidatePath>) {
+    let Some(object) = transport.as_object_mut() else {
+        return;
+    };
+    let text = |s: Option<&str>| s.map_or(Value::Null, Value::from);
+    object.insert(
+        "local_candidate_type".into(),
+        text(path.map(|p| p.local_candidate_type.as_str())),
+    );
+    object.insert(
+        "remote_candidate_type".into(),
+        text(path.map(|p| p.remote_candidate_type.as_str())),
+    );
+    object.insert(
+        "relay_protocol".into(),
+        text(path.and_then(|p| p.relay_protocol.as_deref())),
+    );
+}
+
+fn p(p: &Option<Percentiles>, unit: &str) -> String {
+    match p {
+        Some(p) => format!(
+            "p50 {:.2} / p95 {:.2} / p99 {:.2} {unit}",
+            p.p50, p.p95, p.p99
+        ),
+        None => "not measured".into(),
+    }
 }
 
 /// A few lines for people: what went through, what each stage cost, what arrived.
@@ -146,12 +199,21 @@ pub fn summary(report: &LoopbackReport) -> String {
         );
         let _ = writeln!(s, "  encode   {}", p(&a.encode_us, "us"));
         let _ = writeln!(s, "  decode   {}", p(&a.decode_us, "us"));
-        let from = if a.latency_from_signal {
-            "signal alignment"
-        } else {
-            "capture times + look-ahead"
+        let from = match audio_latency_source(a) {
+            "signal" => "from signal alignment".to_owned(),
+            _ => match a.estimated_latency_ms {
+                Some(e) => format!("estimated {e:.1} ms from the path"),
+                None => "no estimate".to_owned(),
+            },
         };
-        let _ = writeln!(s, "  latency  {} (from {from})", p(&a.latency_ms, "ms"));
+        let _ = writeln!(s, "  latency  {} ({from})", p(&a.latency_ms, "ms"));
+        if let (Some(erl), Some(erle)) = (a.echo_return_loss_db, a.echo_return_loss_enhancement_db)
+        {
+            let _ = writeln!(
+                s,
+                "  echo     return loss {erl:.1} dB, enhancement {erle:.1} dB (canceller's estimates)"
+            );
+        }
         let delay = a
             .signal_delay_ms
             .map_or("not aligned".into(), |d| format!("{d:.2} ms"));
@@ -177,8 +239,12 @@ pub fn summary(report: &LoopbackReport) -> String {
         );
         let _ = writeln!(s, "  encode   {}", p(&v.encode_ms, "ms"));
         let _ = writeln!(s, "  decode   {}", p(&v.decode_ms, "ms"));
-        let from = if v.stamped { "stamps" } else { "capture times" };
-        let _ = writeln!(s, "  latency  {} (from {from})", p(&v.latency_ms, "ms"));
+        let from = match video_latency_source(v) {
+            "stamps" => "from the stamps in the pixels",
+            "capture_time" => "from the capture times carried",
+            _ => "the source has no stamps",
+        };
+        let _ = writeln!(s, "  latency  {} ({from})", p(&v.latency_ms, "ms"));
         let psnr = v.psnr_db.map_or("n/a".into(), |d| format!("{d:.1} dB"));
         let _ = writeln!(
             s,
@@ -198,10 +264,13 @@ pub fn summary(report: &LoopbackReport) -> String {
             n.connect_ms, t.packets_sent, t.packets_lost, t.retransmitted, t.nack_count, t.pli_count
         );
         if let Some(a) = &n.audio {
+            let jb = a
+                .jitter_buffer_ms
+                .map_or("n/a".into(), |m| format!("{m:.1} ms"));
             let _ = writeln!(
                 s,
-                "  audio buffer {}, concealed {:.3}%, {} FEC-recovered, {} late",
-                p(&a.jitter_buffer_ms, "ms"),
+                "  audio buffer mean {jb} (current {}), concealed {:.3}%, {} FEC-recovered, {} late",
+                p(&a.current_delay_ms, "ms"),
                 a.concealed_ratio * 100.0,
                 a.fec_recovered,
                 a.late_discarded
@@ -215,10 +284,14 @@ pub fn summary(report: &LoopbackReport) -> String {
             );
         }
     }
+    let at_10s = report
+        .memory
+        .rss_10s_mb
+        .map_or("n/a".into(), |m| format!("{m:.1} MiB"));
     let _ = writeln!(
         s,
-        "memory RSS {:.1} MiB at start, {:.1} MiB at 10 s, {:.1} MiB at end",
-        report.memory.rss_start_mb, report.memory.rss_10s_mb, report.memory.rss_end_mb
+        "memory RSS {:.1} MiB at start, {at_10s} at 10 s, {:.1} MiB at end",
+        report.memory.rss_start_mb, report.memory.rss_end_mb
     );
     s
 }

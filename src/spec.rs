@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
+use duet_media::audio::anchor::{AnchoredSource, MarkedTone, Speech};
 use duet_media::audio::device::Microphone;
-use duet_media::audio::synth::{Silence, Tone};
+use duet_media::audio::process::ProcessingConfig;
+use duet_media::audio::synth::Silence;
 use duet_media::audio::wav::WavSource;
 use duet_media::audio::AudioSource;
 use duet_media::video::pattern::TestPattern;
@@ -16,11 +18,8 @@ use duet_media::video::y4m::Y4mSource;
 use duet_media::video::VideoSource;
 use duet_media::AudioFormat;
 
-/// The speech sample that `--audio speech` plays: about 10 s of synthetic English, 48 kHz mono.
-pub const SPEECH_WAV: &[u8] = include_bytes!("../media/testdata/speech-48k-mono.wav");
-
 /// Frequency of `--audio tone`, Hz.
-pub const TONE_HZ: f32 = 440.0;
+pub const TONE_HZ: u32 = duet_media::audio::anchor::TONE_HZ;
 
 /// A choice that could not be understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +33,46 @@ impl fmt::Display for ChoiceError {
 
 impl std::error::Error for ChoiceError {}
 
+/// `on` or `off`, for the switches of the microphone's audio processing (`--aec on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Switched on.
+    On,
+    /// Switched off.
+    Off,
+}
+
+impl Switch {
+    /// True for [`Switch::On`].
+    pub fn on(self) -> bool {
+        self == Switch::On
+    }
+}
+
+/// The microphone path's audio processing for `choice`: each part on by default for a
+/// microphone and off for synthetic and file sources, unless `aec`, `ns` or `agc` says otherwise.
+pub fn processing(
+    choice: &AudioChoice,
+    aec: Option<Switch>,
+    ns: Option<Switch>,
+    agc: Option<Switch>,
+) -> ProcessingConfig {
+    let default = matches!(choice, AudioChoice::Mic(_));
+    let pick = |s: Option<Switch>| s.map_or(default, Switch::on);
+    ProcessingConfig {
+        echo_cancellation: pick(aec),
+        noise_suppression: pick(ns),
+        gain_control: pick(agc),
+    }
+}
+
 /// Where the audio of a call comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioChoice {
-    /// A 440 Hz tone.
+    /// A 440 Hz tone with a chirp at the start of every wall-clock second, so that a
+    /// receiver can align it.
     Tone,
-    /// The built-in speech sample.
+    /// The built-in speech sample, looped on the wall clock.
     Speech,
     /// A WAV file (any rate, depth and channel count).
     Wav(PathBuf),
@@ -140,64 +173,24 @@ impl fmt::Display for Size {
     }
 }
 
-/// An audio source that starts again from the top when it ends, numbering frames on, so a
-/// short sample can feed a call of any length.
-pub struct Looped<S, F> {
-    open: F,
-    source: S,
-    offset: u64,
-    last_seq: u64,
-}
-
-impl<S: AudioSource, F: FnMut() -> duet_media::Result<S> + Send> Looped<S, F> {
-    /// Opens the first pass with `open`, which is called again at every end.
-    pub fn new(mut open: F) -> duet_media::Result<Self> {
-        let source = open()?;
-        Ok(Self {
-            open,
-            source,
-            offset: 0,
-            last_seq: 0,
-        })
-    }
-}
-
-impl<S: AudioSource, F: FnMut() -> duet_media::Result<S> + Send> AudioSource for Looped<S, F> {
-    fn format(&self) -> AudioFormat {
-        self.source.format()
-    }
-
-    fn read(
-        &mut self,
-        now: Instant,
-        frame: &mut duet_media::AudioFrame,
-    ) -> duet_media::Result<duet_media::Read> {
-        let mut read = self.source.read(now, frame)?;
-        if read == duet_media::Read::End {
-            self.source = (self.open)()?;
-            self.offset = self.last_seq + 1;
-            read = self.source.read(now, frame)?;
-        }
-        if read == duet_media::Read::Frame {
-            frame.seq += self.offset;
-            self.last_seq = frame.seq;
-        }
-        Ok(read)
-    }
-}
-
 /// Opens the audio source chosen, producing `format`; `start` is when its first frame is due.
 /// `Ok(None)` for [`AudioChoice::None`].
+///
+/// The tone and the speech are anchored to the wall clock (the sample playing at wall time `t`
+/// is known from `t`), so whoever hears them, in this process or another, measures their
+/// mouth-to-ear latency from the signal.
 pub fn open_audio(
     choice: &AudioChoice,
     format: AudioFormat,
     start: Instant,
 ) -> duet_media::Result<Option<Box<dyn AudioSource>>> {
     Ok(Some(match choice {
-        AudioChoice::Tone => Box::new(Tone::new(format, TONE_HZ, 0.5, start)),
-        AudioChoice::Speech => Box::new(Looped::new(move || {
-            WavSource::from_bytes("speech", SPEECH_WAV, format)
-        })?),
+        AudioChoice::Tone => Box::new(AnchoredSource::new(
+            MarkedTone::new(TONE_HZ, 0.5),
+            format,
+            start,
+        )),
+        AudioChoice::Speech => Box::new(AnchoredSource::new(Speech::builtin()?, format, start)),
         AudioChoice::Wav(path) => Box::new(WavSource::open(path, format)?),
         AudioChoice::Mic(name) => Box::new(Microphone::open(name.as_deref(), format)?),
         AudioChoice::Silence => Box::new(Silence::new(format, start)),
@@ -242,6 +235,20 @@ fn open_webcam(_index: u32, _size: Size, _fps: u32) -> duet_media::Result<Box<dy
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processing_is_on_for_a_microphone_unless_switched_off() {
+        let mic = AudioChoice::Mic(None);
+        assert_eq!(processing(&mic, None, None, None), ProcessingConfig::VOICE);
+        assert_eq!(
+            processing(&AudioChoice::Speech, None, None, None),
+            ProcessingConfig::OFF
+        );
+        let some = processing(&mic, Some(Switch::Off), None, Some(Switch::Off));
+        assert!(!some.echo_cancellation && some.noise_suppression && !some.gain_control);
+        let asked = processing(&AudioChoice::Tone, Some(Switch::On), None, None);
+        assert!(asked.echo_cancellation && !asked.noise_suppression);
+    }
 
     #[test]
     fn audio_choices() {

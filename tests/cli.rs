@@ -75,7 +75,13 @@ fn loopback_reports_every_stage_as_json() {
     assert_eq!(video["latency_source"], "stamps");
     assert!(video["psnr_db"].as_f64().unwrap() > 30.0, "{video}");
     let latency = video["latency_ms"]["p50"].as_f64().unwrap();
-    assert!(latency > 0.0 && latency < 500.0, "{video}");
+    let encode = video["encode_ms"]["p50"].as_f64().unwrap();
+    let decode = video["decode_ms"]["p50"].as_f64().unwrap();
+    // Capture to sink is encoding and decoding, and little else.
+    assert!(
+        latency > 0.0 && latency <= encode + decode + 10.0,
+        "{video}"
+    );
     assert!(report["memory"]["rss_end_mb"].as_f64().unwrap() > 0.0);
 }
 

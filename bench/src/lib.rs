@@ -10,6 +10,8 @@
 //! # Ok::<(), duet_media::Error>(())
 //! ```
 
+pub mod apm;
+
 use std::time::Instant;
 
 use duet_media::codec::h264::H264Config;

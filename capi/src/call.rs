@@ -81,10 +81,23 @@ pub(crate) struct SentFigures {
     pub seconds: f64,
 }
 
+/// Refuses to go on from a thread that is running a tokio runtime: the call blocks on a
+/// runtime of its own, which tokio forbids there (it would panic).
+fn outside_runtime() -> Result<(), Failure> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Failure::rejected(
+            "called from a thread inside a tokio runtime; call duet from a plain thread \
+             (for example through tokio's spawn_blocking)",
+        ));
+    }
+    Ok(())
+}
+
 impl Call {
     /// Sets up a call from its options: the runtime, the session (bound, not yet
     /// negotiating), and the task following its events.
     pub fn new(options: CallOptions) -> Result<Self, Failure> {
+        outside_runtime()?;
         let config = options.call_config()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -123,6 +136,7 @@ impl Call {
 
     /// Makes the offer (the caller's side).
     pub fn start(&self) -> Result<(), Failure> {
+        outside_runtime()?;
         self.runtime
             .block_on(self.session.start())
             .map_err(|e| Failure::rejected(format!("cannot start the call: {e}")))
@@ -141,6 +155,7 @@ impl Call {
     /// Applies a signal from the peer.
     pub fn handle_signal(&self, signal: Signal) -> Result<(), Failure> {
         let kind = signal.kind();
+        outside_runtime()?;
         self.runtime
             .block_on(self.session.handle_signal(signal))
             .map_err(|e| Failure::rejected(format!("the peer's {kind} signal: {e}")))
@@ -167,8 +182,12 @@ impl Call {
         self.session.hang_up(reason);
     }
 
-    /// The session's figures, the WebRTC stack's freshly fetched when they come in time.
+    /// The session's figures, the WebRTC stack's freshly fetched when they come in time
+    /// (as last fetched when called from inside a tokio runtime, which cannot wait here).
     pub fn stats(&self) -> CallStats {
+        if outside_runtime().is_err() {
+            return self.session.stats();
+        }
         self.runtime.block_on(async {
             tokio::time::timeout(STATS_WAIT, self.session.refresh_stats())
                 .await
@@ -201,8 +220,18 @@ impl Call {
     }
 
     /// Stops the media, hangs up if the call is on, waits for the receive threads and shuts
-    /// the runtime down.
+    /// the runtime down. From a thread inside a tokio runtime, where that cannot be waited
+    /// for, it is done on a thread of its own, which this waits for.
     pub fn close(self) {
+        if outside_runtime().is_err() {
+            let closing = std::thread::Builder::new()
+                .name("duet-capi-close".into())
+                .spawn(move || self.close());
+            if let Ok(thread) = closing {
+                let _ = thread.join();
+            }
+            return;
+        }
         let Self {
             runtime,
             session,

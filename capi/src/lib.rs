@@ -57,7 +57,11 @@ use crate::stats::Figures;
 /// One side of a call: create it with `duet_call_new`, free it with `duet_call_free`.
 ///
 /// Its functions may be called from any thread, and from several at once, except
-/// `duet_call_free`, which must come last.
+/// `duet_call_free`, which must come last. A thread blocked in `duet_call_poll_signal` with no
+/// timeout is still using the call: hang up first (`duet_call_hang_up`, which ends the call and
+/// wakes that thread), wait for that thread to return, and only then free the call. Called
+/// from a thread that runs a tokio runtime, the functions that wait return an error
+/// (`DUET_STATUS_REJECTED`) instead of blocking the runtime.
 pub struct DuetCall {
     call: Call,
 }
@@ -236,11 +240,12 @@ pub unsafe extern "C" fn duet_call_state(call: *mut DuetCall) -> DuetCallState {
 ///   `remote_packets_lost`, `remote_fraction_lost`, `retransmitted`, `nack_count`,
 ///   `pli_count`, `target_kbps`, `congestion_kbps`;
 /// - `audio_received`: `packets_received`, `periods_played` (10 ms each), `concealed_ratio`,
-///   `fec_recovered`, `late_discarded`, `decode_errors`, `jitter_ms`, and `jitter_buffer_ms`
-///   (`p50`, `p95`, `p99`);
+///   `fec_recovered`, `late_discarded`, `decode_errors`, `jitter_ms`, `jitter_buffer_ms` (the W3C
+///   mean wait, `jitterBufferDelay / jitterBufferEmittedCount`, null before any) and
+///   `current_delay_ms` (the delay held, sampled: `p50`, `p95`, `p99`, or null);
 /// - `video_received`: `frames_decoded`, `frames_dropped`, `freeze_count`,
 ///   `total_freeze_ms`, `decode_errors`, `width`, `height`, `pictures_shown` and
-///   `latency_ms` (capture to display, `p50`, `p95`, `p99`);
+///   `latency_ms` (capture to display, `p50`, `p95`, `p99`; null without stamps);
 /// - `sent`: `seconds`, `audio_frames`, `audio_bytes`, `audio_kbps`, `video_frames`,
 ///   `video_bytes`, `video_kbps`, `keyframes`, and `error` (null unless the media could not be
 ///   sent).
@@ -303,10 +308,13 @@ pub unsafe extern "C" fn duet_call_hang_up(
 /// threads. NULL is allowed and does nothing. The pointer must not be used afterwards. It
 /// leaves `duet_last_error()` as it was.
 ///
+/// Hang up before freeing a call that another thread polls: `duet_call_hang_up` wakes a
+/// thread waiting in `duet_call_poll_signal`; free the call once that thread has returned.
+///
 /// # Safety
 ///
 /// `call` is NULL or a pointer from `duet_call_new` not yet freed, that no other thread is
-/// using.
+/// using (nor will use: a thread polling it has returned).
 #[no_mangle]
 pub unsafe extern "C" fn duet_call_free(call: *mut DuetCall) {
     guard_quiet(|| {

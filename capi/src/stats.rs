@@ -73,7 +73,8 @@ pub(crate) fn to_json(figures: &Figures) -> Value {
             "late_discarded": audio.late_discarded,
             "decode_errors": audio.decode_errors,
             "jitter_ms": audio.jitter.jitter * 1000.0,
-            "jitter_buffer_ms": percentiles(&audio.jitter_buffer_ms),
+            "jitter_buffer_ms": audio.jitter_buffer_ms,
+            "current_delay_ms": percentiles(&audio.current_delay_ms),
         },
         "video_received": {
             "frames_decoded": decoded.frames_decoded,
@@ -84,7 +85,7 @@ pub(crate) fn to_json(figures: &Figures) -> Value {
             "width": decoded.size.0,
             "height": decoded.size.1,
             "pictures_shown": video.shown,
-            "latency_ms": percentiles(&video.latency_ms.percentiles()),
+            "latency_ms": percentiles(&video.latency_ms.measured()),
         },
         "sent": {
             "seconds": sent.seconds,
@@ -100,8 +101,12 @@ pub(crate) fn to_json(figures: &Figures) -> Value {
     })
 }
 
-fn percentiles(p: &Percentiles) -> Value {
-    json!({ "p50": p.p50, "p95": p.p95, "p99": p.p99 })
+/// A percentile block, or null when nothing was measured.
+fn percentiles(p: &Option<Percentiles>) -> Value {
+    p.map_or(
+        Value::Null,
+        |p| json!({ "p50": p.p50, "p95": p.p95, "p99": p.p99 }),
+    )
 }
 
 #[cfg(test)]

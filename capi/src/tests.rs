@@ -193,3 +193,33 @@ fn a_call_may_be_used_from_several_threads() {
     fn send_and_sync<T: Send + Sync>() {}
     send_and_sync::<DuetCall>();
 }
+
+#[test]
+fn calling_from_inside_a_tokio_runtime_is_an_error_not_a_panic() {
+    let made_outside = new_call(r#"{"video":false}"#).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // Inside the runtime: creating a call is refused, and says why.
+        let refused = new_call(r#"{"video":false}"#).expect_err("no call inside a runtime");
+        assert!(refused.contains("inside a tokio runtime"), "{refused}");
+        assert!(!refused.contains("internal error"), "{refused}");
+        // SAFETY: a live call, used on this thread, freed once below.
+        unsafe {
+            assert_eq!(duet_call_start(made_outside), DuetStatus::Rejected);
+            let message = last_error().unwrap();
+            assert!(message.contains("inside a tokio runtime"), "{message}");
+            assert_eq!(
+                handle(made_outside, r#"{"type":"end","reason":"bye"}"#),
+                DuetStatus::Rejected
+            );
+            // What does not wait still works, and freeing closes the call.
+            assert!(take(duet_call_stats_json(made_outside)).is_some());
+            assert_eq!(last_error(), None);
+            assert_eq!(duet_call_hang_up(made_outside, ptr::null()), DuetStatus::Ok);
+            duet_call_free(made_outside);
+        }
+    });
+}

@@ -53,6 +53,7 @@ use webrtc::peer_connection::PeerConnection;
 
 pub use crate::call::{EndReason, Runtime, Signal};
 use crate::error::Error;
+use crate::ice::IceSetup;
 use crate::negotiate::{self, stack_error, Negotiation, Negotiator};
 
 /// Largest message [`DataLink::send`] accepts, bytes (what every WebRTC stack delivers whole).
@@ -69,9 +70,11 @@ pub const RECEIVE_WINDOW: u32 = 4 * 1024 * 1024;
 /// How one side of a data link is set up.
 #[derive(Clone)]
 pub struct LinkConfig {
-    /// Local address the UDP socket binds; port 0 picks a free one. No STUN or TURN server
-    /// is used: the host candidate of this address is the only one offered.
+    /// Local address the UDP socket binds; port 0 picks a free one. `0.0.0.0` binds every
+    /// interface (loopback and link-local left out), each offering its host candidate.
     pub bind: SocketAddr,
+    /// STUN and TURN servers, and whether to use relays only.
+    pub ice: IceSetup,
     /// The link ends when its data channel is not open this long after it was created.
     pub connect_timeout: Duration,
     /// The async runtime the WebRTC stack uses for its sockets and timers; `None` is plain
@@ -95,6 +98,7 @@ impl Default for LinkConfig {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            ice: IceSetup::default(),
             connect_timeout: Duration::from_secs(20),
             runtime: None,
             label: "duet".into(),
@@ -107,6 +111,7 @@ impl fmt::Debug for LinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LinkConfig")
             .field("bind", &self.bind)
+            .field("ice", &self.ice)
             .field("connect_timeout", &self.connect_timeout)
             .field("custom_runtime", &self.runtime.is_some())
             .field("label", &self.label)
@@ -190,6 +195,8 @@ pub struct LinkStats {
     pub receive_stalls: u64,
     /// Round trip of the ICE path, milliseconds, as last measured (every second).
     pub rtt_ms: Option<f64>,
+    /// The path the link took (candidate types of the selected pair), as last seen.
+    pub path: Option<crate::ice::CandidatePath>,
 }
 
 /// One side of a data link. See the [module docs](self) for the whole picture.
@@ -236,6 +243,8 @@ struct Inner {
     reader_stalled: AtomicBool,
     sent: Mutex<SentSince>,
     counters: Counters,
+    /// The selected candidate pair's path, refreshed with the round trip.
+    path: Mutex<Option<crate::ice::CandidatePath>>,
 }
 
 /// The bytes buffered on the channel when last asked, and those sent since: while their sum
@@ -314,6 +323,7 @@ impl DataLink {
             reader_stalled: AtomicBool::new(false),
             sent: Mutex::default(),
             counters: Counters::default(),
+            path: Mutex::new(None),
         });
         runtime.spawn(channel::control(inner.clone(), peer_rx));
         Ok((Self { inner }, LinkEvents { rx: events_rx }))
@@ -412,6 +422,7 @@ impl DataLink {
             send_waits: c.send_waits.load(Ordering::Relaxed),
             receive_stalls: c.receive_stalls.load(Ordering::Relaxed),
             rtt_ms: (rtt_us > 0).then(|| (rtt_us - 1) as f64 / 1000.0),
+            path: lock(&self.inner.path).clone(),
         }
     }
 }

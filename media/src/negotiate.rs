@@ -6,7 +6,8 @@
 //!
 //! - our description goes out before any of our candidates: candidates found while it is
 //!   being applied are held, then emitted right after it;
-//! - the peer's candidates that come before its description wait until it is applied;
+//! - the peer's candidates that come before its description wait until it is applied, up to
+//!   [`MAX_EARLY_CANDIDATES`]; more than that is an error and the extra candidate is dropped;
 //! - nothing follows our [`Signal::End`]: closing the negotiation and emitting the end happen
 //!   under one lock, so a candidate gathered meanwhile is dropped.
 //!
@@ -26,6 +27,11 @@ use webrtc::peer_connection::{
 
 use crate::call::{EndReason, Signal};
 use crate::error::Error;
+
+/// How many of the peer's candidates wait for its description at most. A browser gathers a
+/// handful per network interface; a peer that sends more before describing itself is refused
+/// rather than let grow the memory of every call it reaches.
+pub const MAX_EARLY_CANDIDATES: usize = 64;
 
 /// What the stack tells a call or a link, forwarded from its event handler.
 pub(crate) enum PeerEvent {
@@ -244,6 +250,12 @@ pub(crate) async fn handle_signal<N: Negotiator>(n: &N, signal: Signal) -> Resul
             {
                 let mut state = lock(n.negotiation());
                 if !state.remote_set {
+                    if state.pending.len() >= MAX_EARLY_CANDIDATES {
+                        return Err(Error::Call(format!(
+                            "the peer sent more than {MAX_EARLY_CANDIDATES} ICE candidates \
+                             before its description; this one is dropped"
+                        )));
+                    }
                     state.pending.push(init);
                     return Ok(());
                 }
@@ -257,7 +269,7 @@ pub(crate) async fn handle_signal<N: Negotiator>(n: &N, signal: Signal) -> Resul
 /// the negotiation is closed: gathering can outlive the connection.
 pub(crate) fn emit_candidate<N: Negotiator>(n: &N, init: RTCIceCandidateInit) {
     let signal = Signal::Candidate {
-        candidate: init.candidate,
+        candidate: crate::ice::redact_related_address(&init.candidate),
         sdp_mid: init.sdp_mid,
         sdp_mline_index: init.sdp_mline_index,
     };

@@ -28,6 +28,14 @@ impl Percentiles {
     }
 }
 
+impl Percentiles {
+    /// Percentiles of `values`, or `None` when there is none (NaNs ignored): a figure that
+    /// could not be measured is absent, not zero.
+    pub fn measured(values: &[f64]) -> Option<Self> {
+        values.iter().any(|x| !x.is_nan()).then(|| Self::of(values))
+    }
+}
+
 /// Nearest-rank percentile of sorted, non-empty `v`.
 fn rank(v: &[f64], q: f64) -> f64 {
     let idx = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
@@ -88,6 +96,24 @@ impl Samples {
     pub fn percentiles(&self) -> Percentiles {
         Percentiles::of(&self.values)
     }
+
+    /// The `n` most recent values kept, oldest first.
+    pub fn recent(&self, n: usize) -> Vec<f64> {
+        let len = self.values.len();
+        let n = n.min(len);
+        // With the ring full, the oldest value sits at `next`; before that, at 0.
+        let end = if len < self.capacity {
+            len
+        } else {
+            self.next + len
+        };
+        (end - n..end).map(|i| self.values[i % len]).collect()
+    }
+
+    /// Percentiles of the values kept; `None` when nothing was measured.
+    pub fn measured(&self) -> Option<Percentiles> {
+        Percentiles::measured(&self.values)
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +138,8 @@ mod tests {
             s.push(f64::from(i));
         }
         assert_eq!(s.count(), 5);
+        assert_eq!(s.recent(2), vec![3.0, 4.0]);
+        assert_eq!(s.recent(9), vec![2.0, 3.0, 4.0]);
         let mut kept = s.values().to_vec();
         kept.sort_by(f64::total_cmp);
         assert_eq!(kept, vec![2.0, 3.0, 4.0]);

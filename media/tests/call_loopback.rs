@@ -105,17 +105,27 @@ fn lost_packets_are_recovered_under_the_real_stack() {
         video.frames_shown,
         video.frames_sent
     );
-    assert!(video.stamped && video.latency_ms.p50 > 0.0 && video.latency_ms.p50 < 150.0);
+    let latency = video.latency_ms.expect("stamped pictures give a latency");
+    assert!(video.stamped && latency.p50 > 0.0 && latency.p50 < 150.0);
     let received = network.video.unwrap();
     assert_eq!(received.frames_decoded, video.frames_shown);
 
     let audio = report.audio.unwrap();
     assert!(audio.latency_from_signal, "{audio:?}");
-    assert!(
-        audio.latency_ms.p50 > 20.0 && audio.latency_ms.p50 < 200.0,
-        "{audio:?}"
-    );
+    let latency = audio.latency_ms.expect("noise aligns");
+    assert!(latency.p50 > 20.0 && latency.p50 < 200.0, "{audio:?}");
     let playout = network.audio.unwrap();
     assert!(playout.concealed_ratio < 0.05, "{playout:?}");
-    assert!(playout.jitter_buffer_ms.p50 > 0.0);
+    // W3C identities: concealed samples are among those received, and the mean wait
+    // (jitterBufferDelay / jitterBufferEmittedCount) stays within a frame of the mean target.
+    let j = &playout.jitter;
+    assert!(j.concealed_samples <= j.total_samples_received, "{j:?}");
+    assert!(j.jitter_buffer_emitted_count > 0, "{j:?}");
+    let mean = j.jitter_buffer_delay * 1000.0 / j.jitter_buffer_emitted_count as f64;
+    let target = j.jitter_buffer_target_delay * 1000.0 / j.jitter_buffer_emitted_count as f64;
+    assert_eq!(playout.jitter_buffer_ms, Some(mean));
+    assert!(
+        (mean - target).abs() <= 20.0,
+        "mean {mean} ms, target {target} ms"
+    );
 }

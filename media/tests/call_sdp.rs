@@ -146,3 +146,42 @@ async fn a_browser_offer_is_answered_with_its_payload_types() {
     assert_eq!(lines(&sdp, "a=sendrecv").len(), 2, "{sdp}");
     session.hang_up("done");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_before_the_description_are_capped() {
+    use duet_media::call::MAX_EARLY_CANDIDATES;
+    let (session, mut events) = CallSession::new(config(), CallSinks::default())
+        .await
+        .unwrap();
+    let candidate = |i: usize| Signal::Candidate {
+        candidate: format!(
+            "candidate:{i} 1 udp 2130706431 127.0.0.1 {} typ host",
+            40_000 + i
+        ),
+        sdp_mid: Some("0".into()),
+        sdp_mline_index: Some(0),
+    };
+    for i in 0..MAX_EARLY_CANDIDATES {
+        session.handle_signal(candidate(i)).await.unwrap();
+    }
+    let refused = session
+        .handle_signal(candidate(MAX_EARLY_CANDIDATES))
+        .await
+        .expect_err("one candidate too many is refused");
+    assert!(
+        refused.to_string().contains("before its description"),
+        "{refused}"
+    );
+    // The call goes on: the browser's offer is still answered.
+    session
+        .handle_signal(Signal::Offer {
+            sdp: BROWSER_OFFER.into(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        events.recv().await,
+        Some(CallEvent::Signal(Signal::Answer { .. }))
+    ));
+    session.hang_up("done");
+}

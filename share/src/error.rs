@@ -36,6 +36,33 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// The disk has no room for an offer and the margin that must stay free.
+    #[error(
+        "{needed} bytes do not fit: {available} bytes are free on the disk and {margin} must stay free"
+    )]
+    NoSpace {
+        /// The bytes still to be written.
+        needed: u64,
+        /// The bytes free on the disk for this user.
+        available: u64,
+        /// The bytes that must stay free.
+        margin: u64,
+    },
+    /// The quarantine folder would grow past its quota.
+    #[error(
+        "the quarantine holds {used} bytes; {size} more would pass its quota of {quota} bytes"
+    )]
+    QuotaExceeded {
+        /// Bytes already in the quarantine (partial and held files).
+        used: u64,
+        /// The offer's size.
+        size: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// A quarantine folder that others could read or write.
+    #[error("quarantine: {0}")]
+    Quarantine(String),
     /// The virus scanner could not run, or refused the file.
     #[error("scanner: {0}")]
     Scanner(String),

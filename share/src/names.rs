@@ -31,6 +31,22 @@ const DEVICE_NAMES: [&str; 22] = [
     "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
+/// Characters that reorder or hide text where a name is shown: the bidirectional controls
+/// (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069), which make `exe.txt` look like
+/// `txt.exe`, and the zero-width ones (U+200B to U+200D, U+2060, U+FEFF), which make two
+/// different names look alike.
+fn is_deceptive(ch: char) -> bool {
+    matches!(
+        ch,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 /// A relative path checked by [`safe_relative`] or [`safe_file_name`]: one or more components,
 /// none of which can leave the folder it is joined to. Displayed with `/` separators.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,7 +85,7 @@ fn unsafe_name(name: &str, reason: impl Into<String>) -> Error {
 /// Checks a `/`-separated relative path from the peer.
 ///
 /// Refused: absolute paths, drive letters, backslashes, empty, `.` and `..` components, NUL and
-/// control characters, Windows device names (`CON`, `com1.txt`, ...), components ending in a dot
+/// control characters, bidirectional controls and zero-width characters, Windows device names (`CON`, `com1.txt`, ...), components ending in a dot
 /// or a space, components over [`MAX_COMPONENT_BYTES`] and paths over [`MAX_PATH_BYTES`]. The
 /// error is [`Error::UnsafeName`] with the reason.
 pub fn safe_relative(name: &str) -> Result<RelPath> {
@@ -124,6 +140,15 @@ fn check_component(name: &str, c: &str) -> Result<()> {
         return Err(unsafe_name(
             name,
             format!("control character U+{:04X}", u32::from(ch)),
+        ));
+    }
+    if let Some(ch) = c.chars().find(|&ch| is_deceptive(ch)) {
+        return Err(unsafe_name(
+            name,
+            format!(
+                "U+{:04X}, a bidirectional or zero-width character that disguises a name",
+                u32::from(ch)
+            ),
         ));
     }
     if c.contains(':') {

@@ -167,3 +167,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn bidi_and_zero_width_characters_are_refused() {
+    for (name, code) in [
+        ("invoice\u{202E}fdp.exe", "U+202E"),
+        ("a/\u{2067}b.txt", "U+2067"),
+        ("report\u{200F}.pdf", "U+200F"),
+        ("pay\u{200B}pal.html", "U+200B"),
+        ("zero\u{200D}joiner", "U+200D"),
+        ("\u{FEFF}bom.txt", "U+FEFF"),
+        ("word\u{2060}joiner", "U+2060"),
+        ("arabic\u{061C}mark", "U+061C"),
+    ] {
+        let why = reason(name);
+        assert!(
+            why.contains(code) && why.contains("bidirectional"),
+            "{name:?}: {why}"
+        );
+        assert!(safe_file_name(name).is_err(), "{name:?}");
+    }
+    // Other non-ASCII names stay accepted.
+    for name in [
+        "café.txt",
+        "日本語/ファイル.txt",
+        "מסמך.pdf",
+        "emoji 🎉.png",
+    ] {
+        assert!(safe_relative(name).is_ok(), "{name:?}");
+    }
+}

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use duet_share::scan::{Scanner, Verdict};
 use duet_share::Error;
@@ -55,7 +56,7 @@ fn a_file_matching_a_signature_is_infected_and_named() {
         Verdict::Infected { signature } => {
             assert!(signature.starts_with("Duet.Test.Signature"), "{signature}")
         }
-        Verdict::Clean => panic!("the matching file passed"),
+        other => panic!("the matching file was not flagged: {other:?}"),
     }
     let logged = log.text();
     let line = logged
@@ -121,7 +122,7 @@ fn a_body_signature_matches_inside_a_larger_file() {
         Verdict::Infected { signature } => {
             assert!(signature.starts_with("Duet.Test.Body"), "{signature}")
         }
-        Verdict::Clean => panic!("the marked file passed"),
+        other => panic!("the marked file was not flagged: {other:?}"),
     }
 }
 
@@ -160,9 +161,59 @@ fn a_scanner_that_fails_is_an_error_not_a_verdict() {
 }
 
 #[test]
-fn the_default_is_clamscan_on_stdout() {
+fn the_default_is_clamscan_on_stdout_flagging_files_over_its_limits() {
     assert_eq!(
         Scanner::default(),
-        Scanner::from_command("clamscan --no-summary --stdout {file}").unwrap()
+        Scanner::from_command("clamscan --no-summary --stdout --alert-exceeds-max=yes {file}")
+            .unwrap()
     );
+    assert_eq!(Scanner::default().deadline(), Duration::from_secs(120));
+}
+
+#[test]
+fn a_file_over_clamavs_limits_is_flagged_with_the_default_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_database(dir.path(), b"unrelated");
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, vec![b'x'; 200_000]).unwrap();
+    let limited = |alert: &str| {
+        let db = db.to_string_lossy();
+        let mut args = vec!["--no-summary", "--stdout", "-d", &db, "--max-filesize=1K"];
+        args.extend(["--max-scansize=1K", alert, "{file}"]);
+        Scanner::new("clamscan", args).scan(&file).unwrap()
+    };
+    // Without the flag, ClamAV skips the rest of the file and calls it clean.
+    assert_eq!(limited("--alert-exceeds-max=no"), Verdict::Clean);
+    match limited("--alert-exceeds-max=yes") {
+        Verdict::Infected { signature } => {
+            assert!(
+                signature.contains("Exceeds") || signature.contains("Limits"),
+                "{signature}"
+            )
+        }
+        other => panic!("a file over the limits passed: {other:?}"),
+    }
+}
+
+#[test]
+fn a_scanner_past_its_deadline_is_killed_and_gives_no_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, b"data").unwrap();
+    let slow = Scanner::new("sh", ["-c", "exec sleep 30", "{file}"])
+        .with_deadline(Duration::from_millis(300))
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        slow.scan(&file).unwrap(),
+        Verdict::TimedOut {
+            after: Duration::from_millis(300)
+        }
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(Scanner::default().with_deadline(Duration::ZERO).is_err());
 }

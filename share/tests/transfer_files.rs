@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use duet_share::scan::Scanner;
-use duet_share::transfer::files::{Incoming, Outcome, Outgoing, QUARANTINE_DIR};
+use duet_share::transfer::files::{
+    held_files, purge_held, Incoming, Outcome, Outgoing, QUARANTINE_DIR,
+};
 use duet_share::transfer::{
-    Message, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderEvent, DEFAULT_BLOCK_SIZE,
+    Hash256, Message, Offer, Receiver, ReceiverConfig, ReceiverEvent, Sender, SenderEvent,
+    DEFAULT_BLOCK_SIZE,
 };
 use duet_share::Error;
 use sha2::{Digest, Sha256};
@@ -448,4 +451,202 @@ fn a_scanner_error_keeps_the_file_in_quarantine() {
     assert_eq!(listed.len(), 3, "{listed:?}");
     assert!(listed.iter().all(|p| p.starts_with(QUARANTINE_DIR)));
     assert!(run.tx_cancelled.unwrap().contains("scanner"));
+}
+
+/// The quarantine of `dir`, created private as duet creates it.
+#[cfg(unix)]
+fn private_quarantine(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let q = dir.join(QUARANTINE_DIR);
+    std::fs::DirBuilder::new().mode(0o700).create(&q).unwrap();
+    q
+}
+
+fn offer_of(name: &str, size: u64) -> Offer {
+    Offer::new(name, size, Hash256::of(name.as_bytes())).unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_quarantine_open_to_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup("x.bin", random_bytes(1000, 11));
+    let q = s.dest.join(QUARANTINE_DIR);
+    std::fs::create_dir(&q).unwrap();
+    std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let offer = Outgoing::open(&s.src).unwrap().offer().unwrap();
+    match Incoming::accept(&s.dest, offer, ReceiverConfig::default(), Instant::now()) {
+        Err(Error::Quarantine(msg)) => assert!(msg.contains("mode 755"), "{msg}"),
+        other => panic!("{:?}", other.err()),
+    }
+    assert_eq!(listing(&s.dest), [QUARANTINE_DIR]);
+    assert!(
+        held_files(&s.dest).is_err(),
+        "listing checks the quarantine too"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_quarantine_of_another_user_is_refused() {
+    let s = setup("x.bin", random_bytes(1000, 12));
+    let q = private_quarantine(&s.dest);
+    // Giving a folder away takes root.
+    if let Err(e) = std::os::unix::fs::chown(&q, Some(65534), Some(65534)) {
+        let why = format!("skipped: giving the quarantine to another user needs root ({e})");
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("{why}");
+        return;
+    }
+    let offer = Outgoing::open(&s.src).unwrap().offer().unwrap();
+    match Incoming::accept(&s.dest, offer, ReceiverConfig::default(), Instant::now()) {
+        Err(Error::Quarantine(msg)) => assert!(msg.contains("belongs to user 65534"), "{msg}"),
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_partial_file_that_is_a_symlink_is_not_followed() {
+    let s = setup("x.bin", random_bytes(1000, 13));
+    let q = private_quarantine(&s.dest);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let offer = Outgoing::open(&s.src).unwrap().offer().unwrap();
+    let part = q.join(format!("{}.part", offer.sha256.to_hex()));
+    std::os::unix::fs::symlink(&victim, &part).unwrap();
+    match Incoming::accept(&s.dest, offer, ReceiverConfig::default(), Instant::now()) {
+        Err(Error::UnsafeName { reason, .. }) => assert!(reason.contains("symlink"), "{reason}"),
+        other => panic!("{:?}", other.err()),
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}
+
+#[test]
+fn an_offer_the_disk_cannot_hold_is_refused_before_anything_is_written() {
+    let s = setup("x.bin", Vec::new());
+    let config = ReceiverConfig {
+        max_size: u64::MAX,
+        quarantine_quota: u64::MAX,
+        ..ReceiverConfig::default()
+    };
+    let huge = offer_of("huge.iso", 1 << 60);
+    match Incoming::accept(&s.dest, huge, config, Instant::now()) {
+        Err(Error::NoSpace {
+            needed,
+            available,
+            margin,
+        }) => {
+            assert_eq!(needed, 1 << 60);
+            assert!(available < needed, "{available}");
+            assert_eq!(margin, 256 << 20);
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    assert!(
+        listing(&s.dest).iter().all(|p| p == QUARANTINE_DIR),
+        "{:?}",
+        listing(&s.dest)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_quarantine_quota_counts_partial_and_held_files() {
+    let s = setup("x.bin", Vec::new());
+    let q = private_quarantine(&s.dest);
+    std::fs::write(q.join("0000.held"), vec![0u8; 600_000]).unwrap();
+    std::fs::write(q.join("1111.part"), vec![0u8; 200_000]).unwrap();
+    let config = ReceiverConfig {
+        quarantine_quota: 1_000_000,
+        ..ReceiverConfig::default()
+    };
+    match Incoming::accept(
+        &s.dest,
+        offer_of("big", 300_000),
+        config.clone(),
+        Instant::now(),
+    ) {
+        Err(Error::QuotaExceeded { used, size, quota }) => {
+            assert_eq!((used, size, quota), (800_000, 300_000, 1_000_000))
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    let (incoming, _rx) =
+        Incoming::accept(&s.dest, offer_of("small", 150_000), config, Instant::now()).unwrap();
+    assert!(incoming.part_path().exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn partial_files_of_abandoned_transfers_expire() {
+    let s = setup("x.bin", Vec::new());
+    let q = private_quarantine(&s.dest);
+    let week_and_a_day = Duration::from_secs(8 * 24 * 3600);
+    for name in ["old.part", "old.json", "fresh.part", "kept.held"] {
+        std::fs::write(q.join(name), b"bytes").unwrap();
+    }
+    for name in ["old.part", "kept.held"] {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(q.join(name))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() - week_and_a_day)
+            .unwrap();
+    }
+    let (_incoming, _rx) = Incoming::accept(
+        &s.dest,
+        offer_of("new", 10),
+        ReceiverConfig::default(),
+        Instant::now(),
+    )
+    .unwrap();
+    let left = listing(&q);
+    assert!(!left.contains(&"old.part".to_string()), "{left:?}");
+    assert!(!left.contains(&"old.json".to_string()), "{left:?}");
+    assert!(left.contains(&"fresh.part".to_string()), "{left:?}");
+    // Held files are the user's to purge.
+    assert!(left.contains(&"kept.held".to_string()), "{left:?}");
+}
+
+#[test]
+fn held_files_are_listed_and_purged() {
+    let s = setup("trojan.exe", random_bytes(100_000, 14));
+    assert!(held_files(&s.dest).unwrap().is_empty(), "no quarantine yet");
+    let db_dir = tempfile::tempdir().unwrap();
+    let scanner = scanner_flagging(db_dir.path(), &s.data);
+    let (outcome, _) = whole_transfer(&s, Some(&scanner));
+    let Ok(Outcome::Held { path, .. }) = outcome else {
+        panic!("{outcome:?}");
+    };
+    let held = held_files(&s.dest).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        (held[0].path.clone(), held[0].size),
+        (path.clone(), 100_000)
+    );
+    assert_eq!(purge_held(&s.dest).unwrap(), held);
+    assert!(!path.exists());
+    assert!(held_files(&s.dest).unwrap().is_empty());
+}
+
+#[test]
+fn a_scanner_past_its_deadline_holds_the_file() {
+    let s = setup("slow.bin", random_bytes(50_000, 15));
+    let slow = Scanner::new("sh", ["-c", "exec sleep 30", "{file}"])
+        .with_deadline(Duration::from_millis(300))
+        .unwrap();
+    let started = Instant::now();
+    let (outcome, run) = whole_transfer(&s, Some(&slow));
+    match outcome.unwrap() {
+        Outcome::Held { signature, path } => {
+            assert!(signature.contains("no verdict within 0.3 s"), "{signature}");
+            assert!(path.starts_with(s.dest.join(QUARANTINE_DIR)));
+        }
+        other => panic!("released without a verdict: {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!s.dest.join("slow.bin").exists());
+    assert!(!run.tx_done);
 }

@@ -8,29 +8,31 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 use crate::protocol::{
-    ClientMessage, ErrorCode, Invitation, InviteId, Request, ServerMessage, Status, UserName,
-    PROTOCOL_VERSION,
+    ClientMessage, ErrorCode, IceServer, Invitation, InviteId, Request, ServerMessage, Status,
+    UserName, PROTOCOL_VERSION,
 };
+use crate::tls::{self, ClientTls};
 use crate::Error;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<tls::Stream>;
 
 /// How to reach and log in to a server. Its `Debug` output leaves the token out.
 #[derive(Clone)]
 pub struct ClientConfig {
-    /// The server's URL, `ws://host:port/`.
+    /// The server's URL, `wss://host:port/` (or `ws://` to loopback).
     pub url: String,
+    /// How the server's certificate is checked, and whether plain `ws://` may leave this machine.
+    pub tls: ClientTls,
     /// The account.
     pub user: UserName,
     /// The account's token.
@@ -68,6 +70,7 @@ impl ClientConfig {
     pub fn new(url: impl Into<String>, user: UserName, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls: ClientTls::default(),
             user,
             token: token.into(),
             status: None,
@@ -126,6 +129,31 @@ enum Cmd {
     Close,
 }
 
+/// The ICE servers the server gave, and until when their credentials are good.
+#[derive(Clone, Debug)]
+struct IceCache {
+    servers: Vec<IceServer>,
+    /// When they were received and how long they last; `None` for servers without expiry.
+    lifetime: Option<(Instant, Duration)>,
+}
+
+impl IceCache {
+    fn from_message(servers: Vec<IceServer>, expires_ms: Option<u64>) -> IceCache {
+        IceCache {
+            servers,
+            lifetime: expires_ms.map(|ms| (Instant::now(), Duration::from_millis(ms))),
+        }
+    }
+
+    /// Fresh enough to start a connection with: more than half their lifetime left.
+    fn fresh(&self, now: Instant) -> bool {
+        match self.lifetime {
+            None => true,
+            Some((at, lifetime)) => now.saturating_duration_since(at) < lifetime / 2,
+        }
+    }
+}
+
 /// A connection to the signaling server that survives drops. Cheap to clone.
 #[derive(Clone)]
 pub struct SignalingClient {
@@ -133,6 +161,7 @@ pub struct SignalingClient {
     next_rid: Arc<AtomicU64>,
     user: UserName,
     timeout: Duration,
+    ice: Arc<Mutex<Option<IceCache>>>,
 }
 
 impl SignalingClient {
@@ -152,8 +181,10 @@ impl SignalingClient {
             next_rid: Arc::new(AtomicU64::new(1)),
             user: config.user.clone(),
             timeout: config.request_timeout,
+            ice: Arc::new(Mutex::new(None)),
         };
         let task = Task {
+            ice: client.ice.clone(),
             presence: (config.status, config.note.clone()),
             config,
             cmds: cmd_rx,
@@ -246,6 +277,40 @@ impl SignalingClient {
         }
     }
 
+    /// The STUN and TURN servers to connect calls, transfers and links through. The ones the
+    /// server sent after logging in are used while more than half their lifetime is left;
+    /// otherwise fresh ones are asked for. Empty when the server knows none.
+    pub async fn ice_servers(&self) -> Result<Vec<IceServer>, Error> {
+        let cached = self.ice_lock().clone();
+        if let Some(cache) = cached.filter(|c| c.fresh(Instant::now())) {
+            return Ok(cache.servers);
+        }
+        let cache = match self.request(ClientMessage::IceServers).await {
+            Ok(ServerMessage::IceServers {
+                servers,
+                expires_ms,
+                ..
+            }) => IceCache::from_message(servers, expires_ms),
+            // A server that predates ICE servers has none to give.
+            Err(Error::Rejected {
+                code: ErrorCode::UnknownType,
+                ..
+            }) => IceCache::from_message(Vec::new(), None),
+            Ok(other) => {
+                return Err(Error::Protocol(format!(
+                    "expected ice_servers, got {other:?}"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        *self.ice_lock() = Some(cache.clone());
+        Ok(cache.servers)
+    }
+
+    fn ice_lock(&self) -> std::sync::MutexGuard<'_, Option<IceCache>> {
+        self.ice.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Closes the connection and stops reconnecting.
     pub async fn close(&self) {
         let _ = self.cmds.send(Cmd::Close).await;
@@ -268,6 +333,7 @@ fn resendable(body: &ClientMessage) -> bool {
             | ClientMessage::ContactUnblock { .. }
             | ClientMessage::ContactRemove { .. }
             | ClientMessage::Ping
+            | ClientMessage::IceServers
     )
 }
 
@@ -280,9 +346,7 @@ async fn login(
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(8192)
         .write_buffer_size(0);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(config.url.as_str(), Some(ws_config), true)
-            .await?;
+    let mut ws = tls::connect(&config.url, &config.tls, ws_config).await?;
     let hello = ClientMessage::Hello {
         version: PROTOCOL_VERSION,
         user: config.user.clone(),
@@ -345,6 +409,8 @@ struct Task {
     pending: BTreeMap<u64, (Request, ReplyTx)>,
     seen: Seen,
     presence: (Option<Status>, Option<String>),
+    /// Where ICE servers the server sends unasked are kept.
+    ice: Arc<Mutex<Option<IceCache>>>,
 }
 
 enum End {
@@ -554,6 +620,15 @@ impl Task {
             ServerMessage::Receipt { from, id, seq } => {
                 *upto = Some(*seq);
                 self.seen.first_time(true, from, id)
+            }
+            ServerMessage::IceServers {
+                servers,
+                expires_ms,
+                ..
+            } => {
+                let cache = IceCache::from_message(servers.clone(), *expires_ms);
+                *self.ice.lock().unwrap_or_else(|e| e.into_inner()) = Some(cache);
+                return None;
             }
             ServerMessage::Error {
                 code: ErrorCode::Replaced,

@@ -44,6 +44,10 @@ pub enum Error {
     /// The client was closed, or gave up after the server refused its credentials. Not recoverable.
     #[error("client closed: {0}")]
     Closed(String),
+    /// The server's TLS certificate was refused; the text names the problem in one line.
+    /// Not recoverable by retrying: fix the certificate, or trust its CA (`--ca`).
+    #[error("certificate: {0}")]
+    Certificate(String),
     /// Nothing came in time. Transient.
     #[error("timed out {0}")]
     Timeout(&'static str),

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+
+use crate::tls::{Listener as TlsListener, Stream};
 use tokio::time::Sleep;
 
-/// A TCP listener whose connections must get the server's first answer within `timeout`.
+/// A listener (plain TCP or TLS) whose connections must get the server's first answer within `timeout`.
 pub(crate) struct HandshakeDeadline {
-    pub(crate) inner: TcpListener,
+    pub(crate) inner: TlsListener,
     pub(crate) timeout: Duration,
 }
 
@@ -41,7 +42,7 @@ impl Listener for HandshakeDeadline {
 /// A TCP stream that fails its reads once its deadline passes, until the server has written
 /// something (its answer to the request): from then on it is a plain stream.
 pub(crate) struct Timed {
-    pub(crate) io: TcpStream,
+    pub(crate) io: Stream,
     deadline: Option<Pin<Box<Sleep>>>,
 }
 

@@ -17,6 +17,9 @@
 //! - [`server`]: the WebSocket shell: authentication first, frame size and rate limits, bounded
 //!   per-connection queues (a slow client is disconnected, never allowed to stall others).
 //! - [`client`]: an async client that reconnects, logs in again and resumes.
+//! - [`tls`]: `wss://` for both: the server's TLS listener, the client's certificate checks.
+//! - [`web`]: the web client and `duet.js` for browsers, served on the same port, with a
+//!   Content-Security-Policy and a same-origin check on WebSocket upgrades.
 //!
 //! The server, never the client, decides who a message is from.
 //!
@@ -41,10 +44,13 @@ pub mod client;
 mod error;
 mod handshake;
 pub mod hub;
+pub mod ice;
 pub mod limit;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod tls;
+pub mod web;
 
 pub use client::{ClientConfig, Event, SignalingClient};
 pub use error::Error;

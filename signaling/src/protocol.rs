@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::ice::IceServer;
 use crate::Error;
 
 /// The protocol version this crate speaks; `hello` must carry it.
@@ -368,6 +369,8 @@ pub enum ClientMessage {
     },
     /// Asks for a `pong`.
     Ping,
+    /// Asks for fresh ICE servers (TURN credentials expire); answered with `ice_servers`.
+    IceServers,
 }
 
 /// The `type` of every client message, in declaration order.
@@ -394,6 +397,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "hangup",
     "signal",
     "ping",
+    "ice_servers",
 ];
 
 /// A client message with its optional request id.
@@ -676,6 +680,18 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rid: Option<u64>,
     },
+    /// The STUN and TURN servers to connect calls, transfers and sharing links through: sent
+    /// after `welcome` when the server has some, and in reply to `ice_servers`.
+    IceServers {
+        /// The request's id, if this answers one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<u64>,
+        /// The servers (empty when the server knows none).
+        servers: Vec<IceServer>,
+        /// Milliseconds before the TURN credentials expire (absent without TURN).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_ms: Option<u64>,
+    },
 }
 
 /// A change made by the other side of a relationship.
@@ -699,7 +715,8 @@ impl ServerMessage {
             | ServerMessage::Contacts { rid, .. }
             | ServerMessage::Ack { rid, .. }
             | ServerMessage::Invited { rid, .. }
-            | ServerMessage::Pong { rid } => *rid,
+            | ServerMessage::Pong { rid }
+            | ServerMessage::IceServers { rid, .. } => *rid,
             _ => None,
         }
     }

@@ -35,6 +35,7 @@ use crate::hub::{ConnId, Hub, HubConfig, Output};
 use crate::limit::{RateConfig, RateLimiter, Verdict};
 use crate::protocol::ErrorCode;
 use crate::store::SqliteStore;
+use crate::tls::{self, ServerTls};
 use crate::Error;
 
 /// Limits on each connection.
@@ -82,6 +83,8 @@ pub struct ServerConfig {
     pub hub: HubConfig,
     /// Per-connection limits.
     pub limits: Limits,
+    /// Serve `wss://` with this certificate; `None` serves plain `ws://`.
+    pub tls: Option<ServerTls>,
 }
 
 impl ServerConfig {
@@ -92,6 +95,7 @@ impl ServerConfig {
             db,
             hub: HubConfig::default(),
             limits: Limits::default(),
+            tls: None,
         }
     }
 }
@@ -177,6 +181,7 @@ fn route(hub: &mut Hub<SqliteStore>, conns: &mut HashMap<ConnId, ConnHandle>, no
 /// A running signaling server.
 pub struct Server {
     addr: SocketAddr,
+    secure: bool,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     serve: JoinHandle<std::io::Result<()>>,
@@ -203,15 +208,18 @@ impl Server {
             timer: Notify::new(),
             next_conn: AtomicU64::new(1),
         });
-        let app = Router::new().fallback(upgrade).with_state(shared.clone());
+        let app = Router::new()
+            .fallback(upgrade)
+            .layer(axum::middleware::from_fn(crate::web::front))
+            .with_state(shared.clone());
+        let secure = config.tls.is_some();
+        // TLS (when asked) first, then a deadline on the WebSocket request; nodelay is set on
+        // each accepted socket, and the peer's address comes through the tap.
         let listener = crate::handshake::HandshakeDeadline {
-            inner: listener,
+            inner: tls::Listener::new(listener, config.tls.clone())?,
             timeout: config.limits.upgrade_timeout,
         };
-        let listener = listener.tap_io(|timed| {
-            // Small messages must not wait for Nagle's algorithm.
-            let _ = timed.io.set_nodelay(true);
-        });
+        let listener = listener.tap_io(|_| {});
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = axum::serve(
             listener,
@@ -225,6 +233,7 @@ impl Server {
         tracing::info!("signaling: listening on {addr}");
         Ok(Server {
             addr,
+            secure,
             shared,
             stop: Some(stop),
             serve,
@@ -237,9 +246,10 @@ impl Server {
         self.addr
     }
 
-    /// The URL clients connect to.
+    /// The URL clients connect to: `wss://` when serving TLS.
     pub fn url(&self) -> String {
-        format!("ws://{}/", self.addr)
+        let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// Open WebSocket connections, authenticated or not.

@@ -107,17 +107,16 @@ async fn an_unauthenticated_client_gets_nothing_but_errors_then_is_closed() {
     }
     assert!(x.closed_by_server().await, "closed after the auth timeout");
     assert!(a.drain(100).await.is_empty());
-    // A plain HTTP request is told to upgrade.
-    let body = http_get(ts.addr()).await;
+    // A plain HTTP request for anything but the web client is told to upgrade.
+    let body = http_get(ts.addr(), "/ws").await;
     assert!(body.starts_with("HTTP/1.1 426"), "{body}");
 }
 
-async fn http_get(addr: std::net::SocketAddr) -> String {
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut out))
         .await

@@ -24,6 +24,7 @@ const SERVER_TYPES: &[&str] = &[
     "invite_state",
     "signal",
     "pong",
+    "ice_servers",
 ];
 
 fn examples() -> Vec<(String, String)> {

@@ -2,13 +2,17 @@
 //! [`CallSession`] to the signaling server (its signals travel as the server's `signal`
 //! messages) and to a [`MediaPump`] that sends this side's media.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, Weak};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use duet_media::adapt::AdaptConfig;
+use duet_media::audio::meter::{known_signals, LatencyMeter};
+use duet_media::audio::process::{
+    process_path, ProcessingConfig, ProcessingMonitor, ProcessingStats,
+};
 use duet_media::audio::{AudioSink, NullAudioSink};
-use duet_media::call::pump::{LocalMedia, MediaPump, SendCounters};
+use duet_media::call::pump::{LocalAudio, LocalMedia, MediaPump, SendCounters};
 use duet_media::call::record::{RecordingVideoSink, VideoRecord};
 use duet_media::call::{
     CallConfig, CallEvent, CallEvents, CallSession, CallSinks, CallStats, EndReason, Runtime,
@@ -27,8 +31,10 @@ use super::invited::Invited;
 use super::route::{CallMsg, Route, RouteKind};
 use super::{Client, ClientEvent, DEFAULT_RING};
 
+mod getstats;
 mod report;
 
+pub use getstats::now_ms;
 pub use report::{CallReport, CallStatus};
 
 /// How a call is set up on this side: what it sends, where what it receives goes, and how
@@ -45,18 +51,23 @@ pub struct CallOptions {
     pub video_sink: Option<Box<dyn VideoSink>>,
     /// Impair what this side sends (loss, jitter...), from the moment the call is connected.
     pub impair: Option<ImpairConfig>,
-    /// The address the call's UDP socket binds (port chosen by the system).
-    pub bind: IpAddr,
+    /// The address the call's UDP socket binds (port chosen by the system); `None`: the
+    /// client's choice (loopback for a server on loopback, else every interface).
+    pub bind: Option<IpAddr>,
     /// How long a placed call rings before it counts as unanswered.
     pub ring: Duration,
     /// How long the connection may take once the call is answered.
     pub connect_timeout: Duration,
     /// The call ends when nothing comes from the peer for this long.
     pub silence_timeout: Duration,
+    /// Echo cancellation, noise suppression and gain control on the audio sent, fed with the
+    /// audio received as the echo reference. `None` chooses: all on for a live source (a
+    /// microphone), off for synthetic and file sources.
+    pub audio_processing: Option<ProcessingConfig>,
 }
 
 impl Default for CallOptions {
-    /// A video call on 127.0.0.1 that sends nothing, rings 30 s and connects within 20 s.
+    /// A video call that sends nothing, rings 30 s and connects within 20 s.
     fn default() -> Self {
         Self {
             video: true,
@@ -64,10 +75,11 @@ impl Default for CallOptions {
             audio_sink: None,
             video_sink: None,
             impair: None,
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind: None,
             ring: DEFAULT_RING,
             connect_timeout: Duration::from_secs(20),
             silence_timeout: Duration::from_secs(10),
+            audio_processing: None,
         }
     }
 }
@@ -80,6 +92,7 @@ impl std::fmt::Debug for CallOptions {
             .field("impair", &self.impair)
             .field("bind", &self.bind)
             .field("ring", &self.ring)
+            .field("audio_processing", &self.audio_processing)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +119,14 @@ pub enum CallError {
     /// The call ended while it was being connected.
     #[error("the call ended before it connected: {0}")]
     Ended(EndReason),
+    /// No network path to the peer was found in time.
+    #[error("could not connect ({reason}): likely {hint}")]
+    NoPath {
+        /// How the attempt ended.
+        reason: EndReason,
+        /// The likely cause, from what this side knew (ICE servers, relay-only).
+        hint: String,
+    },
     /// The signaling server refused or could not be reached.
     #[error("signaling: {0}")]
     Signaling(String),
@@ -313,22 +334,42 @@ async fn establish(
 ) -> Result<Call, CallError> {
     let id = route.id();
     let rss_start = duet_media::loopback::rss_mb();
+    let ice = client.ice_setup().await;
     let CallOptions {
-        media,
+        mut media,
         audio_sink,
         video_sink,
         impair,
         bind,
         connect_timeout,
         silence_timeout,
+        audio_processing,
         ..
     } = options;
+    let mut audio_sink = audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default()));
+    let mut processing = None;
+    if let Some(audio) = media.audio.take() {
+        let live = audio.source.is_live();
+        let config = audio_processing.unwrap_or(if live {
+            ProcessingConfig::VOICE
+        } else {
+            ProcessingConfig::OFF
+        });
+        let path = process_path(config, audio.source, audio_sink).map_err(setup)?;
+        audio_sink = path.sink;
+        processing = path.monitor.map(|m| (config, m));
+        media.audio = Some(LocalAudio {
+            source: path.source,
+            opus: audio.opus,
+        });
+    }
     let format = media
         .audio
         .as_ref()
         .map_or(call_audio_format(), |a| a.opus.format);
     let mut config = CallConfig::new(Some(format), video);
-    config.bind = SocketAddr::new(bind, 0);
+    config.bind = SocketAddr::new(bind.unwrap_or_else(|| client.bind()), 0);
+    config.ice = ice.clone();
     config.connect_timeout = connect_timeout;
     config.silence_timeout = silence_timeout;
     let impaired = impair
@@ -340,6 +381,7 @@ async fn establish(
         .map(|r| Arc::new(r.disarmed()));
     let counters = impaired.as_ref().map(|r| r.counters());
     config.runtime = impaired.clone().map(|r| r as Arc<dyn Runtime>);
+    let sending_size = media.video.as_ref().map(|v| (v.h264.width, v.h264.height));
     let audio_bps = media.audio.as_ref().map_or(0, |a| a.opus.bitrate_bps);
     let video_bps = media.video.as_ref().map_or(0, |v| v.h264.bitrate_bps);
     let total = (audio_bps + video_bps).max(64_000);
@@ -360,8 +402,12 @@ async fn establish(
         });
     }
     let record = Arc::new(Mutex::new(VideoRecord::new(3600)));
+    // What this side hears is aligned against the signals duet's synthetic sources play: the
+    // peer's mouth-to-ear latency when it sends one of them, nothing otherwise.
+    let (meter, audio_sink) =
+        LatencyMeter::start(audio_sink, known_signals().map_err(setup)?).map_err(setup)?;
     let sinks = CallSinks {
-        audio: Some(audio_sink.unwrap_or_else(|| Box::new(NullAudioSink::default()))),
+        audio: Some(Box::new(audio_sink)),
         video: Some(Box::new(RecordingVideoSink::new(
             video_sink.unwrap_or_else(|| Box::new(NullVideoSink::default())),
             Some(wall_epoch()),
@@ -403,7 +449,24 @@ async fn establish(
     .await;
     let fail = |e: CallError| {
         session.hang_up("could not connect");
-        Err(e)
+        match e {
+            CallError::Ended(reason @ (EndReason::IceFailed | EndReason::ConnectTimeout(_))) => {
+                Err(CallError::NoPath {
+                    reason,
+                    hint: ice.failure_hint(),
+                })
+            }
+            // The peer gave up first, for the same reason: neither side found a path.
+            CallError::Ended(EndReason::RemoteHungUp(r))
+                if r.contains("ICE failed") || r.contains("not connected after") =>
+            {
+                Err(CallError::NoPath {
+                    reason: EndReason::RemoteHungUp(r),
+                    hint: ice.failure_hint(),
+                })
+            }
+            other => Err(other),
+        }
     };
     match outcome {
         Ok(Ok(())) => {}
@@ -418,12 +481,23 @@ async fn establish(
         Ok(pump) => pump,
         Err(e) => return fail(setup(e)),
     };
+    let rss_10s = Arc::new(OnceLock::new());
+    let sample = Arc::downgrade(&rss_10s);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        if let Some(cell) = sample.upgrade() {
+            let _ = cell.set(duet_media::loopback::rss_mb());
+        }
+    });
     Ok(Call {
         id,
         peer,
         session,
         pump: Some(pump),
         record,
+        meter,
+        rss_10s,
+        sending_size,
         ended: ended_rx,
         connected_at: Instant::now(),
         connect_ms,
@@ -432,6 +506,7 @@ async fn establish(
         video,
         format,
         last: Mutex::new(None),
+        processing,
     })
 }
 
@@ -499,7 +574,11 @@ async fn inbound(
             return;
         };
         match msg {
-            Some(CallMsg::Signal(value)) => match serde_json::from_value::<Signal>(value) {
+            Some(CallMsg::Signal(value)) => match serde_json::from_value::<Signal>({
+                // `DUET_LOG=duet::signals=debug` shows what the peer revealed (its candidates).
+                tracing::debug!(target: "duet::signals", "from the peer: {value}");
+                value
+            }) {
                 Ok(signal) => {
                     if let Err(e) = session.handle_signal(signal).await {
                         tracing::warn!("the peer's call signal was refused: {e}");
@@ -528,6 +607,9 @@ pub struct Call {
     session: Arc<CallSession>,
     pump: Option<MediaPump>,
     record: Arc<Mutex<VideoRecord>>,
+    meter: LatencyMeter,
+    rss_10s: Arc<OnceLock<f64>>,
+    sending_size: Option<(u32, u32)>,
     ended: watch::Receiver<Option<EndReason>>,
     connected_at: Instant,
     connect_ms: f64,
@@ -536,6 +618,7 @@ pub struct Call {
     video: bool,
     format: AudioFormat,
     last: Mutex<Option<(Instant, SendCounters)>>,
+    processing: Option<(ProcessingConfig, ProcessingMonitor)>,
 }
 
 impl std::fmt::Debug for Call {
@@ -564,6 +647,11 @@ impl Call {
         self.video
     }
 
+    /// The settings and figures of the audio processing on the audio sent, when it is on.
+    pub fn audio_processing(&self) -> Option<(ProcessingConfig, ProcessingStats)> {
+        self.processing.as_ref().map(|(c, m)| (*c, m.stats()))
+    }
+
     /// Why the call ended, once it has.
     pub fn end_reason(&self) -> Option<EndReason> {
         self.ended.borrow().clone()
@@ -586,6 +674,31 @@ impl Call {
     /// The call's figures, fresh from the WebRTC stack.
     pub async fn stats(&self) -> CallStats {
         self.session.refresh_stats().await
+    }
+
+    /// The call's figures now, shaped like a W3C webrtc-stats report: a JSON object keyed by
+    /// stats id whose objects (`inbound-rtp`, `outbound-rtp`, `remote-inbound-rtp`,
+    /// `candidate-pair`, `media-source`, and duet's own `duet-latency`) carry `type`, `id`,
+    /// `timestamp` (ms since 1970) and cumulative counters under their W3C names.
+    pub async fn stats_report(&self) -> serde_json::Value {
+        let stats = self.stats().await;
+        let heard = self.meter.heard();
+        let video_latency_ms = {
+            let record = report::lock(&self.record);
+            let recent = record.latency_ms.recent(30);
+            duet_media::stats::Percentiles::measured(&recent).map(|p| p.p50)
+        };
+        getstats::report(
+            &getstats::Inputs {
+                stats: &stats,
+                sent: self.sent(),
+                heard: &heard,
+                video_latency_ms,
+                video: self.video,
+                sending_size: self.sending_size,
+            },
+            now_ms(),
+        )
     }
 
     /// What was sent so far.
@@ -621,11 +734,13 @@ impl Call {
             stats,
             sent,
             record,
+            heard: self.meter.heard(),
             connect_ms: self.connect_ms,
-            rss: (self.rss_start, rss_end),
+            rss: (self.rss_start, self.rss_10s.get().copied(), rss_end),
             impairment: self.impairment.as_ref().map(|c| c.snapshot()),
             video: self.video,
             format: self.format,
+            processing: self.audio_processing(),
         });
         Ok(report)
     }

@@ -34,9 +34,20 @@ pub(crate) async fn open_link(
     role: LinkRole,
 ) -> Result<Arc<DataLink>, TransferError> {
     let id = route.id();
+    let ice = client.ice_setup().await;
     let config = LinkConfig {
         connect_timeout: OPEN_TIMEOUT,
+        bind: std::net::SocketAddr::new(client.bind(), 0),
+        ice: ice.clone(),
         ..LinkConfig::default()
+    };
+    // A link that found no path says what was likely missing.
+    let no_path = |reason: String| {
+        if reason.contains("ICE failed") || reason.contains("not connected after") {
+            format!("{reason}; likely {}", ice.failure_hint())
+        } else {
+            reason
+        }
     };
     let (link, events) = DataLink::new(config)
         .await
@@ -52,13 +63,13 @@ pub(crate) async fn open_link(
     }
     match tokio::time::timeout(OPEN_TIMEOUT + Duration::from_secs(2), open_rx).await {
         Ok(Ok(Ok(()))) => Ok(link),
-        Ok(Ok(Err(reason))) => Err(TransferError::Lost(reason)),
+        Ok(Ok(Err(reason))) => Err(TransferError::Lost(no_path(reason))),
         Ok(Err(_)) => Err(TransferError::Lost("the data link closed".into())),
         Err(_) => {
             link.hang_up("not open in time");
-            Err(TransferError::Lost(format!(
-                "the data link did not open within {OPEN_TIMEOUT:?}"
-            )))
+            Err(TransferError::Lost(no_path(format!(
+                "the data link did not open: not connected after {OPEN_TIMEOUT:?}"
+            ))))
         }
     }
 }

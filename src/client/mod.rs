@@ -34,8 +34,12 @@ mod route;
 mod share;
 mod transfer;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
+
+use duet_media::ice::IceSetup;
+pub use duet_signaling::tls::ClientTls;
 
 use duet_signaling::client::{Event, Events, SignalingClient};
 use duet_signaling::protocol::{
@@ -57,7 +61,7 @@ pub use transfer::{
 /// How to reach the server and as whom. Its `Debug` output leaves the token out.
 #[derive(Clone)]
 pub struct ClientConfig {
-    /// The server's URL, `ws://host:port/`.
+    /// The server's URL, `wss://host:port/` (or `ws://` on this machine).
     pub server: String,
     /// The account.
     pub user: UserName,
@@ -68,6 +72,15 @@ pub struct ClientConfig {
     pub reconnect: bool,
     /// Status to log in with (else the one the server remembers).
     pub status: Option<Status>,
+    /// How the server's `wss://` certificate is checked; plain `ws://` beyond loopback is
+    /// refused unless [`ClientTls::insecure`].
+    pub tls: ClientTls,
+    /// Connect calls, transfers and sharing links through TURN relays only, so that contacts
+    /// never learn this machine's addresses.
+    pub relay_only: bool,
+    /// The address calls and links bind; `None`: loopback when the server is on loopback,
+    /// else every interface.
+    pub bind: Option<IpAddr>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -91,6 +104,9 @@ impl ClientConfig {
             token: token.into(),
             reconnect: true,
             status: None,
+            tls: ClientTls::default(),
+            relay_only: false,
+            bind: None,
         }
     }
 }
@@ -221,6 +237,8 @@ pub struct Client {
     signaling: SignalingClient,
     routes: Arc<Routes>,
     events: mpsc::UnboundedSender<ClientEvent>,
+    relay_only: bool,
+    bind: IpAddr,
 }
 
 impl std::fmt::Debug for Client {
@@ -241,15 +259,19 @@ impl Client {
         );
         signaling.reconnect = config.reconnect;
         signaling.status = config.status;
+        signaling.tls = config.tls.clone();
         let (signaling, server_events) =
             SignalingClient::connect(signaling).await.map_err(|e| {
                 anyhow::anyhow!("connecting to {} as {}: {e}", config.server, config.user)
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let bind = config.bind.unwrap_or_else(|| default_bind(&config.server));
         let client = Client {
             signaling,
             routes: Arc::new(Routes::default()),
             events: tx,
+            relay_only: config.relay_only,
+            bind,
         };
         tokio::spawn(client.clone().route(server_events));
         Ok((client, ClientEvents(rx)))
@@ -258,6 +280,35 @@ impl Client {
     /// The account this client is logged in as.
     pub fn user(&self) -> &UserName {
         self.signaling.user()
+    }
+
+    /// Where a new call or link gathers candidates: the ICE servers the server hands out
+    /// (fresh TURN credentials), and relay-only if this client was set up so. A server that
+    /// cannot be asked leaves host candidates only.
+    pub(crate) async fn ice_setup(&self) -> IceSetup {
+        let servers = match self.signaling.ice_servers().await {
+            Ok(servers) => servers,
+            Err(e) => {
+                tracing::warn!("no ICE servers from the signaling server: {e}");
+                Vec::new()
+            }
+        };
+        IceSetup {
+            servers: servers
+                .into_iter()
+                .map(|s| duet_media::ice::IceServer {
+                    urls: s.urls,
+                    username: s.username.unwrap_or_default(),
+                    credential: s.credential.unwrap_or_default(),
+                })
+                .collect(),
+            relay_only: self.relay_only,
+        }
+    }
+
+    /// The address calls and links bind.
+    pub(crate) fn bind(&self) -> IpAddr {
+        self.bind
     }
 
     /// The signaling connection underneath, for messages this facade does not wrap.
@@ -547,6 +598,28 @@ fn check_callee(contacts: &[Contact], user: &UserName) -> Result<(), CallError> 
 /// How long a call rings before it counts as unanswered, by default.
 pub const DEFAULT_RING: Duration = Duration::from_secs(30);
 
+/// Loopback when the server is on this machine (tests, demos), else every interface.
+fn default_bind(server: &str) -> IpAddr {
+    let host = server
+        .split_once("://")
+        .map_or(server, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.parse::<u16>().is_ok() => h,
+        _ => host,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,5 +655,16 @@ mod tests {
             check_callee(&list, &name("erin")),
             Err(CallError::NotContact(_))
         ));
+    }
+
+    #[test]
+    fn calls_bind_loopback_only_for_a_server_on_loopback() {
+        let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let all = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        assert_eq!(default_bind("ws://127.0.0.1:7878/"), local);
+        assert_eq!(default_bind("ws://localhost:7878/"), local);
+        assert_eq!(default_bind("ws://[::1]:7878/"), local);
+        assert_eq!(default_bind("wss://192.0.2.1:7878/"), all);
+        assert_eq!(default_bind("wss://duet.example.org/"), all);
     }
 }

@@ -349,6 +349,14 @@ fn apply(folder: &Folder, engine: &mut SyncEngine, scanner: Option<&Scanner>) {
                     let reason = format!("held by the virus scanner: {signature}");
                     Some(Outcome::JobRefused { job, reason })
                 }
+                Ok(Verdict::TimedOut { after }) => {
+                    tracing::warn!(
+                        "{path} from the sharing folder held: the virus scanner gave no verdict within {after:?}"
+                    );
+                    let reason =
+                        format!("held: the virus scanner gave no verdict within {after:?}");
+                    Some(Outcome::JobRefused { job, reason })
+                }
                 // Tried again later: the scanner may come back.
                 Err(e) => {
                     let reason = format!("not scanned, so not taken: {e}");

@@ -110,17 +110,16 @@ pub fn save(path: &Path, login: &SavedLogin) -> Result<()> {
     Ok(())
 }
 
-/// Turns `host:port` or `ws://host:port/path` into a WebSocket URL; refuses other schemes.
+/// Turns `host:port`, `ws://host:port/path` or `wss://host:port/path` into a WebSocket URL
+/// (`host:port` alone means `ws://`); refuses other schemes.
 pub fn normalize_url(url: &str) -> Result<String> {
     let url = url.trim();
     if url.is_empty() {
         bail!("the server URL is empty");
     }
     if let Some((scheme, _)) = url.split_once("://") {
-        if scheme != "ws" {
-            bail!(
-                "server URL {url:?}: only ws:// is supported (put a TLS proxy in front for wss://)"
-            );
+        if scheme != "ws" && scheme != "wss" {
+            bail!("server URL {url:?}: use wss:// (or ws:// on this machine)");
         }
         return Ok(url.to_owned());
     }

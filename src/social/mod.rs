@@ -13,9 +13,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use duet_signaling::ice::IceConfig;
 use duet_signaling::protocol::{Contact, Shown, Status};
 use duet_signaling::server::{Server, ServerConfig};
 use duet_signaling::store::{SqliteStore, Store};
+use duet_signaling::tls::{ClientTls, ServerTls};
 use duet_signaling::UserName;
 
 use crate::client::{Client, ClientConfig, ClientEvents};
@@ -39,6 +41,24 @@ pub struct ServeArgs {
     /// Frames a second each connection may send, sustained (bursts of twice as many).
     #[arg(long, default_value_t = 50.0)]
     pub rate: f64,
+    /// Serve wss:// with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A STUN server to hand clients, stun:HOST:PORT (may be repeated).
+    #[arg(long)]
+    pub stun: Vec<String>,
+    /// A TURN server to hand clients with credentials, turn:HOST:PORT (may be repeated).
+    #[arg(long)]
+    pub turn: Vec<String>,
+    /// The secret shared with the TURN server (coturn's static-auth-secret); else DUET_TURN_SECRET.
+    #[arg(long)]
+    pub turn_secret: Option<String>,
+    /// How long TURN credentials last, seconds.
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..))]
+    pub turn_ttl: u64,
 }
 
 /// `duet user ...`.
@@ -98,12 +118,24 @@ pub struct ConnectArgs {
     /// Account token (else DUET_TOKEN, else the saved login).
     #[arg(long, global = true)]
     pub token: Option<String>,
+    /// Trust only this CA (PEM) for the server's wss:// certificate, not the system's roots
+    /// (else DUET_CA).
+    #[arg(long, global = true)]
+    pub ca: Option<PathBuf>,
+    /// Allow plain ws:// to a server that is not on this machine (the token and call keys
+    /// cross the network in clear).
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    /// Connect calls, transfers and sharing links only through TURN relays, so that contacts
+    /// never learn this machine's addresses (else DUET_RELAY_ONLY=1).
+    #[arg(long, global = true)]
+    pub relay_only: bool,
 }
 
 impl ConnectArgs {
     /// Connects as these credentials, once (no reconnection: a command is short).
     pub async fn client(&self) -> Result<(Client, ClientEvents)> {
-        connect(&self.resolve()?).await
+        connect(&self.resolve()?, self).await
     }
 
     /// The credentials to use, after flags, environment and saved login.
@@ -233,14 +265,25 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Connects once (no reconnection: a command is short).
-pub async fn connect(creds: &Credentials) -> Result<(Client, ClientEvents)> {
+/// Connects once (no reconnection: a command is short), with the TLS and relay choices of `args`.
+pub async fn connect(creds: &Credentials, args: &ConnectArgs) -> Result<(Client, ClientEvents)> {
     let mut config = ClientConfig::new(
         creds.server.clone(),
         creds.user.clone(),
         creds.token.clone(),
     );
     config.reconnect = false;
+    let env = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
+    config.tls = ClientTls {
+        ca: args
+            .ca
+            .clone()
+            .or_else(|| env("DUET_CA").map(PathBuf::from)),
+        insecure: args.insecure,
+    };
+    config.relay_only = args.relay_only
+        || env("DUET_RELAY_ONLY")
+            .is_some_and(|v| !matches!(v.to_str(), Some("0" | "false" | "no")));
     Client::connect(config).await
 }
 
@@ -256,6 +299,20 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         config.limits.rate.rate = args.rate;
         config.limits.rate.burst = (args.rate * 2.0).min(f64::from(u32::MAX)) as u32;
         config.limits.rate.flood_drops = config.limits.rate.burst.saturating_mul(2);
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            config.tls = Some(ServerTls::from_pem_files(cert, key)?);
+        }
+        if !args.stun.is_empty() || !args.turn.is_empty() {
+            config.hub.ice = Some(IceConfig::new(
+                args.stun.clone(),
+                args.turn.clone(),
+                args.turn_secret
+                    .clone()
+                    .or_else(|| std::env::var("DUET_TURN_SECRET").ok())
+                    .unwrap_or_default(),
+                std::time::Duration::from_secs(args.turn_ttl),
+            )?);
+        }
         let server = Server::start(config).await.with_context(|| {
             format!(
                 "starting the server on {} with {}",
@@ -268,6 +325,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             server.url(),
             args.db.display()
         );
+        eprintln!("duet: web client on http://{}/", server.local_addr());
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = tokio::signal::ctrl_c() => r?,
@@ -324,7 +382,7 @@ pub fn user(args: UserArgs) -> Result<()> {
 pub fn login(args: LoginArgs) -> Result<()> {
     let creds = args.connect.resolve()?;
     runtime()?.block_on(async {
-        let (client, _events) = connect(&creds).await?;
+        let (client, _events) = connect(&creds, &args.connect).await?;
         client.close().await;
         Ok::<_, anyhow::Error>(())
     })?;
@@ -348,7 +406,7 @@ pub fn login(args: LoginArgs) -> Result<()> {
 pub fn contact(args: ContactArgs) -> Result<()> {
     let creds = args.connect.resolve()?;
     runtime()?.block_on(async {
-        let (client, _events) = connect(&creds).await?;
+        let (client, _events) = connect(&creds, &args.connect).await?;
         let result = match &args.action {
             ContactAction::Add { name } => client
                 .add_contact(name)
@@ -429,7 +487,7 @@ pub fn shown_text(s: Shown) -> &'static str {
 pub fn presence(args: PresenceArgs) -> Result<()> {
     let creds = args.connect.resolve()?;
     runtime()?.block_on(async {
-        let (client, _events) = connect(&creds).await?;
+        let (client, _events) = connect(&creds, &args.connect).await?;
         client
             .set_presence(args.status.into(), args.note.clone())
             .await?;
@@ -451,7 +509,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     let peer = UserName::new(&args.name)?;
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let (client, events) = connect(&creds).await?;
+        let (client, events) = connect(&creds, &args.connect).await?;
         if let Some(text) = &args.send {
             if text.is_empty() {
                 bail!("--send needs some text");

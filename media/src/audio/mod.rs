@@ -1,12 +1,17 @@
-//! Audio sources and sinks: microphone and speaker (cpal), tone, WAV files, silence.
+//! Audio sources and sinks: microphone and speaker (cpal), tone, WAV files, silence, sources
+//! anchored to the wall clock and the meter that hears their latency.
 
 use std::time::Instant;
 
 use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, Read};
 
+pub mod anchor;
 pub mod device;
+pub mod meter;
+pub mod process;
 pub mod resample;
+pub mod room;
 pub mod synth;
 pub mod wav;
 

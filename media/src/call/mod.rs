@@ -45,10 +45,12 @@ use crate::adapt::AdaptConfig;
 use crate::audio::AudioSink;
 use crate::error::Error;
 use crate::frame::AudioFormat;
+use crate::ice::IceSetup;
 use crate::jitter::audio::AudioJitterConfig;
 use crate::jitter::video::VideoJitterConfig;
 use crate::video::VideoSink;
 
+pub use crate::negotiate::MAX_EARLY_CANDIDATES;
 pub use send::MediaSender;
 pub use session::CallSession;
 pub use signal::Signal;
@@ -60,9 +62,11 @@ pub use webrtc::runtime::Runtime;
 /// How one side of a call is set up.
 #[derive(Clone)]
 pub struct CallConfig {
-    /// Local address the UDP socket binds; port 0 picks a free one. No STUN or TURN server
-    /// is used: the host candidate of this address is the only one offered.
+    /// Local address the UDP socket binds; port 0 picks a free one. `0.0.0.0` binds every
+    /// interface (loopback and link-local left out), each offering its host candidate.
     pub bind: SocketAddr,
+    /// STUN and TURN servers, and whether to use relays only.
+    pub ice: IceSetup,
     /// Send and receive Opus audio in this format (the sink gets 10 ms periods of it).
     pub audio: Option<AudioFormat>,
     /// Send and receive H.264 video.
@@ -89,6 +93,7 @@ impl fmt::Debug for CallConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallConfig")
             .field("bind", &self.bind)
+            .field("ice", &self.ice)
             .field("audio", &self.audio)
             .field("video", &self.video)
             .field("silence_timeout", &self.silence_timeout)
@@ -107,6 +112,7 @@ impl CallConfig {
     pub fn new(audio: Option<AudioFormat>, video: bool) -> Self {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            ice: IceSetup::default(),
             audio,
             video,
             video_jitter: VideoJitterConfig::default(),

@@ -20,14 +20,13 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tokio::sync::mpsc::UnboundedSender;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, SettingEngineBuilder,
-};
+use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, SettingEngineBuilder};
 use webrtc::runtime::Runtime;
 
 use super::tap::{AppTap, TapState, WireTap};
 use crate::error::Error;
 use crate::frame::Channels;
+use crate::ice::IceSetup;
 use crate::negotiate::{EventForwarder, PeerEvent};
 
 /// Payload type duet offers for Opus.
@@ -49,6 +48,7 @@ const APP_TAP_SLOT: usize = 14_000;
 /// How to build the connection.
 pub(crate) struct PeerSetup {
     pub bind: SocketAddr,
+    pub ice: IceSetup,
     pub channels: Option<Channels>,
     pub bitrate: (u32, u32, u32),
     pub runtime: Option<Arc<dyn Runtime>>,
@@ -66,7 +66,7 @@ pub(crate) async fn connect(
         .with_include_loopback_candidate(setup.bind.ip().is_loopback())
         .build();
     let mut builder = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(setup.ice.configuration())
         .with_media_engine(engine)
         .with_setting_engine(settings)
         .with_interceptor_registry(registry)

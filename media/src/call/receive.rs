@@ -17,7 +17,7 @@ use crate::codec::h264::H264Decoder;
 use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, FrameDuration, VideoFrame};
 use crate::jitter::audio::{AudioJitterConfig, AudioPlayout};
-use crate::jitter::video::{VideoJitterBuffer, VideoJitterConfig, VideoOutput};
+use crate::jitter::video::{FreezeDetector, VideoJitterBuffer, VideoJitterConfig, VideoOutput};
 use crate::rtp::RtpPacket;
 use crate::stats::Samples;
 use crate::video::VideoSink;
@@ -68,6 +68,7 @@ pub(crate) struct AudioShared {
     pub stats: AudioCallStats,
     pub delay_ms: Samples,
     pub playout_us: Samples,
+    pub decode_us: Samples,
 }
 
 impl Default for AudioShared {
@@ -76,6 +77,7 @@ impl Default for AudioShared {
             stats: AudioCallStats::default(),
             delay_ms: Samples::with_capacity(DELAY_SAMPLES),
             playout_us: Samples::with_capacity(DELAY_SAMPLES),
+            decode_us: Samples::with_capacity(DELAY_SAMPLES),
         }
     }
 }
@@ -101,8 +103,9 @@ impl ReceiveShared {
     pub(crate) fn audio_stats(&self) -> AudioCallStats {
         let audio = lock(&self.audio);
         AudioCallStats {
-            jitter_buffer_ms: audio.delay_ms.percentiles(),
-            playout_us: audio.playout_us.percentiles(),
+            current_delay_ms: audio.delay_ms.measured(),
+            playout_us: audio.playout_us.measured(),
+            decode_us: audio.decode_us.measured(),
             ..audio.stats.clone()
         }
     }
@@ -111,7 +114,7 @@ impl ReceiveShared {
     pub(crate) fn video_stats(&self) -> VideoCallStats {
         let video = lock(&self.video);
         VideoCallStats {
-            decode_ms: video.decode_ms.percentiles(),
+            decode_ms: video.decode_ms.measured(),
             ..video.stats.clone()
         }
     }
@@ -142,10 +145,16 @@ pub(crate) fn spawn_audio(
                 }
                 let now = Instant::now();
                 if now >= next {
+                    let before = frames_out(&playout);
                     playout.pull(now, &mut frame.samples);
-                    lock(&shared.audio)
-                        .playout_us
-                        .push(now.elapsed().as_secs_f64() * 1e6);
+                    let took = now.elapsed().as_secs_f64() * 1e6;
+                    {
+                        let mut audio = lock(&shared.audio);
+                        audio.playout_us.push(took);
+                        if frames_out(&playout) != before {
+                            audio.decode_us.push(took);
+                        }
+                    }
                     frame.seq = periods;
                     frame.capture = now;
                     if let Err(e) = sink.write(now, &frame) {
@@ -175,12 +184,20 @@ pub(crate) fn spawn_audio(
         .map_err(|e| Error::Call(format!("cannot start the audio playout thread: {e}")))
 }
 
+/// Frames the decoder has produced: decoded, rebuilt from FEC or concealed.
+fn frames_out(playout: &AudioPlayout) -> u64 {
+    let d = playout.decoder_stats();
+    d.decoded + d.concealed + d.fec_recovered
+}
+
 fn publish_audio(shared: &ReceiveShared, playout: &AudioPlayout, periods: u64, sample: bool) {
     let jitter = playout.stats();
     let mut audio = lock(&shared.audio);
     if sample && jitter.total_samples_received > 0 {
         audio.delay_ms.push(ms(playout.current_delay()));
     }
+    audio.stats.jitter_buffer_ms = (jitter.jitter_buffer_emitted_count > 0)
+        .then(|| jitter.jitter_buffer_delay * 1000.0 / jitter.jitter_buffer_emitted_count as f64);
     audio.stats.concealed_ratio = if jitter.total_samples_received > 0 {
         jitter.concealed_samples as f64 / jitter.total_samples_received as f64
     } else {
@@ -206,6 +223,12 @@ struct VideoReceiver {
     decoded: u64,
     decode_errors: u64,
     last_decoder_pli: Option<Instant>,
+    /// Freezes as the sink sees them: gaps between pictures handed to it, whatever dropped
+    /// the frames in between (the jitter buffer or the decoder).
+    freezes: FreezeDetector,
+    freeze_count: u64,
+    freeze_time: Duration,
+    total_decode_ms: f64,
 }
 
 /// Starts the video thread: packets from `packets`, pictures into `sink`, NACKs and keyframe
@@ -230,6 +253,10 @@ pub(crate) fn spawn_video(
         decoded: 0,
         decode_errors: 0,
         last_decoder_pli: None,
+        freezes: FreezeDetector::default(),
+        freeze_count: 0,
+        freeze_time: Duration::ZERO,
+        total_decode_ms: 0.0,
     };
     thread::Builder::new()
         .name("call-video".into())
@@ -302,15 +329,20 @@ impl VideoReceiver {
     fn decode(&mut self, data: &[u8], received: Instant) -> Result<(), Error> {
         let started = Instant::now();
         let result = self.decoder.decode(data, &mut self.picture);
-        lock(&self.shared.video)
-            .decode_ms
-            .push(ms(started.elapsed()));
+        let took = ms(started.elapsed());
+        self.total_decode_ms += took;
+        lock(&self.shared.video).decode_ms.push(took);
         match result {
             Ok(true) => {
                 self.picture.seq = self.decoded;
                 self.picture.capture = received;
                 self.decoded += 1;
-                self.sink.write(Instant::now(), &self.picture)
+                let now = Instant::now();
+                if let Some(gap) = self.freezes.on_frame(now) {
+                    self.freeze_count += 1;
+                    self.freeze_time += gap;
+                }
+                self.sink.write(now, &self.picture)
             }
             Ok(false) => {
                 if self.decoder.needs_keyframe() {
@@ -350,8 +382,9 @@ impl VideoReceiver {
         let video = &mut shared.stats;
         video.frames_decoded = self.decoded;
         video.frames_dropped = jitter.frames_dropped + self.decode_errors + decoder.skipped;
-        video.freeze_count = jitter.freeze_count;
-        video.total_freeze_ms = ms(jitter.total_freezes_duration);
+        video.freeze_count = self.freeze_count;
+        video.total_freeze_ms = ms(self.freeze_time);
+        video.total_decode_ms = self.total_decode_ms;
         video.decode_errors = self.decode_errors;
         if self.decoded > 0 {
             video.size = (self.picture.width, self.picture.height);

@@ -106,9 +106,11 @@ struct StackFigures {
     packets_sent: u64,
     bytes_sent: u64,
     packets_received: u64,
+    bytes_received: u64,
     packets_lost: u64,
     remote_packets_lost: u64,
     ice_rtt_ms: Option<f64>,
+    path: Option<crate::ice::CandidatePath>,
 }
 
 impl CallSession {
@@ -132,6 +134,7 @@ impl CallSession {
         let pc = peer::connect(
             PeerSetup {
                 bind: config.bind,
+                ice: config.ice.clone(),
                 channels,
                 bitrate: config.bitrate_bps,
                 runtime: config.runtime.clone(),
@@ -226,7 +229,9 @@ impl CallSession {
 
     /// Applies a signal from the peer: answers an offer (emitting the answer), takes an answer
     /// or a candidate, or ends the call on [`Signal::End`]. A signal that cannot be applied (bad
-    /// SDP or candidate, an answer without an offer) is an error and leaves the call as it was.
+    /// SDP or candidate, an answer without an offer, a candidate beyond the
+    /// [`MAX_EARLY_CANDIDATES`](super::MAX_EARLY_CANDIDATES) that may wait for the peer's
+    /// description) is an error and leaves the call as it was.
     pub async fn handle_signal(&self, signal: Signal) -> Result<(), Error> {
         negotiate::handle_signal(&*self.inner, signal).await
     }

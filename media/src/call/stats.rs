@@ -30,6 +30,8 @@ pub struct TransportStats {
     pub bytes_sent: u64,
     /// RTP packets received (`packetsReceived`).
     pub packets_received: u64,
+    /// Payload bytes received (`bytesReceived`).
+    pub bytes_received: u64,
     /// Packets of the peer's streams that never arrived, retransmissions counted as arrivals
     /// (`packetsLost`).
     pub packets_lost: u64,
@@ -55,13 +57,20 @@ pub struct TransportStats {
     pub congestion_kbps: Option<f64>,
     /// Frames handed to the sender before the call was connected, and so dropped.
     pub frames_not_sent: u64,
+    /// The path the connection took: the selected candidate pair's types (W3C
+    /// `RTCIceCandidateStats.candidateType`, `relayProtocol`). `None` until a pair is selected.
+    pub path: Option<crate::ice::CandidatePath>,
 }
 
 /// Figures of the audio received: the jitter buffer and the playout.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AudioCallStats {
-    /// The buffering delay the jitter buffer held, sampled every 100 ms while playing, ms.
-    pub jitter_buffer_ms: Percentiles,
+    /// The mean time a sample waited in the jitter buffer, from its packet's arrival to its
+    /// playout, ms: `jitterBufferDelay / jitterBufferEmittedCount` (W3C). `None` before any.
+    pub jitter_buffer_ms: Option<f64>,
+    /// The delay the buffer held at the moment, sampled every 100 ms while playing (the
+    /// fastest packet's wait plus a frame), ms.
+    pub current_delay_ms: Option<Percentiles>,
     /// Concealed samples over samples played (`concealedSamples / totalSamplesReceived`).
     pub concealed_ratio: f64,
     /// Lost frames rebuilt from the FEC of the next packet (`fecPacketsReceived`).
@@ -73,7 +82,9 @@ pub struct AudioCallStats {
     /// Playout periods (10 ms) handed to the sink.
     pub periods_played: u64,
     /// Time to produce one period (jitter buffer, Opus decoding, time-stretching), µs.
-    pub playout_us: Percentiles,
+    pub playout_us: Option<Percentiles>,
+    /// Time of the periods that decoded a frame (or rebuilt or concealed one), µs.
+    pub decode_us: Option<Percentiles>,
     /// Every counter of the jitter buffer, W3C-named.
     pub jitter: AudioJitterStats,
 }
@@ -86,14 +97,17 @@ pub struct VideoCallStats {
     /// Frames that never became a picture: dropped by the jitter buffer (incomplete,
     /// undecodable) or rejected by the decoder (`framesDropped`).
     pub frames_dropped: u64,
-    /// Output gaps long enough to count as freezes (`freezeCount`).
+    /// Gaps between pictures handed to the sink long enough to count as freezes, whatever
+    /// dropped the frames in between (`freezeCount`).
     pub freeze_count: u64,
     /// Their total duration, ms (`totalFreezesDuration`).
     pub total_freeze_ms: f64,
     /// Access units the decoder rejected.
     pub decode_errors: u64,
     /// H.264 decode time per access unit, ms.
-    pub decode_ms: Percentiles,
+    pub decode_ms: Option<Percentiles>,
+    /// Time spent decoding all access units, ms (`totalDecodeTime`, in seconds there).
+    pub total_decode_ms: f64,
     /// Width and height of the last picture decoded.
     pub size: (u32, u32),
     /// Every counter of the jitter buffer, W3C-named.

@@ -46,8 +46,9 @@ use crate::packetize::{is_keyframe_payload, opens_access_unit, H264Depacketizer}
 use crate::rtp::{RtpPacket, SeqUnwrapper, TimestampUnwrapper};
 
 use nack::{LossRate, Missing, ReorderDelay, Timing};
+use stats::FrameJitter;
+pub(crate) use stats::FreezeDetector;
 pub use stats::VideoJitterStats;
-use stats::{FrameJitter, FreezeDetector};
 
 /// How many packets that came after their NACK are remembered, to tell reordering from a
 /// quick answer when a copy follows.

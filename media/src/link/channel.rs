@@ -163,6 +163,9 @@ impl Inner {
             let us = (seconds * 1e6) as u64 + 1;
             self.counters.rtt_us.store(us, Ordering::Relaxed);
         }
+        if let Some(path) = crate::ice::selected_path(&report) {
+            *self.path.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+        }
     }
 }
 

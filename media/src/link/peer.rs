@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, Registry,
-    SettingEngineBuilder,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, Registry, SettingEngineBuilder,
 };
 
 use super::LinkConfig;
@@ -28,7 +27,7 @@ pub(crate) async fn connect(
         .with_sctp_max_receive_buffer_size(config.receive_window)
         .build();
     let mut builder = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(config.ice.configuration())
         .with_media_engine(MediaEngine::default())
         .with_setting_engine(settings)
         .with_interceptor_registry(Registry::new())

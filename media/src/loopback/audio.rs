@@ -273,6 +273,7 @@ fn analyse(
     confident.clear();
 
     let mut latency = Vec::with_capacity(shown.handoffs.len());
+    let mut estimated = Vec::new();
     if let Some(median) = median_lag {
         for (m, handoff) in shown.handoffs.iter().enumerate() {
             let first = m * per_frame;
@@ -294,14 +295,14 @@ fn analyse(
         }
     } else {
         // Nothing could be aligned (silence, or a pure tone whose delay is only known modulo
-        // its period): fall back on the capture time each frame carried, plus the look-ahead.
+        // its period): estimate from the capture time each frame carried, plus the look-ahead.
         let first_seq = captured.first_seq.unwrap_or(0);
         for (handoff, seq) in shown.handoffs.iter().zip(&shown.seqs) {
             let index = seq
                 .checked_sub(first_seq)
                 .and_then(|i| usize::try_from(i).ok());
             if let Some(capture) = index.and_then(|i| captured.captures.get(i)) {
-                latency
+                estimated
                     .push(ms(handoff.saturating_duration_since(*capture)) + ms(encoded.lookahead));
             }
         }
@@ -315,10 +316,11 @@ fn analyse(
         frames: shown.handoffs.len() as u64,
         frames_captured: captured.frames,
         frame_ms: format.frame.millis(),
-        encode_us: encoded.encode_us.percentiles(),
-        decode_us: decoded.decode_us.percentiles(),
-        latency_ms: Percentiles::of(&latency),
-        latency_from_signal: median_lag.is_some(),
+        encode_us: encoded.encode_us.measured(),
+        decode_us: decoded.decode_us.measured(),
+        latency_ms: Percentiles::measured(&latency),
+        latency_from_signal: median_lag.is_some() && !latency.is_empty(),
+        estimated_latency_ms: Percentiles::measured(&estimated).map(|p| p.p50),
         signal_delay_ms: median_lag.map(|l| l as f64 * 1000.0 / f64::from(SAMPLE_RATE)),
         lookahead_ms: ms(encoded.lookahead),
         snr_db: snr.filter(|s| s.is_finite()),
@@ -329,6 +331,9 @@ fn analyse(
         },
         decode_errors: decoded.errors,
         frames_dropped: captured.dropped,
+        // Set by the caller that runs a processing stage on the source.
+        echo_return_loss_db: None,
+        echo_return_loss_enhancement_db: None,
     }
 }
 

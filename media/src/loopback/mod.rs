@@ -80,14 +80,16 @@ pub struct AudioReport {
     /// Frame duration in milliseconds.
     pub frame_ms: u32,
     /// Opus encode time per frame, microseconds.
-    pub encode_us: Percentiles,
-    /// Opus decode time per frame, microseconds.
-    pub decode_us: Percentiles,
-    /// From capture of a sample to its hand-off to the sink, milliseconds: measured from the
-    /// signal when it could be aligned, else from carried capture times plus the look-ahead.
-    pub latency_ms: Percentiles,
+    pub encode_us: Option<Percentiles>,
+    /// Opus decode time per frame that decoded something, microseconds.
+    pub decode_us: Option<Percentiles>,
+    /// From capture of a sample to its hand-off to the sink, milliseconds, measured from the
+    /// signal by alignment; `None` when it could not be aligned.
+    pub latency_ms: Option<Percentiles>,
     /// Whether `latency_ms` was measured from the signal itself.
     pub latency_from_signal: bool,
+    /// An estimate of the same latency from the parts of the path (not measured), ms.
+    pub estimated_latency_ms: Option<f64>,
     /// Delay of the received signal against the source, found by cross-correlation, milliseconds.
     pub signal_delay_ms: Option<f64>,
     /// The encoder's look-ahead, milliseconds.
@@ -100,6 +102,13 @@ pub struct AudioReport {
     pub decode_errors: u64,
     /// Frames dropped because a stage was behind.
     pub frames_dropped: u64,
+    /// W3C `echoReturnLoss` of the media source (dB): the echo canceller's estimate of how
+    /// much quieter the echo reaching the microphone is than what the speaker played; `None`
+    /// without echo cancellation.
+    pub echo_return_loss_db: Option<f64>,
+    /// W3C `echoReturnLossEnhancement` of the media source (dB): the echo canceller's estimate
+    /// of how much of that echo it removes; `None` without echo cancellation.
+    pub echo_return_loss_enhancement_db: Option<f64>,
 }
 
 /// Figures of the video path.
@@ -118,11 +127,12 @@ pub struct VideoReport {
     /// Height of the last frame shown.
     pub height: u32,
     /// H.264 encode time per frame, milliseconds.
-    pub encode_ms: Percentiles,
+    pub encode_ms: Option<Percentiles>,
     /// H.264 decode time per frame, milliseconds.
-    pub decode_ms: Percentiles,
-    /// From capture to hand-off to the sink, milliseconds (from the stamps when the source has them).
-    pub latency_ms: Percentiles,
+    pub decode_ms: Option<Percentiles>,
+    /// From capture to hand-off to the sink, milliseconds, read from the stamps in the
+    /// pixels; `None` for a source without stamps.
+    pub latency_ms: Option<Percentiles>,
     /// Mean luma PSNR of shown frames against the source frames, dB.
     pub psnr_db: Option<f64>,
     /// Shown frames whose stamp could not be read or did not match.
@@ -142,8 +152,8 @@ pub struct VideoReport {
 pub struct MemoryReport {
     /// At the start.
     pub rss_start_mb: f64,
-    /// Ten seconds in (or at the end, for a shorter run).
-    pub rss_10s_mb: f64,
+    /// Ten seconds in; `None` for a run that ended before.
+    pub rss_10s_mb: Option<f64>,
     /// At the end, before the pipeline is torn down.
     pub rss_end_mb: f64,
 }
@@ -171,7 +181,7 @@ pub fn run(config: LoopbackConfig) -> Result<LoopbackReport, Error> {
         .transpose()?;
 
     let end = start + config.duration;
-    let ten = start + Duration::from_secs(10).min(config.duration);
+    let ten = start + Duration::from_secs(10);
     let mut rss_10s = None;
     loop {
         let now = Instant::now();
@@ -197,7 +207,7 @@ pub fn run(config: LoopbackConfig) -> Result<LoopbackReport, Error> {
         video,
         memory: MemoryReport {
             rss_start_mb: rss_start,
-            rss_10s_mb: rss_10s.unwrap_or(rss_end),
+            rss_10s_mb: rss_10s,
             rss_end_mb: rss_end,
         },
         network: None,

@@ -214,7 +214,7 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
         })
         .transpose()?;
 
-    let ten = from + Duration::from_secs(10).min(duration);
+    let ten = from + Duration::from_secs(10);
     let mut rss_10s = None;
     let mut end_reason = None;
     loop {
@@ -269,16 +269,20 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
             frames: aligned.periods * 10 / u64::from(frame_ms.max(1)),
             frames_captured: sent.frames,
             frame_ms,
-            encode_us: sent.encode_us.percentiles(),
-            decode_us: receiver_stats.audio.playout_us,
+            encode_us: sent.encode_us.measured(),
+            decode_us: receiver_stats.audio.decode_us,
             latency_ms: aligned.latency_ms,
             latency_from_signal: aligned.from_signal,
+            estimated_latency_ms: None,
             signal_delay_ms: aligned.signal_delay_ms,
             lookahead_ms: sent.lookahead.as_secs_f64() * 1000.0,
             snr_db: aligned.snr_db,
             kbps: sent.bytes as f64 * 8.0 / seconds.max(f64::EPSILON) / 1000.0,
             decode_errors: receiver_stats.audio.decode_errors,
             frames_dropped: sent.not_sent,
+            // Set by the caller that runs a processing stage on the source.
+            echo_return_loss_db: None,
+            echo_return_loss_enhancement_db: None,
         }
     });
     let video_report = video_sent.as_ref().map(|sent| {
@@ -291,9 +295,9 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
             frames_dropped: sent.skipped + sent.not_sent + received.frames_dropped,
             width: record.size.0,
             height: record.size.1,
-            encode_ms: sent.encode_ms.percentiles(),
+            encode_ms: sent.encode_ms.measured(),
             decode_ms: received.decode_ms,
-            latency_ms: record.latency_ms.percentiles(),
+            latency_ms: record.latency_ms.measured(),
             psnr_db: None,
             stamp_errors: record.stamp_errors,
             stamped,
@@ -308,7 +312,7 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
         video: video_report,
         memory: MemoryReport {
             rss_start_mb: rss_start,
-            rss_10s_mb: rss_10s.unwrap_or(rss_end),
+            rss_10s_mb: rss_10s,
             rss_end_mb: rss_end,
         },
         network: Some(NetworkReport {

@@ -33,7 +33,6 @@
 
 mod config;
 mod queue;
-mod rng;
 mod runtime;
 
 use std::time::{Duration, Instant};
@@ -43,7 +42,7 @@ pub use queue::{Dropped, ImpairQueue};
 pub use runtime::{ImpairCounters, ImpairedRuntime};
 
 use crate::error::Error;
-use rng::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// The extra delay of a packet picked for reordering: drawn uniformly in
 /// `REORDER_HOLD..2 * REORDER_HOLD`, on top of its jitter, so that the packets sent right

@@ -1,5 +1,6 @@
 //! Relative paths inside a sharing folder: what is accepted, and the names of conflict copies.
 
+use crate::transfer::files::QUARANTINE_DIR;
 use crate::{Error, Result};
 
 /// Name of the folder, at the root of a sharing folder, where duet keeps its state and
@@ -8,14 +9,22 @@ pub const STATE_DIR: &str = ".duet";
 
 /// Checks that `path` is a relative, '/'-separated path that stays inside the folder on
 /// every platform ([`crate::names::safe_relative`]: no empty, `.` or `..` component, no leading
-/// '/', no backslash, no NUL or control character, ...) and is not inside [`STATE_DIR`].
+/// '/', no backslash, no NUL or control character, ...), is not inside [`STATE_DIR`], and is
+/// not inside a quarantine folder ([`QUARANTINE_DIR`], at any depth: files received into a
+/// subfolder wait there unchecked).
 pub fn check(path: &str) -> Result<()> {
-    crate::names::safe_relative(path)?;
+    let rel = crate::names::safe_relative(path)?;
+    let reserved = |reason: &str| Error::UnsafeName {
+        name: path.to_string(),
+        reason: reason.into(),
+    };
     if path == STATE_DIR || path.starts_with(".duet/") {
-        return Err(Error::UnsafeName {
-            name: path.to_string(),
-            reason: "reserved for duet".into(),
-        });
+        return Err(reserved("reserved for duet"));
+    }
+    if rel.components().iter().any(|c| c == QUARANTINE_DIR) {
+        return Err(reserved(
+            "inside a quarantine folder, where received files wait unchecked",
+        ));
     }
     Ok(())
 }
@@ -96,6 +105,9 @@ mod tests {
             "a\nb",
             ".duet",
             ".duet/index.json",
+            ".duet-quarantine",
+            ".duet-quarantine/0123.part",
+            "inbox/.duet-quarantine/0123.held",
             "a/",
         ] {
             assert!(check(bad).is_err(), "{bad:?} accepted");

@@ -5,13 +5,22 @@
 //! `<sha256>.json` beside it; nothing reaches `<dir>` itself until [`Incoming::finish`] has
 //! checked the whole file against the offered SHA-256 and the scanner passed it. Nothing is
 //! written at all before [`Incoming::accept`], which is how the user's acceptance starts a
-//! transfer, and which refuses an offer over the size limit first. Memory stays bounded: files
-//! are hashed through a fixed buffer and written one verified block at a time.
+//! transfer, and which first refuses an offer over the size limit, one the disk has no room for
+//! (free space minus [`ReceiverConfig::free_margin`]), and one that would take the quarantine
+//! past [`ReceiverConfig::quarantine_quota`]; it also deletes partial files of transfers
+//! abandoned longer than [`ReceiverConfig::partial_expiry`]. Memory stays bounded: files are
+//! hashed through a fixed buffer and written one verified block at a time.
+//!
+//! The quarantine folder is private: it is created 0700, and an existing one that belongs to
+//! another user or that others may enter is refused. Files in it are opened without following
+//! symlinks, and a released file never replaces one already in `<dir>`. A file the scanner
+//! flagged (or gave no verdict on in time) stays as `<sha256>.held`: [`held_files`] lists them
+//! and [`purge_held`] removes them.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -143,10 +152,11 @@ pub enum Outcome {
         /// Where it now is, in the target folder.
         path: PathBuf,
     },
-    /// The scanner flagged the file; it stays in quarantine at `path` and never reaches the
-    /// target folder. Tell the sender with `Receiver::cancel`.
+    /// The scanner flagged the file, or gave no verdict before its deadline; it stays in
+    /// quarantine at `path` and never reaches the target folder. Tell the sender with
+    /// `Receiver::cancel`.
     Held {
-        /// The signature the scanner named.
+        /// The signature the scanner named, or why there was no verdict.
         signature: String,
         /// The quarantined file.
         path: PathBuf,
@@ -164,8 +174,11 @@ pub struct Incoming {
 
 impl Incoming {
     /// Accepts `offer` into the folder `dir`: refuses it with [`Error::TooLarge`] if it is over
-    /// `config.max_size` (before anything is written), then opens (or reopens, to resume) its
-    /// partial file in the quarantine folder, and returns it with the [`Receiver`] to drive.
+    /// `config.max_size`, with [`Error::QuotaExceeded`] if the quarantine would pass
+    /// `config.quarantine_quota`, and with [`Error::NoSpace`] if the disk cannot hold it and
+    /// `config.free_margin` besides (all before anything is written); deletes expired partial
+    /// files; then opens (or reopens, to resume) its partial file in the quarantine folder, and
+    /// returns it with the [`Receiver`] to drive.
     pub fn accept(
         dir: &Path,
         offer: Offer,
@@ -182,27 +195,43 @@ impl Incoming {
         if !meta.is_dir() {
             return Err(Error::Config(format!("{} is not a folder", dir.display())));
         }
-        let quarantine = safe_join(dir, &safe_file_name(QUARANTINE_DIR)?)?;
-        // Private to its owner: what waits in it has not been checked yet.
-        let mut create = fs::DirBuilder::new();
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut create, 0o700);
-        match create.create(&quarantine) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists && quarantine.is_dir() => {}
-            Err(e) => return Err(Error::io(&quarantine, e)),
-        }
+        let quarantine = open_quarantine(dir)?;
+        expire_partials(&quarantine, config.partial_expiry, SystemTime::now());
         let hex = offer.sha256.to_hex();
         let part = quarantine.join(format!("{hex}.part"));
         let state = quarantine.join(format!("{hex}.json"));
-        let resuming = part.is_file();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&part)
-            .map_err(|e| Error::io(&part, e))?;
+        let existing = match fs::symlink_metadata(&part) {
+            Ok(m) if m.is_file() => Some(m.len()),
+            _ => None,
+        };
+        let resuming = existing.is_some();
+        let have = existing.unwrap_or(0).min(offer.size);
+        let used = quarantine_usage(&quarantine)?.saturating_sub(existing.unwrap_or(0));
+        if used.saturating_add(offer.size) > config.quarantine_quota {
+            return Err(Error::QuotaExceeded {
+                used,
+                size: offer.size,
+                quota: config.quarantine_quota,
+            });
+        }
+        let needed = offer.size - have;
+        if let Some(available) = free_space(&quarantine)? {
+            if needed.saturating_add(config.free_margin) > available {
+                return Err(Error::NoSpace {
+                    needed,
+                    available,
+                    margin: config.free_margin,
+                });
+            }
+        }
+        let file = open_no_follow(
+            &part,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )?;
         // One receiver per file and folder: a second offer of the same file while the first
         // is arriving would write the same partial file. The lock goes with the file handle,
         // so a receiver that dies leaves nothing locked.
@@ -251,7 +280,12 @@ impl Incoming {
         let json = serde_json::to_vec(state)
             .map_err(|e| Error::Config(format!("cannot serialize the resume state: {e}")))?;
         let tmp = self.state.with_extension("json.tmp");
-        fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
+        open_no_follow(
+            &tmp,
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )?
+        .write_all(&json)
+        .map_err(|e| Error::io(&tmp, e))?;
         fs::rename(&tmp, &self.state).map_err(|e| Error::io(&self.state, e))
     }
 
@@ -293,7 +327,14 @@ impl Incoming {
             return Err(err);
         }
         if let Some(scanner) = scanner {
-            if let Verdict::Infected { signature } = scanner.scan(&self.part)? {
+            let flagged = match scanner.scan(&self.part)? {
+                Verdict::Clean => None,
+                Verdict::Infected { signature } => Some(signature),
+                Verdict::TimedOut { after } => {
+                    Some(format!("no verdict within {} s", after.as_secs_f64()))
+                }
+            };
+            if let Some(signature) = flagged {
                 let held = self.part.with_extension("held");
                 fs::rename(&self.part, &held).map_err(|e| Error::io(&held, e))?;
                 remove_if_there(&self.state)?;
@@ -308,7 +349,10 @@ impl Incoming {
         Ok(Outcome::Released { path })
     }
 
-    /// Moves the partial file into the target folder without replacing anything there.
+    /// Moves the partial file into the target folder without replacing anything there: a hard
+    /// link (which fails on an existing name), else a rename that refuses to replace, else a
+    /// copy into a newly created file. Each way picks the next free name when the one it
+    /// tried was taken meanwhile.
     fn release(&self) -> Result<PathBuf> {
         let name = self.offer.name().file_name();
         loop {
@@ -324,11 +368,22 @@ impl Incoming {
                     return Ok(target);
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                // No hard links on this file system: a rename, checked just before.
-                Err(_) => {
-                    fs::rename(&self.part, &target).map_err(|e| Error::io(&target, e))?;
+                // No hard links on this file system.
+                Err(_) => {}
+            }
+            match rename_no_replace(&self.part, &target) {
+                Ok(true) => return Ok(target),
+                Ok(false) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(&target, e)),
+            }
+            match copy_new(&self.part, &target) {
+                Ok(()) => {
+                    fs::remove_file(&self.part).map_err(|e| Error::io(&self.part, e))?;
                     return Ok(target);
                 }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(&target, e)),
             }
         }
     }
@@ -342,7 +397,11 @@ impl Incoming {
 }
 
 fn load_state(path: &Path) -> Option<ResumeState> {
-    let bytes = fs::read(path).ok()?;
+    let mut bytes = Vec::new();
+    open_no_follow(path, OpenOptions::new().read(true))
+        .ok()?
+        .read_to_end(&mut bytes)
+        .ok()?;
     match serde_json::from_slice(&bytes) {
         Ok(state) => Some(state),
         Err(e) => {
@@ -350,6 +409,221 @@ fn load_state(path: &Path) -> Option<ResumeState> {
             None
         }
     }
+}
+
+/// A file in the quarantine that the scanner held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldFile {
+    /// The held file, `<dir>/.duet-quarantine/<sha256>.held`.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was held (its last change).
+    pub modified: Option<SystemTime>,
+}
+
+/// The held files in the quarantine of `dir`, oldest first; none when `dir` has no quarantine.
+/// The quarantine is checked as [`Incoming::accept`] checks it.
+pub fn held_files(dir: &Path) -> Result<Vec<HeldFile>> {
+    let quarantine = dir.join(QUARANTINE_DIR);
+    match fs::symlink_metadata(&quarantine) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&quarantine, e)),
+        Ok(_) => check_quarantine(&quarantine)?,
+    }
+    let entries = fs::read_dir(&quarantine).map_err(|e| Error::io(&quarantine, e))?;
+    let mut held = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&quarantine, e))?;
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "held") {
+            continue;
+        }
+        let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
+        if !meta.is_file() {
+            continue;
+        }
+        held.push(HeldFile {
+            path,
+            size: meta.len(),
+            modified: meta.modified().ok(),
+        });
+    }
+    held.sort_by(|a, b| a.modified.cmp(&b.modified).then(a.path.cmp(&b.path)));
+    Ok(held)
+}
+
+/// Deletes the held files in the quarantine of `dir`; returns what was deleted.
+pub fn purge_held(dir: &Path) -> Result<Vec<HeldFile>> {
+    let held = held_files(dir)?;
+    for file in &held {
+        remove_if_there(&file.path)?;
+    }
+    Ok(held)
+}
+
+/// Creates the quarantine folder of `dir` (0700), or checks the one that is there.
+fn open_quarantine(dir: &Path) -> Result<PathBuf> {
+    let quarantine = safe_join(dir, &safe_file_name(QUARANTINE_DIR)?)?;
+    // Private to its owner: what waits in it has not been checked yet.
+    let mut create = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut create, 0o700);
+    match create.create(&quarantine) {
+        Ok(()) => Ok(quarantine),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            check_quarantine(&quarantine)?;
+            Ok(quarantine)
+        }
+        Err(e) => Err(Error::io(&quarantine, e)),
+    }
+}
+
+/// Refuses a quarantine folder that is not a real folder, belongs to another user, or that
+/// others may enter (any permission bit for group or others).
+fn check_quarantine(quarantine: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(quarantine).map_err(|e| Error::io(quarantine, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Quarantine(format!(
+            "{} is not a folder (a symlink or a file); remove it",
+            quarantine.display()
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(Error::Quarantine(format!(
+                "{} belongs to user {}, not to this user ({me}); refusing to use it",
+                quarantine.display(),
+                meta.uid()
+            )));
+        }
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::Quarantine(format!(
+                "{} is open to other users (mode {mode:o}); make it 0700 or remove it",
+                quarantine.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes in the regular files of the quarantine (partial, held, state).
+fn quarantine_usage(quarantine: &Path) -> Result<u64> {
+    let entries = fs::read_dir(quarantine).map_err(|e| Error::io(quarantine, e))?;
+    let mut used = 0u64;
+    for entry in entries.flatten() {
+        if let Ok(meta) = entry.metadata() {
+            if meta.is_file() {
+                used = used.saturating_add(meta.len());
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// Deletes partial files (and their resume state) not written for `expiry`. A partial file
+/// that a receiver holds locked is being written and stays, however old.
+fn expire_partials(quarantine: &Path, expiry: std::time::Duration, now: SystemTime) {
+    let Ok(entries) = fs::read_dir(quarantine) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "part") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok());
+        if !meta.is_file() || age.is_none_or(|age| age < expiry) {
+            continue;
+        }
+        let Ok(file) = open_no_follow(&path, OpenOptions::new().write(true)) else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        tracing::info!(file = %path.display(), "deleting the partial file of an abandoned transfer");
+        let _ = remove_if_there(&path);
+        let _ = remove_if_there(&path.with_extension("json"));
+        drop(file);
+    }
+}
+
+/// Bytes free for this user on the file system of `path`; `None` where it cannot be known.
+fn free_space(path: &Path) -> Result<Option<u64>> {
+    #[cfg(unix)]
+    {
+        let stat = rustix::fs::statvfs(path).map_err(|e| Error::io(path, e.into()))?;
+        Ok(Some(stat.f_bavail.saturating_mul(stat.f_frsize)))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(None)
+    }
+}
+
+/// Opens `path` with `options`, failing if its last component is a symlink (created files
+/// are private to their owner).
+fn open_no_follow(path: &Path, options: &mut OpenOptions) -> Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .mode(0o600);
+    }
+    options.open(path).map_err(|e| {
+        if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            Error::UnsafeName {
+                name: path.display().to_string(),
+                reason: "a symlink where a file of the quarantine belongs".into(),
+            }
+        } else {
+            Error::io(path, e)
+        }
+    })
+}
+
+/// Renames `from` to `to` unless `to` exists: `Ok(true)` when moved, `Ok(false)` when this
+/// system cannot rename without replacing, an `AlreadyExists` error when `to` exists.
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(true),
+            Err(e) if e == rustix::io::Errno::EXIST => {
+                Err(std::io::Error::from(ErrorKind::AlreadyExists))
+            }
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (from, to);
+        Ok(false)
+    }
+}
+
+/// Copies `from` into a new file `to` (failing if `to` exists), flushed to disk.
+fn copy_new(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut source = File::open(from)?;
+    let mut target = OpenOptions::new().write(true).create_new(true).open(to)?;
+    let copied = std::io::copy(&mut source, &mut target).and_then(|_| target.sync_all());
+    if copied.is_err() {
+        let _ = fs::remove_file(to);
+    }
+    copied
 }
 
 fn remove_if_there(path: &Path) -> Result<()> {
@@ -362,6 +636,27 @@ fn remove_if_there(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fallbacks_of_release_never_replace_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+        fs::write(&from, b"arriving").unwrap();
+        fs::write(&to, b"mine").unwrap();
+        let renamed = rename_no_replace(&from, &to);
+        assert!(
+            matches!(&renamed, Err(e) if e.kind() == ErrorKind::AlreadyExists)
+                || matches!(renamed, Ok(false)),
+            "{renamed:?}"
+        );
+        let copied = copy_new(&from, &to).unwrap_err();
+        assert_eq!(copied.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&to).unwrap(), b"mine");
+        assert_eq!(fs::read(&from).unwrap(), b"arriving");
+        let free = dir.path().join("free");
+        copy_new(&from, &free).unwrap();
+        assert_eq!(fs::read(&free).unwrap(), b"arriving");
+    }
 
     #[test]
     fn streaming_manifest_equals_the_in_memory_one() {

@@ -23,10 +23,19 @@ pub struct ReceiverConfig {
     pub idle_timeout: Duration,
     /// How many times one block may fail its SHA-256 check before the transfer fails.
     pub max_block_failures: u32,
+    /// The most bytes the quarantine folder may hold, partial and held files together,
+    /// counting the offer being accepted.
+    pub quarantine_quota: u64,
+    /// The bytes that must stay free on the disk after an accepted offer is written.
+    pub free_margin: u64,
+    /// A partial file left by an abandoned transfer is deleted when it has not been written
+    /// for this long (looked at whenever an offer is accepted into its folder).
+    pub partial_expiry: Duration,
 }
 
 impl Default for ReceiverConfig {
-    /// 64 GiB, a 4 MiB window, 10 s request timeout, 60 s idle timeout, 3 failures per block.
+    /// 64 GiB, a 4 MiB window, 10 s request timeout, 60 s idle timeout, 3 failures per block,
+    /// a 10 GiB quarantine quota, 256 MiB kept free on the disk, partial files kept 7 days.
     fn default() -> Self {
         ReceiverConfig {
             max_size: 64 << 30,
@@ -34,6 +43,9 @@ impl Default for ReceiverConfig {
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_block_failures: 3,
+            quarantine_quota: 10 << 30,
+            free_margin: 256 << 20,
+            partial_expiry: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::ice::IceConfig;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::{
     ClientMessage, ErrorCode, InviteId, Request, ServerMessage, Status, UserName, MAX_FIELD,
@@ -77,6 +78,8 @@ pub struct HubConfig {
     pub call_grace: Duration,
     /// How long chat message ids are remembered to drop resent duplicates.
     pub dedup_ttl: Duration,
+    /// The STUN and TURN servers handed to clients (`None`: none).
+    pub ice: Option<IceConfig>,
 }
 
 impl Default for HubConfig {
@@ -98,6 +101,7 @@ impl Default for HubConfig {
             account_check: Duration::from_secs(1),
             call_grace: Duration::from_secs(30),
             dedup_ttl: Duration::from_secs(600),
+            ice: None,
         }
     }
 }
@@ -408,6 +412,7 @@ impl<S: Store> Hub<S> {
             ClientMessage::Hangup { id, reason } => self.hangup(user, id, reason),
             ClientMessage::Signal { call, signal } => self.signal(user, call, signal),
             ClientMessage::Ping => Ok(Some(ServerMessage::Pong { rid })),
+            ClientMessage::IceServers => Ok(Some(self.ice_servers(now, user, rid))),
         }
     }
 
@@ -565,6 +570,23 @@ impl<S: Store> Hub<S> {
         entry.0 += 1;
     }
 
+    /// The ICE servers for `user` at `now`, with TURN credentials made now.
+    fn ice_servers(&self, now: Instant, user: &UserName, rid: Option<u64>) -> ServerMessage {
+        let Some(ice) = &self.config.ice else {
+            return ServerMessage::IceServers {
+                rid,
+                servers: Vec::new(),
+                expires_ms: None,
+            };
+        };
+        let expires_ms = (!ice.turn.is_empty()).then_some(ice.ttl.as_millis() as u64);
+        ServerMessage::IceServers {
+            rid,
+            servers: ice.servers_for(user.as_str(), now),
+            expires_ms,
+        }
+    }
+
     fn login(
         &mut self,
         now: Instant,
@@ -643,6 +665,10 @@ impl<S: Store> Hub<S> {
             note: note.clone(),
         };
         self.send(conn, welcome);
+        if self.config.ice.is_some() {
+            let servers = self.ice_servers(now, &user, None);
+            self.send(conn, servers);
+        }
         let contacts = self.contact_list(&user);
         self.send(
             conn,

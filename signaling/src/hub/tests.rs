@@ -1236,3 +1236,73 @@ fn rotating_revoking_or_deleting_an_account_ends_its_session() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn ice_servers_follow_welcome_and_are_fresh_on_request() {
+    let t0 = Instant::now();
+    let mut ice = crate::ice::IceConfig::new(
+        vec!["stun:192.0.2.10:3478".into()],
+        vec!["turn:192.0.2.10:3478".into()],
+        "secret".into(),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    ice.epoch = (t0, 1_800_000_000);
+    let config = HubConfig {
+        ice: Some(ice),
+        ..HubConfig::default()
+    };
+    let mut sim = Sim::with_config(&["alice"], config);
+    sim.now = t0;
+    let c = sim.connect();
+    let token = sim.tokens["alice"].clone();
+    sim.send(
+        c,
+        json!({"type": "hello", "version": 1, "user": "alice", "token": token}),
+    );
+    let msgs = sim.to(c);
+    let Some(ServerMessage::IceServers {
+        rid: None,
+        servers,
+        expires_ms: Some(3_600_000),
+    }) = msgs.get(1)
+    else {
+        panic!("ice_servers must follow welcome: {msgs:?}");
+    };
+    assert_eq!(servers.len(), 2);
+    assert_eq!(servers[1].username.as_deref(), Some("1800003600:alice"));
+    sim.now += Duration::from_secs(100);
+    sim.send(c, json!({"type": "ice_servers", "rid": 9}));
+    let msgs = sim.to(c);
+    let Some(ServerMessage::IceServers {
+        rid: Some(9),
+        servers,
+        ..
+    }) = msgs.first()
+    else {
+        panic!("{msgs:?}");
+    };
+    assert_eq!(servers[1].username.as_deref(), Some("1800003700:alice"));
+}
+
+#[test]
+fn without_ice_servers_welcome_is_followed_by_contacts() {
+    let mut sim = Sim::new(&["alice"]);
+    let c = sim.connect();
+    let token = sim.tokens["alice"].clone();
+    sim.send(
+        c,
+        json!({"type": "hello", "version": 1, "user": "alice", "token": token}),
+    );
+    let msgs = sim.to(c);
+    assert!(
+        matches!(msgs.get(1), Some(ServerMessage::Contacts { .. })),
+        "{msgs:?}"
+    );
+    sim.send(c, json!({"type": "ice_servers", "rid": 2}));
+    let msgs = sim.to(c);
+    assert!(
+        matches!(msgs.first(), Some(ServerMessage::IceServers { rid: Some(2), servers, expires_ms: None }) if servers.is_empty()),
+        "{msgs:?}"
+    );
+}

@@ -4,6 +4,8 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use duet_media::audio::meter::HeardLatency;
+use duet_media::audio::process::{ProcessingConfig, ProcessingStats};
 use duet_media::call::pump::SendReport;
 use duet_media::call::record::VideoRecord;
 use duet_media::call::{CallStats, EndReason};
@@ -16,9 +18,6 @@ use duet_signaling::UserName;
 use serde_json::{json, Value};
 
 use super::Call;
-
-/// Length of one playout period, ms: the sink gets audio 10 ms at a time.
-const PLAYOUT_PERIOD_MS: f64 = 10.0;
 
 /// What a call measured, from this side: what it sent, what it received, and the transport.
 #[derive(Debug, Clone)]
@@ -60,8 +59,12 @@ pub struct CallStatus {
     pub rtt_ms: Option<f64>,
     /// Packets of the peer's media lost on the way, percent.
     pub loss_pct: f64,
-    /// Audio jitter buffer delay (median so far), ms.
-    pub jitter_buffer_ms: f64,
+    /// Mean time a sample waited in the audio jitter buffer so far (W3C
+    /// `jitterBufferDelay / jitterBufferEmittedCount`), ms.
+    pub jitter_buffer_ms: Option<f64>,
+    /// Mouth-to-ear latency of the peer's audio, measured from the signal over the last half
+    /// second that aligned, ms; `None` when the peer's audio cannot be aligned (a microphone).
+    pub audio_latency_ms: Option<f64>,
     /// Audio concealed so far, percent of what was played.
     pub concealed_pct: f64,
     /// Audio sent since the last status, kbit/s.
@@ -75,24 +78,35 @@ pub struct CallStatus {
     pub frames_shown: u64,
     /// Video freezes so far.
     pub freezes: u64,
+    /// The echo canceller's echo return loss enhancement estimate (dB), when it is on.
+    pub echo_return_loss_enhancement_db: Option<f64>,
+    /// The path the call took, local/remote candidate types (`relay(udp)/srflx`).
+    pub path: Option<String>,
 }
 
 impl CallStatus {
-    /// `00:07  rtt 0.6 ms  loss 0.0%  jb 24 ms  audio 32 kbps  video 1010 kbps  latency 36 ms  freezes 0`.
+    /// `00:07  host/host  rtt 0.6 ms  loss 0.0%  jb 24 ms  audio 32 kbps  video 1010 kbps  latency audio 34 ms video 36 ms  freezes 0`
+    /// (`-` for a figure not measured).
     pub fn line(&self) -> String {
+        let path = self.path.as_deref().unwrap_or("-");
         let secs = self.elapsed.as_secs();
-        let rtt = self.rtt_ms.map_or("-".to_owned(), |r| format!("{r:.1} ms"));
-        let latency = self
-            .video_latency_ms
-            .map_or("-".to_owned(), |l| format!("{l:.0} ms"));
+        let ms = |x: Option<f64>, digits: usize| {
+            x.map_or("-".to_owned(), |v| format!("{v:.digits$} ms"))
+        };
+        let erle = self
+            .echo_return_loss_enhancement_db
+            .map_or(String::new(), |e| format!("  erle {e:.0} dB"));
         format!(
-            "{:02}:{:02}  rtt {rtt}  loss {:.1}%  jb {:.0} ms  audio {:.0} kbps  video {:.0} kbps  latency {latency}  freezes {}",
+            "{:02}:{:02}  {path}  rtt {}  loss {:.1}%  jb {}  audio {:.0} kbps  video {:.0} kbps  latency audio {} video {}  freezes {}{erle}",
             secs / 60,
             secs % 60,
+            ms(self.rtt_ms, 1),
             self.loss_pct,
-            self.jitter_buffer_ms,
+            ms(self.jitter_buffer_ms, 0),
             self.audio_kbps,
             self.video_kbps,
+            ms(self.audio_latency_ms, 0),
+            ms(self.video_latency_ms, 0),
             self.freezes,
         )
     }
@@ -122,13 +136,18 @@ impl Call {
             } else {
                 t.packets_lost as f64 * 100.0 / expected as f64
             },
-            jitter_buffer_ms: stats.audio.jitter_buffer_ms.p50,
+            jitter_buffer_ms: stats.audio.jitter_buffer_ms,
+            audio_latency_ms: self.meter.heard().recent_ms,
             concealed_pct: stats.audio.concealed_ratio * 100.0,
             audio_kbps: kbps(sent.audio_bytes.saturating_sub(before.audio_bytes)),
             video_kbps: kbps(sent.video_bytes.saturating_sub(before.video_bytes)),
             video_latency_ms: (!recent.is_empty()).then(|| Percentiles::of(recent).p50),
             frames_shown: record.shown,
             freezes: stats.video.freeze_count,
+            echo_return_loss_enhancement_db: self
+                .audio_processing()
+                .and_then(|(_, s)| s.echo_return_loss_enhancement),
+            path: t.path.as_ref().map(|p| p.short()),
         }
     }
 }
@@ -141,11 +160,13 @@ pub(super) struct Parts {
     pub stats: CallStats,
     pub sent: SendReport,
     pub record: VideoRecord,
+    pub heard: HeardLatency,
     pub connect_ms: f64,
-    pub rss: (f64, f64),
+    pub rss: (f64, Option<f64>, f64),
     pub impairment: Option<ImpairStats>,
     pub video: bool,
     pub format: AudioFormat,
+    pub processing: Option<(ProcessingConfig, ProcessingStats)>,
 }
 
 /// Puts a call's figures in the loopback report's shape.
@@ -157,43 +178,47 @@ pub(super) fn build(parts: Parts) -> CallReport {
         stats,
         sent,
         record,
+        heard,
         connect_ms,
         rss,
         impairment,
         video,
         format,
+        processing,
     } = parts;
     let seconds = seconds.max(f64::EPSILON);
     let kbps = |bytes: u64| bytes as f64 * 8.0 / seconds / 1000.0;
     let frame_ms = format.frame.millis();
     let audio_sent = sent.audio.unwrap_or_default();
     let lookahead_ms = audio_sent.lookahead.as_secs_f64() * 1000.0;
-    // Without the sender's signal to align against, the audio latency is the sum of what the
-    // path holds: a frame, the encoder's look-ahead, half the round trip, the jitter buffer,
-    // and one playout period.
-    let fixed = f64::from(frame_ms)
-        + lookahead_ms
-        + stats.transport.rtt_ms.unwrap_or(0.0) / 2.0
-        + PLAYOUT_PERIOD_MS;
-    let jb = stats.audio.jitter_buffer_ms;
+    // An estimate, not a measurement: what the path holds on average (a frame being
+    // captured, the encoder's look-ahead, the audio processing stage's own delay, half the
+    // round trip, the mean jitter buffer wait).
+    let stage_ms = processing.map_or(0.0, |(c, _)| c.delay().as_secs_f64() * 1000.0);
+    let estimated_latency_ms = match (stats.transport.rtt_ms, stats.audio.jitter_buffer_ms) {
+        (Some(rtt), Some(jb)) => {
+            Some(f64::from(frame_ms) + lookahead_ms + stage_ms + rtt / 2.0 + jb)
+        }
+        _ => None,
+    };
     let audio = AudioReport {
         frames: stats.audio.periods_played * 10 / u64::from(frame_ms.max(1)),
         frames_captured: audio_sent.frames,
         frame_ms,
-        encode_us: audio_sent.encode_us.percentiles(),
-        decode_us: stats.audio.playout_us,
-        latency_ms: Percentiles {
-            p50: fixed + jb.p50,
-            p95: fixed + jb.p95,
-            p99: fixed + jb.p99,
-        },
-        latency_from_signal: false,
+        encode_us: audio_sent.encode_us.measured(),
+        decode_us: stats.audio.decode_us,
+        latency_ms: heard.latency_ms,
+        latency_from_signal: heard.latency_ms.is_some(),
+        estimated_latency_ms,
         signal_delay_ms: None,
         lookahead_ms,
         snr_db: None,
         kbps: kbps(audio_sent.bytes),
         decode_errors: stats.audio.decode_errors,
         frames_dropped: audio_sent.not_sent,
+        echo_return_loss_db: processing.and_then(|(_, s)| s.echo_return_loss),
+        echo_return_loss_enhancement_db: processing
+            .and_then(|(_, s)| s.echo_return_loss_enhancement),
     };
     let v = sent.video.unwrap_or_default();
     let video_report = video.then(|| {
@@ -205,9 +230,9 @@ pub(super) fn build(parts: Parts) -> CallReport {
             frames_dropped: v.skipped + v.not_sent + received.frames_dropped,
             width: record.size.0,
             height: record.size.1,
-            encode_ms: v.encode_ms.percentiles(),
+            encode_ms: v.encode_ms.measured(),
             decode_ms: received.decode_ms,
-            latency_ms: record.latency_ms.percentiles(),
+            latency_ms: record.latency_ms.measured(),
             psnr_db: None,
             stamp_errors: record.stamp_errors,
             stamped: record.latency_ms.count() > 0,
@@ -236,7 +261,7 @@ pub(super) fn build(parts: Parts) -> CallReport {
             memory: MemoryReport {
                 rss_start_mb: rss.0,
                 rss_10s_mb: rss.1,
-                rss_end_mb: rss.1,
+                rss_end_mb: rss.2,
             },
             network: Some(network),
         },

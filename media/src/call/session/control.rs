@@ -152,6 +152,7 @@ impl Inner {
         for inbound in report.inbound_rtp_streams() {
             let received = &inbound.received_rtp_stream_stats;
             figures.packets_received += received.packets_received;
+            figures.bytes_received += inbound.bytes_received;
             figures.packets_lost += received.packets_lost.max(0) as u64;
         }
         for entry in report.iter() {
@@ -160,6 +161,7 @@ impl Inner {
                     remote.received_rtp_stream_stats.packets_lost.max(0) as u64;
             }
         }
+        figures.path = crate::ice::selected_path(&report);
         figures.ice_rtt_ms = report
             .candidate_pairs()
             .filter(|pair| pair.nominated && pair.current_round_trip_time > 0.0)
@@ -179,6 +181,7 @@ impl Inner {
                 packets_sent: stack.packets_sent,
                 bytes_sent: stack.bytes_sent,
                 packets_received: stack.packets_received,
+                bytes_received: stack.bytes_received,
                 packets_lost: stack.packets_lost,
                 remote_packets_lost: stack.remote_packets_lost,
                 remote_fraction_lost: self.tap.loss().1,
@@ -194,6 +197,7 @@ impl Inner {
                     .map(|bps| bps as f64 / 1000.0),
                 congestion_kbps: self.tap.target_bps().map(|bps| bps as f64 / 1000.0),
                 frames_not_sent: self.send.dropped(),
+                path: stack.path,
             },
             audio,
             video,

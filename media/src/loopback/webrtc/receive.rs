@@ -65,7 +65,7 @@ impl AudioSink for RecordingAudioSink {
 
 /// The audio latency found by alignment.
 pub(super) struct AudioAlignment {
-    pub latency_ms: Percentiles,
+    pub latency_ms: Option<Percentiles>,
     pub from_signal: bool,
     pub signal_delay_ms: Option<f64>,
     pub snr_db: Option<f64>,
@@ -111,8 +111,8 @@ pub(super) fn align_audio(
         latency.push(ms(handoff.saturating_duration_since(*capture + offset)));
     }
     AudioAlignment {
-        latency_ms: Percentiles::of(&latency),
-        from_signal: median.is_some(),
+        from_signal: median.is_some() && !latency.is_empty(),
+        latency_ms: Percentiles::measured(&latency),
         signal_delay_ms: median.map(|l| l as f64 * 1000.0 / f64::from(SAMPLE_RATE)),
         snr_db: median
             .map(|lag| snr_db(reference, output, lag))

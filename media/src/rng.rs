@@ -1,5 +1,5 @@
-//! The seeded random numbers behind the impairment: SplitMix64, small, fast and the same on
-//! every platform, so a seed names one sequence of packet fates everywhere.
+//! Seeded random numbers for impairments and simulated rooms: SplitMix64, small, fast and the
+//! same on every platform, so a seed names one sequence everywhere.
 
 /// A SplitMix64 generator (Steele, Lea and Flood, 2014).
 #[derive(Debug, Clone)]
@@ -29,6 +29,13 @@ impl SplitMix64 {
     /// leaves the sequence of the others unchanged.
     pub(crate) fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && self.next_f64() < p
+    }
+
+    /// A standard normal number (Box-Muller), using two uniform draws.
+    pub(crate) fn next_gaussian(&mut self) -> f64 {
+        let u1 = 1.0 - self.next_f64();
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
 

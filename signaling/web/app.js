@@ -1,0 +1,284 @@
+// duet's web client: sign in, contacts with presence, chat with delivery receipts.
+// Everything from the network is shown with textContent, never as HTML.
+
+import { Duet } from '/duet.js';
+
+const $ = (id) => document.getElementById(id);
+const STATUS_TEXT = { online: 'Online', away: 'Away', busy: 'Busy', invisible: 'Invisible', offline: 'Offline' };
+const LINK_TEXT = { incoming: 'wants to be your contact', outgoing: 'request sent' };
+
+let client = null;
+let current = null;
+let signingOut = false;
+/** name -> [{ mine, id, text, state }] */
+const conversations = new Map();
+const typingTimers = new Map();
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function button(text, className, onClick) {
+  const b = el('button', className, text);
+  b.type = 'button';
+  b.addEventListener('click', (e) => {
+    e.stopPropagation();
+    onClick();
+  });
+  return b;
+}
+
+function showError(id, err) {
+  $(id).textContent = err ? (err.message || String(err)) : '';
+}
+
+function conversation(name) {
+  if (!conversations.has(name)) conversations.set(name, []);
+  return conversations.get(name);
+}
+
+// ----- sign in -----
+
+function restore() {
+  const user = localStorage.getItem('duet.user');
+  const token = localStorage.getItem('duet.token');
+  if (user) $('user').value = user;
+  if (token) {
+    $('token').value = token;
+    $('remember').checked = true;
+    signIn();
+  }
+}
+
+async function signIn() {
+  const user = $('user').value.trim();
+  const token = $('token').value.trim();
+  showError('signin-error', null);
+  $('signin-button').disabled = true;
+  try {
+    client = await Duet.connect({ user, token });
+  } catch (err) {
+    $('signin-button').disabled = false;
+    showError('signin-error', err.code === 'bad_credentials'
+      ? new Error('Wrong name or token. Check the token "duet user add" printed.')
+      : err);
+    if (err.code === 'bad_credentials') localStorage.removeItem('duet.token');
+    return;
+  }
+  localStorage.setItem('duet.user', user);
+  if ($('remember').checked) localStorage.setItem('duet.token', token);
+  else localStorage.removeItem('duet.token');
+  $('token').value = '';
+  $('signin-button').disabled = false;
+  started();
+}
+
+function started() {
+  $('signin-view').hidden = true;
+  $('app-view').hidden = false;
+  $('me-name').textContent = client.user;
+  $('me-status').value = client.status;
+  $('me-dot').className = `dot ${client.status}`;
+  $('me-note').value = client.note;
+  client.on('contact', renderContacts);
+  client.on('presence', (p) => {
+    renderContacts();
+    if (p.user === current) renderHead();
+  });
+  client.on('chat', (m) => {
+    conversation(m.from).push({ mine: false, id: m.id, text: m.text, state: 'received' });
+    if (m.from === current) renderMessages();
+    else markUnread(m.from);
+  });
+  client.on('receipt', (r) => {
+    const msg = conversation(r.from).find((x) => x.mine && x.id === r.id);
+    if (msg) msg.state = 'delivered';
+    if (r.from === current) renderMessages();
+  });
+  client.on('typing', (t) => {
+    clearTimeout(typingTimers.get(t.from));
+    typingTimers.set(t.from, t.active ? setTimeout(() => showTyping(t.from, false), 6000) : 0);
+    showTyping(t.from, t.active);
+  });
+  client.on('nudge', (n) => {
+    conversation(n.from).push({ mine: false, id: '', text: `${n.from} nudged you`, state: 'event' });
+    if (n.from === current) renderMessages();
+  });
+  client.on('closed', (c) => {
+    const why = c.error ? c.error.message : 'the connection to the server was lost';
+    showError('signin-error', signingOut ? null : new Error(`Signed out: ${why}`));
+    signingOut = false;
+    client = null;
+    $('app-view').hidden = true;
+    $('signin-view').hidden = false;
+  });
+  renderContacts();
+}
+
+// ----- contacts -----
+
+const unread = new Set();
+
+function markUnread(name) {
+  unread.add(name);
+  renderContacts();
+}
+
+function renderContacts() {
+  if (!client) return;
+  const list = $('contacts');
+  const contacts = [...client.contacts.values()].sort((a, b) => a.user.localeCompare(b.user));
+  list.replaceChildren(...contacts.map(contactItem));
+  if (contacts.length === 0) list.append(el('li', 'hint', 'No contacts yet: add one by name above.'));
+}
+
+function contactItem(c) {
+  const li = el('li', 'contact');
+  li.dataset.user = c.user;
+  if (c.user === current) li.classList.add('active');
+  if (unread.has(c.user)) li.classList.add('unread');
+  const status = c.blocked ? 'offline' : c.status;
+  li.append(el('span', `dot ${status}`));
+  const text = el('div', 'contact-text');
+  text.append(el('span', 'name', c.user));
+  let line;
+  if (c.blocked) line = 'blocked';
+  else if (c.link !== 'accepted') line = LINK_TEXT[c.link] || c.link;
+  else line = c.note || STATUS_TEXT[status] || status;
+  text.append(el('span', 'note', line));
+  li.append(text);
+  if (c.blocked) {
+    li.append(button('Unblock', 'small', () => act(() => client.unblockContact(c.user))));
+  } else if (c.link === 'incoming') {
+    li.append(button('Accept', 'small', () => act(() => client.acceptContact(c.user))));
+    li.append(button('Decline', 'small ghost', () => act(() => client.declineContact(c.user))));
+  }
+  if (c.link === 'accepted' && !c.blocked) li.addEventListener('click', () => open(c.user));
+  return li;
+}
+
+async function act(f) {
+  showError('side-error', null);
+  try {
+    await f();
+  } catch (err) {
+    showError('side-error', err);
+  }
+}
+
+// ----- chat -----
+
+function open(name) {
+  current = name;
+  unread.delete(name);
+  $('empty').hidden = true;
+  $('conversation').hidden = false;
+  renderContacts();
+  renderHead();
+  renderMessages();
+  $('message').focus();
+}
+
+function renderHead() {
+  const c = client.contacts.get(current);
+  const status = c ? c.status : 'offline';
+  $('peer-name').textContent = current;
+  $('peer-dot').className = `dot ${status}`;
+  $('peer-note').textContent = c && c.note ? `${STATUS_TEXT[status] || status} · ${c.note}` : (STATUS_TEXT[status] || status);
+}
+
+function showTyping(name, active) {
+  if (name === current) $('peer-typing').textContent = active ? 'typing…' : '';
+}
+
+function renderMessages() {
+  const list = $('messages');
+  list.replaceChildren(...conversation(current).map((m) => {
+    const li = el('li', m.state === 'event' ? 'msg event' : (m.mine ? 'msg mine' : 'msg theirs'));
+    li.append(el('span', 'text', m.text));
+    if (m.mine) {
+      const tick = { sending: '…', sent: '✓', delivered: '✓✓', failed: '!' }[m.state];
+      const mark = el('span', `receipt ${m.state}`, tick);
+      mark.title = m.state;
+      li.append(mark);
+    }
+    return li;
+  }));
+  list.scrollTop = list.scrollHeight;
+}
+
+async function send(text) {
+  const to = current;
+  const msg = { mine: true, id: '', text, state: 'sending' };
+  conversation(to).push(msg);
+  renderMessages();
+  try {
+    const { id } = await client.chat(to, text);
+    msg.id = id;
+    if (msg.state === 'sending') msg.state = 'sent';
+  } catch (err) {
+    msg.state = 'failed';
+    msg.text = `${text} (not sent: ${err.message})`;
+  }
+  if (to === current) renderMessages();
+}
+
+// ----- wiring -----
+
+$('signin').addEventListener('submit', (e) => {
+  e.preventDefault();
+  signIn();
+});
+$('signout').addEventListener('click', () => {
+  signingOut = true;
+  localStorage.removeItem('duet.token');
+  if (client) client.close();
+});
+$('me-status').addEventListener('change', () => act(async () => {
+  await client.setPresence($('me-status').value);
+  $('me-dot').className = `dot ${client.status}`;
+}));
+$('note-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  act(() => client.setPresence(client.status, $('me-note').value));
+});
+$('add-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const name = $('add-name').value.trim();
+  if (!name) return;
+  act(async () => {
+    await client.addContact(name);
+    $('add-name').value = '';
+  });
+});
+$('block').addEventListener('click', () => {
+  const name = current;
+  act(async () => {
+    await client.blockContact(name);
+    current = null;
+    $('conversation').hidden = true;
+    $('empty').hidden = false;
+    renderContacts();
+  });
+});
+let typingSent = 0;
+$('message').addEventListener('input', () => {
+  const now = Date.now();
+  if (current && now - typingSent > 3000) {
+    typingSent = now;
+    try { client.typing(current, true); } catch (_) { /* closed */ }
+  }
+});
+$('composer').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const text = $('message').value;
+  if (!text.trim() || !current) return;
+  $('message').value = '';
+  typingSent = 0;
+  send(text);
+});
+
+restore();

@@ -1,0 +1,465 @@
+//! The web client in headless Chromium, driven through chromedriver's W3C WebDriver API, against
+//! a real `duet serve`, with a native duet client on the other side: sign-in, chat both ways with
+//! delivery receipts, presence, and chat shown as text.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (scripts/setup.sh installs them; the
+//! `DUET_CHROMIUM` and `DUET_CHROMEDRIVER` variables name other binaries). Without them the test
+//! fails when `CI` is set and is skipped otherwise.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::World;
+use duet::client::{Client, ClientConfig, ClientEvent, ClientEvents};
+use duet_signaling::protocol::{Status, UserName};
+use serde_json::{json, Value};
+
+/// The longest any single wait in this test may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn find_binary(var: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
+        return Some(PathBuf::from(path));
+    }
+    let dirs = std::env::var_os("PATH")?;
+    std::env::split_paths(&dirs)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// chromedriver, ended when dropped.
+struct ChromeDriver {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange with chromedriver; returns the `value` of its JSON answer.
+fn webdriver(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let (head, body) = read_response(&mut s)?;
+    let payload = body.as_str();
+    let v: Value = serde_json::from_str(payload).map_err(|e| format!("{e}: {payload}"))?;
+    let value = v.get("value").cloned().unwrap_or(Value::Null);
+    if head.starts_with("HTTP/1.1 200") {
+        Ok(value)
+    } else {
+        Err(format!("{method} {path}: {value}"))
+    }
+}
+
+/// Reads one response: chromedriver keeps the connection open, so the body ends at its
+/// `Content-Length` (or at the last chunk).
+fn read_response(s: &mut TcpStream) -> Result<(String, String), String> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+            let lower = head.to_ascii_lowercase();
+            let body = &raw[end + 4..];
+            let length = lower.lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+            });
+            match length {
+                Some(n) if body.len() >= n => {
+                    return Ok((head, String::from_utf8_lossy(&body[..n]).into_owned()))
+                }
+                None if lower.contains("transfer-encoding: chunked")
+                    && body.ends_with(b"0\r\n\r\n") =>
+                {
+                    return Ok((head, dechunk(&String::from_utf8_lossy(body))))
+                }
+                _ => {}
+            }
+        }
+        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(format!(
+                "connection closed: {}",
+                String::from_utf8_lossy(&raw)
+            ));
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A WebDriver session in headless Chromium.
+struct Browser {
+    driver: ChromeDriver,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium, or says why it cannot.
+    fn start() -> Result<Browser, String> {
+        let chromium = find_binary("DUET_CHROMIUM", &["chromium", "chromium-browser"])
+            .ok_or("chromium is not installed (scripts/setup.sh installs it)")?;
+        let chromedriver = find_binary("DUET_CHROMEDRIVER", &["chromedriver"])
+            .ok_or("chromedriver is not installed (scripts/setup.sh installs chromium-driver)")?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let child = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", chromedriver.display()))?;
+        let driver = ChromeDriver {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match webdriver(driver.addr, "GET", "/status", None) {
+                Ok(v) if v["ready"] == true => break,
+                _ if Instant::now() > deadline => {
+                    return Err(format!("{} did not become ready", chromedriver.display()))
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1000,640",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("--user-data-dir={}", profile.path().display())])
+        .collect::<Vec<_>>();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "goog:chromeOptions": {"binary": chromium, "args": args}
+        }}});
+        let session = webdriver(driver.addr, "POST", "/session", Some(caps))?["sessionId"]
+            .as_str()
+            .ok_or("no session id")?
+            .to_owned();
+        Ok(Browser {
+            driver,
+            session,
+            _profile: profile,
+        })
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        webdriver(self.driver.addr, method, &path, body).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    fn eval(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Evaluates `script` until it returns `true`; panics with `what` after `within`.
+    fn wait_for(&self, what: &str, script: &str, within: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if self.eval(script) == Value::Bool(true) {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < within, "not within {within:?}: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn screenshot(&self, path: &std::path::Path) {
+        let png = self.cmd("GET", "/screenshot", None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("base64"))
+            .expect("valid base64");
+        std::fs::write(path, bytes).expect("write screenshot");
+    }
+
+    /// Whether an alert dialog is open.
+    fn alert_open(&self) -> bool {
+        let path = format!("/session/{}/alert/text", self.session);
+        webdriver(self.driver.addr, "GET", &path, None).is_ok()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let path = format!("/session/{}", self.session);
+        let _ = webdriver(self.driver.addr, "DELETE", &path, None);
+    }
+}
+
+fn next_event(
+    rt: &tokio::runtime::Runtime,
+    events: &mut ClientEvents,
+    what: &str,
+    pred: impl Fn(&ClientEvent) -> bool,
+) {
+    rt.block_on(async {
+        tokio::time::timeout(WAIT, async {
+            while let Some(e) = events.recv().await {
+                if pred(&e) {
+                    return;
+                }
+            }
+            panic!("bob's client stopped before {what}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("bob never saw {what}"))
+    })
+}
+
+#[test]
+fn the_web_client_chats_with_a_native_contact() {
+    let browser = match Browser::start() {
+        Ok(b) => b,
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("the browser test needs headless Chromium: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping the browser test: {why}");
+            return;
+        }
+    };
+    let world = World::new(&["alice", "bob", "carol"]);
+    let page = world.url.replacen("ws://", "http://", 1);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let config = ClientConfig::new(
+        world.url.clone(),
+        UserName::new("bob").unwrap(),
+        world.token("bob"),
+    );
+    let (bob, mut events) = rt.block_on(Client::connect(config)).expect("bob logs in");
+
+    // A wrong token gets a clear message and no session.
+    browser.goto(&page);
+    browser.type_into("#user", "alice");
+    browser.type_into("#token", "not-the-token");
+    browser.click("#signin-button");
+    browser.wait_for(
+        "the bad-token message",
+        "return document.getElementById('signin-error').textContent.includes('Wrong name or token')",
+        WAIT,
+    );
+
+    // Signed in without "remember me": the token is not kept.
+    browser.type_into("#token", &world.token("alice"));
+    browser.click("#signin-button");
+    browser.wait_for(
+        "bob in alice's contact list",
+        "return !!document.querySelector('#contacts li[data-user=\"bob\"] .dot.online')",
+        WAIT,
+    );
+    assert_eq!(
+        browser.eval("return localStorage.getItem('duet.token')"),
+        Value::Null
+    );
+
+    // Browser to native, with a delivery receipt shown in the browser.
+    browser.click("#contacts li[data-user=\"bob\"]");
+    browser.type_into("#message", "hello from the browser");
+    browser.click("#composer button");
+    next_event(&rt, &mut events, "alice's message", |e| {
+        matches!(e, ClientEvent::Chat { from, text, .. }
+            if from.as_str() == "alice" && text == "hello from the browser")
+    });
+    browser.wait_for(
+        "the delivery receipt in the browser",
+        "return !!document.querySelector('#messages .msg.mine .receipt.delivered')",
+        WAIT,
+    );
+
+    // Native to browser, with a delivery receipt back to bob.
+    rt.block_on(bob.chat("alice", "hello from duet")).unwrap();
+    browser.wait_for(
+        "bob's message in the browser",
+        "return [...document.querySelectorAll('#messages .msg.theirs .text')]\
+         .some((m) => m.textContent === 'hello from duet')",
+        WAIT,
+    );
+    next_event(
+        &rt,
+        &mut events,
+        "alice's receipt",
+        |e| matches!(e, ClientEvent::Receipt { from, .. } if from.as_str() == "alice"),
+    );
+
+    // A presence change shows within a second.
+    let sent = Instant::now();
+    rt.block_on(bob.set_presence(Status::Busy, Some("in a meeting".into())))
+        .unwrap();
+    browser.wait_for(
+        "bob's presence in the browser",
+        "const li = document.querySelector('#contacts li[data-user=\"bob\"]');\
+         return !!li && !!li.querySelector('.dot.busy') && li.textContent.includes('in a meeting')",
+        Duration::from_secs(1),
+    );
+    eprintln!(
+        "presence shown in the browser {:?} after it was set",
+        sent.elapsed()
+    );
+
+    // Markup in a message is text.
+    let xss = "<img src=x onerror=alert(1)>";
+    rt.block_on(bob.chat("alice", xss)).unwrap();
+    browser.wait_for(
+        "the markup message as text",
+        &format!(
+            "return [...document.querySelectorAll('#messages .msg.theirs .text')]\
+             .some((m) => m.textContent === {})",
+            json!(xss)
+        ),
+        WAIT,
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#messages img').length"),
+        json!(0)
+    );
+    assert!(!browser.alert_open(), "a chat message ran script");
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-chat.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real picture"
+    );
+
+    // Contacts: a request from carol is accepted in the browser, then carol is blocked; adding
+    // a name nobody has says so.
+    world.ok("carol", &["contact", "remove", "alice"]);
+    world.ok("carol", &["contact", "add", "alice"]);
+    let carol = "document.querySelector('#contacts li[data-user=\"carol\"]')";
+    browser.wait_for(
+        "carol's request in the browser",
+        &format!("const li = {carol}; return !!li && li.textContent.includes('wants to be your contact')"),
+        WAIT,
+    );
+    browser.click("#contacts li[data-user=\"carol\"] button");
+    browser.wait_for(
+        "carol accepted",
+        &format!("const li = {carol}; return !!li && !li.querySelector('button') && li.textContent.includes('Offline')"),
+        WAIT,
+    );
+    browser.click("#contacts li[data-user=\"carol\"]");
+    browser.click("#block");
+    browser.wait_for(
+        "carol blocked",
+        &format!("const li = {carol}; return !!li && li.textContent.includes('blocked')"),
+        WAIT,
+    );
+    browser.type_into("#add-name", "nobody");
+    browser.click("#add-form button");
+    // The server answers an unknown name as it does a known one who has not accepted: the
+    // request waits in the list, and nothing tells which names exist.
+    browser.wait_for(
+        "an unknown name shown as a pending request",
+        "return !!document.querySelector('#contacts li[data-user=\"nobody\"]')",
+        WAIT,
+    );
+
+    // Signed out, then in again with "remember me": now the token is kept.
+    browser.click("#signout");
+    browser.wait_for(
+        "the sign-in form after signing out",
+        "return !document.getElementById('signin-view').hidden",
+        WAIT,
+    );
+    browser.type_into("#token", &world.token("alice"));
+    browser.click("#remember");
+    browser.click("#signin-button");
+    browser.wait_for(
+        "signed in again",
+        "return !document.getElementById('app-view').hidden",
+        WAIT,
+    );
+    assert_eq!(
+        browser.eval("return localStorage.getItem('duet.token')"),
+        json!(world.token("alice"))
+    );
+    rt.block_on(bob.close());
+}
