@@ -457,11 +457,12 @@ async fn establish(
                 })
             }
             // The peer gave up first, for the same reason: neither side found a path.
-            CallError::Ended(EndReason::RemoteHungUp(r))
-                if r.contains("ICE failed") || r.contains("not connected after") =>
+            // (Its hang-up may reach this session through the invitation, as a local one.)
+            CallError::Ended(reason @ (EndReason::RemoteHungUp(_) | EndReason::HungUp(_)))
+                if gave_up_connecting(&reason) =>
             {
                 Err(CallError::NoPath {
-                    reason: EndReason::RemoteHungUp(r),
+                    reason,
                     hint: ice.failure_hint(),
                 })
             }
@@ -749,5 +750,15 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         self.session.hang_up("hang-up");
+    }
+}
+
+/// Whether a hang-up says its side found no path to the other.
+fn gave_up_connecting(reason: &EndReason) -> bool {
+    match reason {
+        EndReason::HungUp(r) | EndReason::RemoteHungUp(r) => {
+            r.contains("ICE failed") || r.contains("not connected after")
+        }
+        _ => false,
     }
 }
