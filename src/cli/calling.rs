@@ -24,9 +24,11 @@ use duet_media::video::y4m::Y4mSink;
 use duet_media::video::VideoSink;
 use duet_media::{AudioFormat, Channels, FrameDuration};
 
+use crate::cli::social::ConnectArgs;
+use crate::cli::spec::{
+    open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice,
+};
 use crate::client::{Call, CallError, CallOptions, CallReport, Client, ClientEvent, ClientEvents};
-use crate::social::ConnectArgs;
-use crate::spec::{open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice};
 
 /// What this side of a call sends.
 #[derive(Args, Debug, Clone)]
@@ -117,7 +119,7 @@ pub struct AnswerArgs {
     pub media: MediaArgs,
     /// What to do with file offers.
     #[command(flatten)]
-    pub files: crate::files::ReceiveArgs,
+    pub files: crate::cli::files::ReceiveArgs,
     /// Where and as whom.
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -331,7 +333,10 @@ async fn run_call(
     }
     match end {
         Some(reason) => {
-            eprintln!("call ended: {}", crate::term::safe(&reason.to_string()));
+            eprintln!(
+                "call ended: {}",
+                crate::cli::term::safe(&reason.to_string())
+            );
             call.finish().await
         }
         None => {
@@ -361,7 +366,7 @@ fn exit_for(end: &EndReason) -> u8 {
 /// when none came in time, and with `--keep` (which takes one after another) 0 on Ctrl-C.
 pub fn answer(args: AnswerArgs) -> Result<u8> {
     if let Some(dir) = &args.files.held {
-        return crate::files::held(dir, args.files.purge_held);
+        return crate::cli::files::held(dir, args.files.purge_held);
     }
     let seconds = positive_seconds("--seconds", args.seconds)?;
     let wait = positive_seconds("--wait-seconds", args.wait_seconds)?;
@@ -436,7 +441,8 @@ async fn answer_one(
                     "voice"
                 };
                 eprintln!("{} is calling ({kind} call)", incoming.from());
-                if args.auto || crate::prompt::ask(&format!("answer {}? [y/N] ", incoming.from()))?
+                if args.auto
+                    || crate::cli::prompt::ask(&format!("answer {}? [y/N] ", incoming.from()))?
                 {
                     break incoming;
                 }
@@ -445,7 +451,7 @@ async fn answer_one(
                 return Ok(Answered::Took(3));
             }
             Some(Some(ClientEvent::FileOffer(offer))) => {
-                let code = crate::files::receive(offer, &args.files, args.media.json).await?;
+                let code = crate::cli::files::receive(offer, &args.files, args.media.json).await?;
                 return Ok(Answered::Took(code));
             }
             Some(Some(ClientEvent::FolderInvite(invite))) => eprintln!(
