@@ -189,6 +189,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         aec: None,
         ns: None,
         agc: None,
+        room: false,
     };
     let alice_options = media(args.impair.clone()).options_unplayed()?;
     let bob_options = media(args.impair.clone()).options_unplayed()?;

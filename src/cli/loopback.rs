@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use duet_media::audio::process::{process_path, ProcessingMonitor};
+use duet_media::audio::room::RoomConfig;
+use duet_media::audio::speakerphone::speakerphone;
 use duet_media::audio::wav::WavSink;
 use duet_media::audio::{AudioSink, NullAudioSink};
 use duet_media::codec::h264::H264Config;
@@ -77,6 +79,11 @@ pub struct LoopbackArgs {
     /// Automatic gain control on the source: on by default for a microphone, off otherwise.
     #[arg(long)]
     agc: Option<Switch>,
+    /// Put the loop in a simulated office (echo 80 ms later at -6 dB, RT60 300 ms): the audio
+    /// source is the person talking, and the microphone also hears what the loop plays on the
+    /// speaker. Audio processing defaults to on; the report gains the room's levels.
+    #[arg(long)]
+    room: bool,
     /// With --transport webrtc: impair what both sides send, e.g.
     /// loss=5%,burst=2,jitter=30ms,reorder=1%,dup=0.5%,rate=2mbps,seed=7.
     #[arg(long)]
@@ -108,18 +115,27 @@ pub fn run(args: LoopbackArgs) -> Result<()> {
     let start = Instant::now() + Duration::from_millis(100);
 
     let mut monitor: Option<ProcessingMonitor> = None;
+    let mut room = None;
     let audio = match open_audio(&args.audio, format, start)
         .with_context(|| format!("audio source {:?}", args.audio))?
     {
         None => None,
         Some(source) => {
-            let sink: Box<dyn AudioSink> = match &args.save_audio {
+            let mut sink: Box<dyn AudioSink> = match &args.save_audio {
                 Some(path) => Box::new(WavSink::create(path, format.channels)?),
                 None => Box::new(NullAudioSink::default()),
             };
+            let mut source = source;
+            if args.room {
+                let (microphone, speaker, stats) =
+                    speakerphone(RoomConfig::default(), source, sink)?;
+                source = Box::new(microphone);
+                sink = Box::new(speaker);
+                room = Some(stats);
+            }
             let mut opus = OpusConfig::voice(format);
             opus.bitrate_bps = args.audio_kbps * 1000;
-            let config = processing(&args.audio, args.aec, args.ns, args.agc);
+            let config = processing(&args.audio, args.room, args.aec, args.ns, args.agc);
             let path = process_path(config, source, sink)?;
             monitor = path.monitor;
             Some(AudioLoop {
@@ -180,10 +196,18 @@ pub fn run(args: LoopbackArgs) -> Result<()> {
         a.echo_return_loss_db = stats.echo_return_loss;
         a.echo_return_loss_enhancement_db = stats.echo_return_loss_enhancement;
     }
+    let room = room.map(|r| r.snapshot());
     if args.json {
-        println!("{}", crate::report::to_json(&report));
+        let mut value = crate::report::to_json(&report);
+        if let Some(levels) = &room {
+            value["audio"]["room"] = crate::report::room_json(levels);
+        }
+        println!("{value}");
     } else {
         print!("{}", crate::report::summary(&report));
+        if let Some(levels) = &room {
+            print!("{}", crate::report::room_summary(levels));
+        }
     }
     Ok(())
 }
