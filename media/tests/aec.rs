@@ -262,3 +262,70 @@ fn noise_is_suppressed_and_speech_kept() {
     assert!(after >= before + 4.0, "{before:.1} dB -> {after:.1} dB");
     assert!(kept.abs() <= 3.0, "speech level changed by {kept:.1} dB");
 }
+
+/// Plays `far` through a speakerphone whose person says nothing, with `config` on the
+/// microphone path as a call has it (the speaker is the echo reference), and returns the level
+/// of what the stage sends relative to the far end, after the first 2 s.
+fn returned_through_speakerphone(config: ProcessingConfig, far: &[f32]) -> f64 {
+    use duet_media::audio::process::process_path;
+    use duet_media::audio::speakerphone::speakerphone;
+    use duet_media::audio::synth::Silence;
+    use duet_media::audio::NullAudioSink;
+    use duet_media::{AudioFormat, AudioFrame, FrameDuration};
+    use std::time::Instant;
+
+    let start = Instant::now();
+    let mic_format = AudioFormat {
+        channels: Channels::Mono,
+        frame: FrameDuration::Ms20,
+    };
+    let play_format = AudioFormat {
+        channels: Channels::Mono,
+        frame: FrameDuration::Ms10,
+    };
+    let (microphone, speaker, _) = speakerphone(
+        RoomConfig::default(),
+        Box::new(Silence::new(mic_format, start)),
+        Box::new(NullAudioSink::default()),
+    )
+    .unwrap();
+    let path = process_path(config, Box::new(microphone), Box::new(speaker)).unwrap();
+    let (mut source, mut sink) = (path.source, path.sink);
+    let mut played = AudioFrame::silent(play_format, start);
+    let mut sent = AudioFrame::silent(mic_format, start);
+    let (mut far_energy, mut sent_energy) = (0.0f64, 0.0f64);
+    // Two 10 ms periods played for every 20 ms frame captured, as a call's threads do.
+    for (i, pair) in far.chunks_exact(2 * CHUNK).enumerate() {
+        for half in pair.chunks_exact(CHUNK) {
+            for (s, &x) in played.samples.iter_mut().zip(half) {
+                *s = (x * 32767.0) as i16;
+            }
+            sink.write(start, &played).unwrap();
+        }
+        source.read(start, &mut sent).unwrap();
+        if i >= 100 {
+            far_energy += pair.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+            sent_energy += sent
+                .samples
+                .iter()
+                .map(|&s| (f64::from(s) / 32768.0).powi(2))
+                .sum::<f64>();
+        }
+    }
+    10.0 * (sent_energy / far_energy).log10()
+}
+
+#[test]
+fn a_speakerphone_returns_little_of_the_far_end() {
+    let (far, _) = voices();
+    let far = looped(&far, 10.0);
+    let returned = |config| {
+        let db = returned_through_speakerphone(config, &far);
+        println!("speakerphone ({config}): what it sends is {db:.1} dB against the far end");
+        db
+    };
+    // Without processing the far end goes back at the echo path's gain: a loop.
+    assert!(returned(ProcessingConfig::OFF) > -10.0);
+    assert!(returned(AEC) <= -25.0);
+    assert!(returned(ProcessingConfig::VOICE) <= -25.0);
+}

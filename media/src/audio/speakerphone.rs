@@ -14,7 +14,7 @@
 //! The microphone measures, from the signals, what the people in the room would notice
 //! ([`SpeakerphoneStats`]): how loud the near end spoke, how loud what the speaker played was,
 //! and how loud the echo at the microphone was. It starts [`WARM_UP`] after the speaker first
-//! plays a sound, so that the figures describe a call whose echo canceller (at either end) has
+//! plays, so that the figures describe a call whose echo canceller (at either end) has
 //! had time to converge.
 //!
 //! ```
@@ -55,14 +55,18 @@ use crate::audio::{AudioSink, AudioSource};
 use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, Read, SAMPLE_RATE};
 
-/// The most the speaker may run ahead of the microphone, in samples (100 ms); beyond it the
+/// The most the speaker may run ahead of the microphone, in samples (250 ms); beyond it the
 /// oldest samples are dropped, as a device's buffer would overrun.
-pub const MAX_BACKLOG: usize = SAMPLE_RATE as usize / 10;
+pub const MAX_BACKLOG: usize = SAMPLE_RATE as usize / 4;
+
+/// The level given to digital silence: below anything 16-bit audio carries (one least
+/// significant bit of RMS is -90 dBFS).
+pub const SILENCE_DBFS: f64 = -120.0;
 
 /// What the speaker's buffer holds before it starts playing, and again after it ran dry.
-pub const PREFILL: usize = SAMPLE_RATE as usize * 30 / 1000;
+pub const PREFILL: usize = SAMPLE_RATE as usize * 60 / 1000;
 
-/// How long after the speaker first plays a sound the levels start counting.
+/// How long after the speaker first plays the levels start counting.
 pub const WARM_UP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Samples the ring between the speaker and the microphone holds: one second.
@@ -102,18 +106,18 @@ impl Energy {
         self.samples.fetch_add(samples as u64, Ordering::Relaxed);
     }
 
-    /// Mean power in dB full scale; `None` before any sample or for digital silence.
+    /// Mean power in dB full scale, [`SILENCE_DBFS`] at the lowest; `None` before any sample.
     fn dbfs(&self) -> Option<f64> {
         let n = self.samples.load(Ordering::Relaxed);
         let sum = f64::from_bits(self.sum_bits.load(Ordering::Relaxed));
-        (n > 0 && sum > 0.0).then(|| 10.0 * (sum / n as f64).log10())
+        (n > 0).then(|| (10.0 * (sum / n as f64).log10()).max(SILENCE_DBFS))
     }
 }
 
 /// What a [`SpeakerphoneStats`] holds at one moment, as levels.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct SpeakerphoneLevels {
-    /// Mean power of the near end as spoken in the room (dBFS); `None` for silence.
+    /// Mean power of the near end as spoken in the room (dBFS).
     pub near_dbfs: Option<f64>,
     /// Mean power of what the speaker played (dBFS): the far end as heard here.
     pub played_dbfs: Option<f64>,
@@ -256,7 +260,7 @@ impl AudioSource for RoomMicrophone {
             Some(&mut self.echo[..n]),
         );
         let played = &self.played[..n];
-        if self.warming.is_none() && played.iter().any(|&s| s != 0.0) {
+        if self.warming.is_none() && got > 0 {
             self.warming = Some(WARM_UP.as_millis() as usize * SAMPLE_RATE as usize / 1000);
         }
         match &mut self.warming {
@@ -356,9 +360,9 @@ mod tests {
                 first_echo = Some(i);
             }
         }
-        // The speaker's buffer starts once 30 ms are queued beyond a frame: the click plays
-        // with the microphone's frame 1, and frame 5 covers 80-100 ms after it.
-        assert_eq!(first_echo, Some(5));
+        // The speaker's buffer starts once 60 ms are queued beyond a frame: the click plays
+        // with the microphone's frame 2, and frame 6 covers 80-100 ms after it.
+        assert_eq!(first_echo, Some(6));
         // Nothing counts during the warm-up; after it, the levels are those of the signals.
         assert_eq!(stats.snapshot(), SpeakerphoneLevels::default());
         loud.samples.fill(4000);
