@@ -58,7 +58,8 @@ extern "C" {
 // `options_json` is NULL for the defaults or a JSON object with any of: `audio` (true),
 // `video` (true), `width` (320), `height` (240), `fps` (30), `video_kbps` (300),
 // `audio_kbps` (32), `tone_hz` (440), `bind` ("127.0.0.1:0"), `connect_timeout_ms` (20000),
-// `silence_timeout_ms` (10000). Unknown fields are an error.
+// `silence_timeout_ms` (10000), `aec`, `ns`, `agc` (false: audio processing on the tone sent,
+// with the audio received as the echo reference). Unknown fields are an error.
 //
 // Returns the call, which the caller frees with `duet_call_free`; NULL on failure, with the
 // message from `duet_last_error()` and, when `error_out` is not NULL, in `*error_out` as a
@@ -131,7 +132,10 @@ DuetCallState duet_call_state(DuetCall *call);
 //   `latency_ms` (capture to display, `p50`, `p95`, `p99`; null without stamps);
 // - `sent`: `seconds`, `audio_frames`, `audio_bytes`, `audio_kbps`, `video_frames`,
 //   `video_bytes`, `video_kbps`, `keyframes`, and `error` (null unless the media could not be
-//   sent).
+//   sent);
+// - `processing` (null unless `aec`, `ns` or `agc` is on): `echo_return_loss_db` and
+//   `echo_return_loss_enhancement_db` (the echo canceller's estimates, null until it has
+//   one), `echo_delay_ms`, `capture_chunks`, `render_chunks`, `render_dropped`.
 //
 // Returns a string the caller frees with `duet_string_free`; NULL on error, with the message
 // from `duet_last_error()`.

@@ -7,7 +7,12 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use duet_media::audio::process::{
+    audio_processing, AudioProcessor, ProcessedSource, ProcessingMonitor, ProcessingStats,
+    ReferencedSink,
+};
 use duet_media::audio::synth::Tone;
+use duet_media::audio::{AudioSink, AudioSource, NullAudioSink};
 use duet_media::call::pump::{LocalAudio, LocalMedia, LocalVideo, MediaPump, SendCounters};
 use duet_media::call::record::{RecordingVideoSink, VideoRecord};
 use duet_media::call::{
@@ -57,6 +62,10 @@ struct Shared {
     options: CallOptions,
     sending: Mutex<Sending>,
     video: Arc<Mutex<VideoRecord>>,
+    /// The audio processing's capture side, waiting for the tone it will clean, when asked for.
+    processor: Mutex<Option<AudioProcessor>>,
+    /// The audio processing's figures, when it is on.
+    processing: Option<ProcessingMonitor>,
 }
 
 /// The synthetic media being sent.
@@ -106,8 +115,19 @@ impl Call {
             .build()
             .map_err(|e| Failure::internal(format!("cannot start the call's runtime: {e}")))?;
         let video = Arc::new(Mutex::new(VideoRecord::new(LATENCIES_KEPT)));
+        // With processing on, what is received is its echo reference (and then discarded).
+        let processing = options.processing();
+        let (processor, audio_sink) = if options.audio && processing.is_active() {
+            let (reference, processor) = audio_processing(processing, AUDIO_FORMAT.channels)
+                .map_err(|e| Failure::invalid(format!("call options: {e}")))?;
+            let sink = ReferencedSink::new(Box::new(NullAudioSink::default()), reference);
+            (Some(processor), Some(Box::new(sink) as Box<dyn AudioSink>))
+        } else {
+            (None, None)
+        };
+        let monitor = processor.as_ref().map(AudioProcessor::monitor);
         let sinks = CallSinks {
-            audio: None,
+            audio: audio_sink,
             video: options.video.then(|| {
                 Box::new(RecordingVideoSink::new(
                     Box::new(NullVideoSink::default()),
@@ -123,6 +143,8 @@ impl Call {
             options,
             sending: Mutex::new(Sending::default()),
             video,
+            processor: Mutex::new(processor),
+            processing: monitor,
         });
         let (signals_tx, signals_rx) = mpsc::channel();
         runtime.spawn(follow(events, signals_tx, session.sender(), shared.clone()));
@@ -214,6 +236,14 @@ impl Call {
         lock(&self.shared.video).clone()
     }
 
+    /// The audio processing's figures, when it is on.
+    pub fn processing(&self) -> Option<ProcessingStats> {
+        self.shared
+            .processing
+            .as_ref()
+            .map(ProcessingMonitor::stats)
+    }
+
     /// Why the media could not be sent, if it could not.
     pub fn media_error(&self) -> Option<String> {
         lock(&self.shared.sending).error.clone()
@@ -281,14 +311,18 @@ fn start_media(shared: &Shared, sender: MediaSender) {
         return;
     }
     let media = (|| {
-        let audio = options.opus().map(|opus| LocalAudio {
-            source: Box::new(Tone::new(
+        let audio = options.opus().map(|opus| {
+            let tone: Box<dyn AudioSource> = Box::new(Tone::new(
                 AUDIO_FORMAT,
                 options.tone_hz,
                 TONE_AMPLITUDE,
                 now,
-            )),
-            opus,
+            ));
+            let source = match lock(&shared.processor).take() {
+                Some(processor) => Box::new(ProcessedSource::new(tone, processor)),
+                None => tone,
+            };
+            LocalAudio { source, opus }
         });
         let video = match options.h264() {
             Some(h264) => {

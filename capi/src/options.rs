@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use duet_media::audio::process::ProcessingConfig;
 use duet_media::call::CallConfig;
 use duet_media::codec::h264::H264Config;
 use duet_media::codec::opus::OpusConfig;
@@ -47,6 +48,13 @@ pub(crate) struct CallOptions {
     pub connect_timeout_ms: u64,
     /// The call ends when nothing has come from the peer for this long, ms.
     pub silence_timeout_ms: u64,
+    /// Echo cancellation on the audio sent, with the audio received as its reference (off: the
+    /// tone sent is synthetic).
+    pub aec: bool,
+    /// Noise suppression on the audio sent (off).
+    pub ns: bool,
+    /// Automatic gain control on the audio sent (off).
+    pub agc: bool,
 }
 
 impl Default for CallOptions {
@@ -63,6 +71,9 @@ impl Default for CallOptions {
             bind: "127.0.0.1:0".into(),
             connect_timeout_ms: 20_000,
             silence_timeout_ms: 10_000,
+            aec: false,
+            ns: false,
+            agc: false,
         }
     }
 }
@@ -110,6 +121,15 @@ impl CallOptions {
                 .map_err(|e| Failure::invalid(format!("call options: {e}")))?;
         }
         Ok(config)
+    }
+
+    /// The audio processing asked for: `aec`, `ns` and `agc`.
+    pub fn processing(&self) -> ProcessingConfig {
+        ProcessingConfig {
+            echo_cancellation: self.aec,
+            noise_suppression: self.ns,
+            gain_control: self.agc,
+        }
     }
 
     /// The Opus settings, when audio is sent.

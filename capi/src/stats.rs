@@ -1,6 +1,7 @@
 //! The figures of a call as the JSON object `duet_call_stats_json` returns: where the call is,
 //! the transport, the audio and video received, and what was sent.
 
+use duet_media::audio::process::ProcessingStats;
 use duet_media::call::record::VideoRecord;
 use duet_media::call::{CallStats, EndReason};
 use duet_media::stats::Percentiles;
@@ -22,6 +23,8 @@ pub(crate) struct Figures {
     pub sent: SentFigures,
     /// Why the media could not be sent, if it could not.
     pub media_error: Option<String>,
+    /// The audio processing's figures, when it is on.
+    pub processing: Option<ProcessingStats>,
 }
 
 /// The JSON object of `figures`; see `duet_call_stats_json` for its fields.
@@ -33,6 +36,7 @@ pub(crate) fn to_json(figures: &Figures) -> Value {
         video,
         sent,
         media_error,
+        processing,
     } = figures;
     let transport = &stats.transport;
     let audio = &stats.audio;
@@ -98,6 +102,14 @@ pub(crate) fn to_json(figures: &Figures) -> Value {
             "keyframes": sent.counters.keyframes,
             "error": media_error,
         },
+        "processing": processing.as_ref().map(|p| json!({
+            "echo_return_loss_db": p.echo_return_loss,
+            "echo_return_loss_enhancement_db": p.echo_return_loss_enhancement,
+            "echo_delay_ms": p.echo_delay.map(|d| d.as_secs_f64() * 1000.0),
+            "capture_chunks": p.capture_chunks,
+            "render_chunks": p.render_chunks,
+            "render_dropped": p.render_dropped,
+        })),
     })
 }
 
@@ -134,6 +146,7 @@ mod tests {
                 seconds: 2.0,
             },
             media_error: None,
+            processing: None,
         };
         let value = to_json(&figures);
         assert_eq!(value["state"], "ended");

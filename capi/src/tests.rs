@@ -223,3 +223,48 @@ fn calling_from_inside_a_tokio_runtime_is_an_error_not_a_panic() {
         }
     });
 }
+
+/// Passes every signal waiting on either side to the other, for up to `rounds` rounds.
+fn exchange(a: *mut DuetCall, b: *mut DuetCall, rounds: usize) {
+    for _ in 0..rounds {
+        // SAFETY: two live calls, used on this thread.
+        let connected = unsafe {
+            for (from, to) in [(a, b), (b, a)] {
+                while let Some(signal) = take(duet_call_poll_signal(from, 20)) {
+                    assert_eq!(handle(to, &signal), DuetStatus::Ok, "{signal}");
+                }
+            }
+            duet_call_state(a) == DuetCallState::Connected
+                && duet_call_state(b) == DuetCallState::Connected
+        };
+        if connected {
+            return;
+        }
+    }
+    panic!("the two calls did not connect");
+}
+
+#[test]
+fn audio_processing_is_asked_for_in_the_options_and_reports_its_figures() {
+    let options = r#"{"video":false,"aec":true,"ns":true,"agc":false}"#;
+    let caller = new_call(options).unwrap();
+    let callee = new_call(r#"{"video":false}"#).unwrap();
+    // SAFETY: live calls, used on this thread and freed once at the end.
+    unsafe {
+        assert_eq!(duet_call_start(caller), DuetStatus::Ok);
+        exchange(caller, callee, 500);
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let figures = |call| {
+            let text = take(duet_call_stats_json(call)).expect("stats");
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        };
+        let processed = figures(caller);
+        let p = &processed["processing"];
+        // The tone sent went through the stage, and what came back was its echo reference.
+        assert!(p["capture_chunks"].as_u64().unwrap() > 50, "{processed}");
+        assert!(p["render_chunks"].as_u64().unwrap() > 50, "{processed}");
+        assert!(figures(callee)["processing"].is_null());
+        duet_call_free(caller);
+        duet_call_free(callee);
+    }
+}
