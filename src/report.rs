@@ -121,6 +121,8 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
         "remote_fraction_lost": r3(t.remote_fraction_lost),
         "bitrate_changes": n.bitrate_changes,
         "receiver_rtt_ms": opt(n.receiver_rtt_ms),
+        "ice_restarts": t.ice_restarts,
+        "longest_outage_ms": opt(t.longest_outage_ms),
     });
     add_path_json(&mut value["transport"], t.path.as_ref());
     value["impairment"] = n.impairment.map_or(Value::Null, |i| {

@@ -204,6 +204,19 @@ impl World {
         callee_args: &[&str],
         seconds: u32,
     ) -> CallResult {
+        self.call_while(caller, caller_args, callee, callee_args, seconds, || {})
+    }
+
+    /// [`call`](Self::call), running `during` once the call is connected.
+    fn call_while(
+        &self,
+        caller: &str,
+        caller_args: &[&str],
+        callee: &str,
+        callee_args: &[&str],
+        seconds: u32,
+        during: impl FnOnce(),
+    ) -> CallResult {
         let mut answer = vec![
             "answer",
             "--auto",
@@ -246,6 +259,7 @@ impl World {
             std::panic::resume_unwind(e);
         }
         let connect = started.elapsed();
+        during();
         let (status, stdout, stderr) = alice.finish(Duration::from_secs(u64::from(seconds) + 30));
         assert!(status.success(), "{caller}: {status:?}\n{stderr}");
         assert!(
@@ -425,6 +439,64 @@ fn a_relay_only_caller_reveals_none_of_its_addresses() {
         }
     }
     assert!(relayed > 0, "no relay candidate reached bob: {received:?}");
+}
+
+#[test]
+fn a_call_survives_its_nat_forgetting_the_mapping_through_an_ice_restart() {
+    let _one = lock();
+    if !lab::ready() {
+        return;
+    }
+    let world = World::new(&[(Nat::Easy, &["alice"]), (Nat::Easy, &["bob"])], Turn::Yes);
+    let mut flushed = None;
+    // Four seconds into the call, bob's router forgets its UDP mappings and maps anew: what
+    // alice sends to bob's old public port is dropped, and bob's packets leave from a new one.
+    let result = world.call_while("alice", &[], "bob", &[], 14, || {
+        std::thread::sleep(Duration::from_secs(4));
+        Lab::remap_udp(&world.homes[1]);
+        flushed = Some(Instant::now());
+    });
+    assert!(flushed.is_some());
+    result.check_media();
+    for (who, report) in [("alice", &result.caller), ("bob", &result.callee)] {
+        let t = &report["transport"];
+        assert!(
+            t["ice_restarts"].as_u64().unwrap_or(0) >= 1,
+            "{who} went through no ICE restart: {t}"
+        );
+        assert!(
+            report["call"]["end"]
+                .as_str()
+                .is_some_and(|e| e.contains("hung up") || e.contains("peer hung up")),
+            "{who}'s call ended otherwise: {}",
+            report["call"]
+        );
+    }
+    // Media flows again within 5 s of the mapping going: the longest stretch without a
+    // packet from the peer, on both sides, and the video freeze the restart caused.
+    for (who, report) in [("alice", &result.caller), ("bob", &result.callee)] {
+        let outage = report["transport"]["longest_outage_ms"].as_f64();
+        let freezes = report["video"]["freeze_count"].as_u64().unwrap_or(0);
+        let frozen = report["video"]["total_freeze_ms"].as_f64().unwrap_or(0.0);
+        eprintln!(
+            "RECOVERY {who}: restarts {}, longest outage {outage:?} ms, video freezes {freezes} ({frozen:.0} ms)",
+            report["transport"]["ice_restarts"]
+        );
+        if let Some(outage) = outage {
+            assert!(outage < 5000.0, "{who}: media came back after {outage} ms");
+        }
+        assert!(frozen < 5000.0, "{who}: video froze {frozen} ms");
+    }
+    // Whichever side saw the outage measured it, and its video froze meanwhile.
+    let outages: Vec<f64> = [&result.caller, &result.callee]
+        .iter()
+        .filter_map(|r| r["transport"]["longest_outage_ms"].as_f64())
+        .collect();
+    assert!(!outages.is_empty(), "neither side saw an outage");
+    let froze = [&result.caller, &result.callee]
+        .iter()
+        .any(|r| r["video"]["freeze_count"].as_u64().unwrap_or(0) >= 1);
+    assert!(froze, "no video freeze shows the gap");
 }
 
 #[test]

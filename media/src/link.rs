@@ -456,6 +456,11 @@ impl Negotiator for Arc<Inner> {
         self.end(EndReason::RemoteHungUp(reason));
     }
 
+    /// A data link does not restart ICE: a link whose path stops ends.
+    fn restart_requested(&self) -> bool {
+        false
+    }
+
     /// The offering side creates the channel (ordered, reliable); the answering side gets
     /// the peer's from the stack.
     async fn prepare(&self, offering: bool) -> Result<(), Error> {
