@@ -581,9 +581,23 @@ fn a_20_mb_file_crosses_a_relayed_link_identical() {
     let (status, stdout, stderr) = alice.finish(Duration::from_secs(120));
     assert!(status.success(), "alice: {stderr}");
     let sent = json(&stdout);
-    let (status, _, stderr) = bob.finish(Duration::from_secs(30));
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(30));
     assert!(status.success(), "bob: {stderr}");
     assert_eq!(sent["outcome"], "delivered", "{sent}");
+    // Both reports say the bytes went through the relay.
+    let received = json(&stdout);
+    assert_eq!(received["outcome"], "delivered", "{received}");
+    for (who, report) in [("alice", &sent), ("bob", &received)] {
+        let t = &report["transport"];
+        assert!(
+            t["local_candidate_type"] == "relay" || t["remote_candidate_type"] == "relay",
+            "{who}'s link did not go through the relay: {t}"
+        );
+        if t["local_candidate_type"] == "relay" {
+            assert_eq!(t["relay_protocol"], "udp", "{who}: {t}");
+        }
+        eprintln!("{who}'s path: {t}");
+    }
     let arrived = std::fs::read(inbox.join("twenty.bin")).expect("the file arrived");
     assert!(arrived == data, "the file arrived changed");
     eprintln!(

@@ -409,6 +409,20 @@ impl DataLink {
         lock(&self.inner.phase).ended.clone()
     }
 
+    /// Reads the path the link takes now from the WebRTC stack (the selected candidate
+    /// pair's types), keeps it for [`stats`](Self::stats) and returns it. `None` before a
+    /// pair is selected.
+    pub async fn refresh_path(&self) -> Option<crate::ice::CandidatePath> {
+        let report = self
+            .inner
+            .pc
+            .get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
+            .await;
+        let path = crate::ice::selected_path(&report)?;
+        *lock(&self.inner.path) = Some(path.clone());
+        Some(path)
+    }
+
     /// The link's figures now (the round trip as last measured).
     pub fn stats(&self) -> LinkStats {
         let c = &self.inner.counters;
