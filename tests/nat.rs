@@ -44,6 +44,8 @@ struct World {
 enum Turn {
     Yes,
     No,
+    /// Yes, with credentials made from another secret than coturn's: coturn refuses them.
+    WrongSecret,
 }
 
 /// A private CA, and a certificate for the public server signed by it.
@@ -140,8 +142,15 @@ impl World {
             .arg("--tls-key")
             .arg(dir.path().join("key.pem"))
             .args(["--stun", &stun]);
-        if turn == Turn::Yes {
-            serve.args(["--turn", &turn_url, "--turn-secret", &secret]);
+        match turn {
+            Turn::Yes => {
+                serve.args(["--turn", &turn_url, "--turn-secret", &secret]);
+            }
+            Turn::WrongSecret => {
+                let wrong = format!("{secret}-not-coturns");
+                serve.args(["--turn", &turn_url, "--turn-secret", &wrong]);
+            }
+            Turn::No => {}
         }
         let mut server = spawn(serve);
         server.wait_line("signaling on wss://", Duration::from_secs(20));
@@ -521,6 +530,65 @@ fn symmetric_nats_without_turn_fail_within_30_s_naming_the_cause() {
     assert!(!status.success(), "{stderr}");
     assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
     assert!(stderr.contains("no TURN server is configured"), "{stderr}");
+    drop(bob);
+}
+
+#[test]
+fn an_easy_nat_and_a_symmetric_nat_connect_through_the_relay() {
+    let _one = lock();
+    if !lab::ready() {
+        return;
+    }
+    let world = World::new(
+        &[(Nat::Easy, &["alice"]), (Nat::Symmetric, &["bob"])],
+        Turn::Yes,
+    );
+    let result = world.call("alice", &[], "bob", &[], 10);
+    let types = result.check_media();
+    // No direct pair works. Bob's NAT maps a new port for each destination, so the port
+    // alice learns as his server-reflexive candidate (mapped towards the STUN server) leads
+    // nowhere; and alice's NAT, easy in its mapping, filters by address and port, so it
+    // drops bob's checks from the ports his NAT picks towards her. A relay carries the call:
+    // what the lab gives is bob's relay, alice at her host address on her side
+    // (`host/relay`), and on bob's the relay towards alice's server-reflexive address
+    // (`relay/srflx`): her mapping is the same for every destination, so the relay reaches
+    // her at the address she signalled, once her own packets to the relay opened her NAT.
+    // Alice's relay towards bob's peer-reflexive address would do as well; either way each
+    // side has the relay at one end of its pair.
+    for (side, (local, remote)) in ["alice", "bob"].iter().zip(&types) {
+        assert!(
+            local == "relay" || remote == "relay",
+            "{side}'s pair is {local}/{remote}, not through the relay: {types:?}"
+        );
+    }
+}
+
+#[test]
+fn a_turn_server_that_refuses_the_credentials_fails_within_30_s_naming_the_cause() {
+    let _one = lock();
+    if !lab::ready() {
+        return;
+    }
+    // Symmetric NATs need the relay; the signaling server's TURN secret is not coturn's.
+    let world = World::new(
+        &[(Nat::Symmetric, &["alice"]), (Nat::Symmetric, &["bob"])],
+        Turn::WrongSecret,
+    );
+    let mut bob = spawn(world.cmd("bob", &["answer", "--auto", "--size", "320x240"]));
+    bob.wait_line("waiting for a call", Duration::from_secs(20));
+    let started = Instant::now();
+    let alice = spawn(world.cmd(
+        "alice",
+        &["call", "bob", "--seconds", "5", "--size", "320x240"],
+    ));
+    let (status, _, stderr) = alice.finish(Duration::from_secs(60));
+    let took = started.elapsed();
+    assert!(!status.success(), "{stderr}");
+    assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
+    assert!(
+        stderr.contains("the TURN server refused the credentials"),
+        "{stderr}"
+    );
     drop(bob);
 }
 

@@ -409,6 +409,12 @@ impl DataLink {
         lock(&self.inner.phase).ended.clone()
     }
 
+    /// The candidates this side has found so far, by type (see
+    /// [`IceSetup::failure_hint`](crate::ice::IceSetup::failure_hint)).
+    pub fn gathered(&self) -> crate::ice::Gathered {
+        lock(&self.inner.negotiation).gathered()
+    }
+
     /// Reads the path the link takes now from the WebRTC stack (the selected candidate
     /// pair's types), keeps it for [`stats`](Self::stats) and returns it. `None` before a
     /// pair is selected.

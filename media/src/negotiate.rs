@@ -131,9 +131,16 @@ pub(crate) struct Negotiation {
     /// The peer's description as last applied: its media sections and ICE credentials, to
     /// tell an ICE restart from any other renegotiation.
     remote: Option<SdpShape>,
+    /// Our candidates found so far, by type.
+    gathered: crate::ice::Gathered,
 }
 
 impl Negotiation {
+    /// Our candidates found so far, by type.
+    pub(crate) fn gathered(&self) -> crate::ice::Gathered {
+        self.gathered
+    }
+
     /// ICE restarts so far: our restart offers, or the peer's restart offers we answered.
     pub(crate) fn restarts(&self) -> u64 {
         self.restarts
@@ -498,6 +505,7 @@ pub(crate) fn emit_candidate<N: Negotiator>(n: &N, init: RTCIceCandidateInit) {
         sdp_mline_index: init.sdp_mline_index,
     };
     let mut state = lock(n.negotiation());
+    state.gathered.count(&init.candidate);
     if state.closed {
         return;
     }

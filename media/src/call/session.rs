@@ -271,6 +271,12 @@ impl CallSession {
             .end_with(EndReason::HungUp(reason.to_string()), Some(end));
     }
 
+    /// The candidates this side has found so far, by type: what tells why a call found no
+    /// path ([`IceSetup::failure_hint`](crate::ice::IceSetup::failure_hint)).
+    pub fn gathered(&self) -> crate::ice::Gathered {
+        lock(&self.inner.negotiation).gathered()
+    }
+
     /// Where encoded frames go in.
     pub fn sender(&self) -> MediaSender {
         MediaSender::new(self.inner.send.clone())
