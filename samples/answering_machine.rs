@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use duet::cli::social::ConnectArgs;
 use duet::client::{CallOptions, Client, ClientConfig, ClientEvent, IncomingCall};
-use duet::social::ConnectArgs;
 use duet_media::audio::synth::Tone;
 use duet_media::audio::wav::WavSink;
 use duet_media::audio::AudioSource;

@@ -9,11 +9,9 @@
 //! peer over WebRTC (the `duet-media` crate); files and folders over a WebRTC data channel with
 //! the `duet-share` crate's protocols.
 //!
-//! The rest of this library is the `duet` command line, built on that API: [`aec`] (`duet aec`), [`calling`]
-//! (`duet call`, `duet answer`), [`files`] (`duet send`), [`sharing`] (`duet share`),
-//! [`social`] (accounts, contacts, presence, chat), [`demo`] (`duet demo`), with the media
-//! choices of [`spec`] and the reports of [`report`]. [`term`] makes text from the network safe
-//! to print.
+//! The rest of this library is the `duet` command line, built on that API: [`cli`], one module
+//! per command. [`report`] renders a call's or a loopback's figures as JSON and as a summary,
+//! for both.
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
@@ -34,22 +32,13 @@
 //! ```
 //!
 //! ```
-//! use duet::spec::{AudioChoice, VideoChoice};
+//! use duet::cli::spec::{AudioChoice, VideoChoice};
 //!
 //! assert_eq!("tone".parse::<AudioChoice>().unwrap(), AudioChoice::Tone);
 //! assert!("hologram".parse::<VideoChoice>().is_err());
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod aec;
-pub mod calling;
+pub mod cli;
 pub mod client;
-pub mod demo;
-pub mod files;
-pub mod plot;
-pub mod prompt;
 pub mod report;
-pub mod sharing;
-pub mod social;
-pub mod spec;
-pub mod term;

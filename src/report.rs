@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use duet_media::audio::speakerphone::SpeakerphoneLevels;
 use duet_media::loopback::webrtc::NetworkReport;
 use duet_media::loopback::{AudioReport, LoopbackReport, VideoReport};
 use duet_media::stats::Percentiles;
@@ -304,4 +305,30 @@ pub fn summary(report: &LoopbackReport) -> String {
         report.memory.rss_start_mb, report.memory.rss_end_mb
     );
     s
+}
+
+/// What a simulated room measured, as the `audio.room` object of a report: levels in dBFS, and
+/// what the speaker played relative to what the near end spoke (with a silent far end, the
+/// echo the far end returned).
+pub fn room_json(levels: &SpeakerphoneLevels) -> Value {
+    json!({
+        "near_dbfs": opt(levels.near_dbfs),
+        "played_dbfs": opt(levels.played_dbfs),
+        "echo_at_microphone_dbfs": opt(levels.echo_dbfs),
+        "played_vs_near_db": opt(levels.played_vs_near_db()),
+        "speaker_underruns": levels.underruns,
+        "source": "signal",
+    })
+}
+
+/// One line for people about what a simulated room measured.
+pub fn room_summary(levels: &SpeakerphoneLevels) -> String {
+    let db = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.1}"));
+    format!(
+        "room: near end {} dBFS, speaker {} dBFS ({} dB against the near end), echo at the microphone {} dBFS\n",
+        db(levels.near_dbfs),
+        db(levels.played_dbfs),
+        db(levels.played_vs_near_db()),
+        db(levels.echo_dbfs),
+    )
 }

@@ -12,6 +12,7 @@ pub mod meter;
 pub mod process;
 pub mod resample;
 pub mod room;
+pub mod speakerphone;
 pub mod synth;
 pub mod wav;
 

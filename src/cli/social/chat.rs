@@ -13,8 +13,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 
 use super::shown_text;
+use crate::cli::term::safe;
 use crate::client::{Client, ClientEvent, ClientEvents};
-use crate::term::safe;
 
 /// One line to print for an event, if it is worth a line. Text from others (messages, notes,
 /// names of files and folders, reasons) has its control and bidi characters escaped.

@@ -6,9 +6,9 @@
 //! writes each such character as a visible escape (`\u{1b}`) and leaves everything else alone.
 //!
 //! ```
-//! assert_eq!(duet::term::safe("hi\u{1b}[2J"), "hi\\u{1b}[2J");
-//! assert_eq!(duet::term::safe("abc\u{202e}fed"), "abc\\u{202e}fed");
-//! assert_eq!(duet::term::safe("café ☕"), "café ☕");
+//! assert_eq!(duet::cli::term::safe("hi\u{1b}[2J"), "hi\\u{1b}[2J");
+//! assert_eq!(duet::cli::term::safe("abc\u{202e}fed"), "abc\\u{202e}fed");
+//! assert_eq!(duet::cli::term::safe("café ☕"), "café ☕");
 //! ```
 
 use std::borrow::Cow;

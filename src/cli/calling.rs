@@ -8,11 +8,14 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use duet_media::audio::device::Speaker;
+use duet_media::audio::room::RoomConfig;
+use duet_media::audio::speakerphone::{speakerphone, SpeakerphoneStats};
 use duet_media::audio::wav::WavSink;
 use duet_media::audio::{AudioSink, NullAudioSink};
 use duet_media::call::pump::{LocalAudio, LocalMedia, LocalVideo};
@@ -24,9 +27,11 @@ use duet_media::video::y4m::Y4mSink;
 use duet_media::video::VideoSink;
 use duet_media::{AudioFormat, Channels, FrameDuration};
 
+use crate::cli::social::ConnectArgs;
+use crate::cli::spec::{
+    open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice,
+};
 use crate::client::{Call, CallError, CallOptions, CallReport, Client, ClientEvent, ClientEvents};
-use crate::social::ConnectArgs;
-use crate::spec::{open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice};
 
 /// What this side of a call sends.
 #[derive(Args, Debug, Clone)]
@@ -66,15 +71,31 @@ pub struct MediaArgs {
     /// per line (`duet plot` draws them).
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
-    /// Echo cancellation of the audio sent: on by default for a microphone, off otherwise.
+    /// Echo cancellation of the audio sent: on by default for a microphone (or in a --room),
+    /// off otherwise.
     #[arg(long)]
     pub aec: Option<Switch>,
-    /// Noise suppression of the audio sent: on by default for a microphone, off otherwise.
+    /// Noise suppression of the audio sent: on by default for a microphone (or in a --room),
+    /// off otherwise.
     #[arg(long)]
     pub ns: Option<Switch>,
-    /// Automatic gain control of the audio sent: on by default for a microphone, off otherwise.
+    /// Automatic gain control of the audio sent: on by default for a microphone (or in a
+    /// --room), off otherwise.
     #[arg(long)]
     pub agc: Option<Switch>,
+    /// Put this side in a simulated office (echo 80 ms later at -6 dB, RT60 300 ms): the
+    /// audio source is the person talking in it, and the microphone also hears what the call
+    /// plays on the speaker. The report gains the room's levels, measured from the signals.
+    #[arg(long)]
+    pub room: bool,
+}
+
+/// A call's options, and the simulated room this side is in, if any.
+pub struct Prepared {
+    /// What to send and where received media goes.
+    pub options: CallOptions,
+    /// The room's levels, with `--room`.
+    pub room: Option<Arc<SpeakerphoneStats>>,
 }
 
 /// `duet call NAME`.
@@ -117,7 +138,7 @@ pub struct AnswerArgs {
     pub media: MediaArgs,
     /// What to do with file offers.
     #[command(flatten)]
-    pub files: crate::files::ReceiveArgs,
+    pub files: crate::cli::files::ReceiveArgs,
     /// Where and as whom.
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -137,28 +158,28 @@ impl MediaArgs {
     /// Opens the sources and sinks chosen, as call options; received audio goes to the file
     /// chosen, else to the default speaker.
     pub fn options(&self) -> Result<CallOptions> {
+        Ok(self.build(true)?.options)
+    }
+
+    /// As [`options`](Self::options), with the simulated room's levels when `--room` was given.
+    pub fn prepare(&self) -> Result<Prepared> {
         self.build(true)
     }
 
     /// As [`options`](Self::options), but received audio without a file is discarded rather
     /// than played (for several calls in one process).
     pub fn options_unplayed(&self) -> Result<CallOptions> {
-        self.build(false)
+        Ok(self.build(false)?.options)
     }
 
-    fn build(&self, play: bool) -> Result<CallOptions> {
+    fn build(&self, play: bool) -> Result<Prepared> {
         let format = AudioFormat {
             channels: Channels::Mono,
             frame: FrameDuration::Ms20,
         };
         let start = Instant::now();
-        let audio = open_audio(&self.audio, format, start)
-            .with_context(|| format!("audio source {:?}", self.audio))?
-            .map(|source| {
-                let mut opus = OpusConfig::voice(format);
-                opus.bitrate_bps = self.audio_kbps * 1000;
-                LocalAudio { source, opus }
-            });
+        let mut audio_source = open_audio(&self.audio, format, start)
+            .with_context(|| format!("audio source {:?}", self.audio))?;
         let video = open_video(&self.video, self.size, self.fps, start)
             .with_context(|| format!("video source {:?}", self.video))?
             .map(|source| {
@@ -182,7 +203,7 @@ impl MediaArgs {
                     .with_context(|| format!("--impair {spec}"))
             })
             .transpose()?;
-        let audio_sink: Box<dyn AudioSink> = match &self.save_audio {
+        let mut audio_sink: Box<dyn AudioSink> = match &self.save_audio {
             Some(path) => Box::new(WavSink::create(path, format.channels)?),
             None if !play => Box::new(NullAudioSink::default()),
             // Without a file, what arrives is played on the default speaker, if there is one.
@@ -194,6 +215,22 @@ impl MediaArgs {
                 }
             },
         };
+        let mut room = None;
+        if self.room {
+            let Some(near) = audio_source.take() else {
+                bail!("--room needs an audio source: the person talking in the room");
+            };
+            let (microphone, speaker, stats) =
+                speakerphone(RoomConfig::default(), near, audio_sink)?;
+            audio_source = Some(Box::new(microphone));
+            audio_sink = Box::new(speaker);
+            room = Some(stats);
+        }
+        let audio = audio_source.map(|source| {
+            let mut opus = OpusConfig::voice(format);
+            opus.bitrate_bps = self.audio_kbps * 1000;
+            LocalAudio { source, opus }
+        });
         let video_sink = self
             .save_video
             .as_ref()
@@ -201,15 +238,22 @@ impl MediaArgs {
                 Ok(Box::new(Y4mSink::create(path, self.fps)?))
             })
             .transpose()?;
-        Ok(CallOptions {
+        let options = CallOptions {
             video: video.is_some(),
             media: LocalMedia { audio, video },
             audio_sink: Some(audio_sink),
             video_sink,
             impair,
-            audio_processing: Some(processing(&self.audio, self.aec, self.ns, self.agc)),
+            audio_processing: Some(processing(
+                &self.audio,
+                self.room,
+                self.aec,
+                self.ns,
+                self.agc,
+            )),
             ..CallOptions::default()
-        })
+        };
+        Ok(Prepared { options, room })
     }
 }
 
@@ -226,7 +270,7 @@ pub fn call(args: CallArgs) -> Result<u8> {
     let seconds = positive_seconds("--seconds", args.seconds)?;
     let ring = positive_seconds("--ring-seconds", Some(args.ring_seconds))?
         .unwrap_or(crate::client::DEFAULT_RING);
-    let mut options = args.media.options()?;
+    let Prepared { mut options, room } = args.media.prepare()?;
     options.ring = ring;
     runtime()?.block_on(async {
         let (client, mut events) = args.connect.client().await?;
@@ -258,7 +302,7 @@ pub fn call(args: CallArgs) -> Result<u8> {
         };
         eprintln!("{} accepted: connected", call.peer());
         let report = run_call(call, seconds, args.media.stats.as_deref()).await?;
-        finish_report(&report, args.media.json);
+        finish_report(&report, args.media.json, room.as_deref());
         client.close().await;
         Ok(exit_for(&report.end))
     })
@@ -331,7 +375,10 @@ async fn run_call(
     }
     match end {
         Some(reason) => {
-            eprintln!("call ended: {}", crate::term::safe(&reason.to_string()));
+            eprintln!(
+                "call ended: {}",
+                crate::cli::term::safe(&reason.to_string())
+            );
             call.finish().await
         }
         None => {
@@ -341,11 +388,19 @@ async fn run_call(
     }
 }
 
-fn finish_report(report: &CallReport, json: bool) {
+fn finish_report(report: &CallReport, json: bool, room: Option<&SpeakerphoneStats>) {
+    let room = room.map(SpeakerphoneStats::snapshot);
     if json {
-        println!("{}", report.to_json());
+        let mut value = report.to_json();
+        if let Some(levels) = &room {
+            value["audio"]["room"] = crate::report::room_json(levels);
+        }
+        println!("{value}");
     } else {
         print!("{}", report.summary());
+        if let Some(levels) = &room {
+            print!("{}", crate::report::room_summary(levels));
+        }
     }
 }
 
@@ -361,7 +416,7 @@ fn exit_for(end: &EndReason) -> u8 {
 /// when none came in time, and with `--keep` (which takes one after another) 0 on Ctrl-C.
 pub fn answer(args: AnswerArgs) -> Result<u8> {
     if let Some(dir) = &args.files.held {
-        return crate::files::held(dir, args.files.purge_held);
+        return crate::cli::files::held(dir, args.files.purge_held);
     }
     let seconds = positive_seconds("--seconds", args.seconds)?;
     let wait = positive_seconds("--wait-seconds", args.wait_seconds)?;
@@ -369,13 +424,13 @@ pub fn answer(args: AnswerArgs) -> Result<u8> {
         bail!("--keep with --save-audio or --save-video would write each call over the last one");
     }
     // Opened now, so that a missing device is reported before anyone calls.
-    let mut options = Some(args.media.options()?);
+    let mut options = Some(args.media.prepare()?);
     runtime()?.block_on(async {
         let (client, mut events) = args.connect.client().await?;
         loop {
             let options = match options.take() {
                 Some(options) => options,
-                None => args.media.options()?,
+                None => args.media.prepare()?,
             };
             let answered = answer_one(&client, &mut events, &args, options, seconds, wait).await?;
             let code = match answered {
@@ -406,10 +461,11 @@ async fn answer_one(
     client: &Client,
     events: &mut ClientEvents,
     args: &AnswerArgs,
-    options: CallOptions,
+    prepared: Prepared,
     seconds: Option<Duration>,
     wait: Option<Duration>,
 ) -> Result<Answered> {
+    let Prepared { options, room } = prepared;
     eprintln!("waiting for a call as {}...", client.user());
     let deadline = wait.map(|w| tokio::time::Instant::now() + w);
     let incoming = loop {
@@ -436,7 +492,8 @@ async fn answer_one(
                     "voice"
                 };
                 eprintln!("{} is calling ({kind} call)", incoming.from());
-                if args.auto || crate::prompt::ask(&format!("answer {}? [y/N] ", incoming.from()))?
+                if args.auto
+                    || crate::cli::prompt::ask(&format!("answer {}? [y/N] ", incoming.from()))?
                 {
                     break incoming;
                 }
@@ -445,7 +502,7 @@ async fn answer_one(
                 return Ok(Answered::Took(3));
             }
             Some(Some(ClientEvent::FileOffer(offer))) => {
-                let code = crate::files::receive(offer, &args.files, args.media.json).await?;
+                let code = crate::cli::files::receive(offer, &args.files, args.media.json).await?;
                 return Ok(Answered::Took(code));
             }
             Some(Some(ClientEvent::FolderInvite(invite))) => eprintln!(
@@ -474,6 +531,6 @@ async fn answer_one(
     eprintln!("connected with {peer}");
     // Callers that ring meanwhile hear busy: the client answers them while this call lasts.
     let report = run_call(call, seconds, args.media.stats.as_deref()).await?;
-    finish_report(&report, args.media.json);
+    finish_report(&report, args.media.json, room.as_deref());
     Ok(Answered::Took(exit_for(&report.end)))
 }

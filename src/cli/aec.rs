@@ -19,7 +19,7 @@ use duet_media::measure::echo::power_db;
 use duet_media::{AudioFormat, AudioFrame, Channels, FrameDuration, Read};
 use serde::Serialize;
 
-use crate::spec::Switch;
+use crate::cli::spec::Switch;
 
 /// Arguments of `duet aec`.
 #[derive(clap::Args, Debug)]

@@ -50,14 +50,16 @@ impl Switch {
 }
 
 /// The microphone path's audio processing for `choice`: each part on by default for a
-/// microphone and off for synthetic and file sources, unless `aec`, `ns` or `agc` says otherwise.
+/// microphone, or for any source heard through a simulated room (`in_room`), and off for
+/// synthetic and file sources, unless `aec`, `ns` or `agc` says otherwise.
 pub fn processing(
     choice: &AudioChoice,
+    in_room: bool,
     aec: Option<Switch>,
     ns: Option<Switch>,
     agc: Option<Switch>,
 ) -> ProcessingConfig {
-    let default = matches!(choice, AudioChoice::Mic(_));
+    let default = in_room || matches!(choice, AudioChoice::Mic(_));
     let pick = |s: Option<Switch>| s.map_or(default, Switch::on);
     ProcessingConfig {
         echo_cancellation: pick(aec),
@@ -239,15 +241,20 @@ mod tests {
     #[test]
     fn processing_is_on_for_a_microphone_unless_switched_off() {
         let mic = AudioChoice::Mic(None);
-        assert_eq!(processing(&mic, None, None, None), ProcessingConfig::VOICE);
         assert_eq!(
-            processing(&AudioChoice::Speech, None, None, None),
+            processing(&mic, false, None, None, None),
+            ProcessingConfig::VOICE
+        );
+        assert_eq!(
+            processing(&AudioChoice::Speech, false, None, None, None),
             ProcessingConfig::OFF
         );
-        let some = processing(&mic, Some(Switch::Off), None, Some(Switch::Off));
+        let some = processing(&mic, false, Some(Switch::Off), None, Some(Switch::Off));
         assert!(!some.echo_cancellation && some.noise_suppression && !some.gain_control);
-        let asked = processing(&AudioChoice::Tone, Some(Switch::On), None, None);
+        let asked = processing(&AudioChoice::Tone, false, Some(Switch::On), None, None);
         assert!(asked.echo_cancellation && !asked.noise_suppression);
+        let roomed = processing(&AudioChoice::Speech, true, None, Some(Switch::Off), None);
+        assert!(roomed.echo_cancellation && !roomed.noise_suppression && roomed.gain_control);
     }
 
     #[test]

@@ -8,10 +8,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
+use crate::cli::social::{config, ConnectArgs};
 use crate::client::{
     describe_folder_change, ClientEvent, ClientEvents, ShareOptions, ShareSession,
 };
-use crate::social::{config, ConnectArgs};
 
 /// `duet share ...`.
 #[derive(Args, Debug, Clone)]
@@ -115,7 +115,7 @@ fn remember(share: KnownShare) -> Result<()> {
 
 impl RunArgs {
     fn options(&self) -> Result<ShareOptions> {
-        let scanner = crate::files::scanner_arg(self.scanner.as_deref())?;
+        let scanner = crate::cli::files::scanner_arg(self.scanner.as_deref())?;
         if self.rescan_seconds == 0 {
             bail!("--rescan-seconds must be at least 1");
         }

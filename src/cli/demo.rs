@@ -14,9 +14,9 @@ use duet_signaling::store::{SqliteStore, Store};
 use duet_signaling::UserName;
 use serde_json::json;
 
-use crate::calling::MediaArgs;
+use crate::cli::calling::MediaArgs;
+use crate::cli::spec::{AudioChoice, Size, VideoChoice};
 use crate::client::{CallReport, Client, ClientConfig, ClientEvent, ClientEvents, ShareOptions};
-use crate::spec::{AudioChoice, Size, VideoChoice};
 
 /// `duet demo`.
 #[derive(Args, Debug, Clone)]
@@ -189,6 +189,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         aec: None,
         ns: None,
         agc: None,
+        room: false,
     };
     let alice_options = media(args.impair.clone()).options_unplayed()?;
     let bob_options = media(args.impair.clone()).options_unplayed()?;
@@ -213,7 +214,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
             // A fresh file for this demo.
             std::fs::write(path, "")
                 .with_context(|| format!("creating the stats file {}", path.display()))?;
-            Some(crate::calling::StatsFile::open(path)?)
+            Some(crate::cli::calling::StatsFile::open(path)?)
         }
         None => None,
     };

@@ -14,8 +14,8 @@ use duet_share::scan::Scanner;
 use duet_share::transfer::ReceiverConfig;
 use serde_json::json;
 
+use crate::cli::social::ConnectArgs;
 use crate::client::{IncomingFile, ReceiveOptions, Transfer, TransferError, TransferOutcome};
-use crate::social::ConnectArgs;
 
 /// `duet send NAME PATH`.
 #[derive(Args, Debug, Clone)]
@@ -258,7 +258,8 @@ pub async fn receive(offer: IncomingFile, args: &ReceiveArgs, json: bool) -> Res
     let dir = match &args.accept_files {
         Some(dir) => dir.clone(),
         None => {
-            if !crate::prompt::ask(&format!("accept {name} into the current folder? [y/N] "))? {
+            if !crate::cli::prompt::ask(&format!("accept {name} into the current folder? [y/N] "))?
+            {
                 offer.decline(Some("declined".into())).await?;
                 eprintln!("declined");
                 return Ok(3);

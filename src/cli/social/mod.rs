@@ -459,7 +459,7 @@ pub fn contact_table(contacts: &[Contact]) -> String {
         let note = if c.note.is_empty() {
             String::new()
         } else {
-            format!("  \"{}\"", crate::term::safe(&c.note))
+            format!("  \"{}\"", crate::cli::term::safe(&c.note))
         };
         out.push_str(&format!(
             "{:width$}  {link:8}  {}{note}\n",

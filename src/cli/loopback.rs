@@ -1,0 +1,213 @@
+//! `duet loopback`: a call's whole media path in one process (or over two WebRTC sessions on
+//! 127.0.0.1), in real time, with each stage's cost.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use duet_media::audio::process::{process_path, ProcessingMonitor};
+use duet_media::audio::room::RoomConfig;
+use duet_media::audio::speakerphone::speakerphone;
+use duet_media::audio::wav::WavSink;
+use duet_media::audio::{AudioSink, NullAudioSink};
+use duet_media::codec::h264::H264Config;
+use duet_media::codec::opus::OpusConfig;
+use duet_media::loopback::webrtc::WebrtcOptions;
+use duet_media::loopback::{self, AudioLoop, LoopbackConfig, VideoLoop};
+use duet_media::transport::impair::ImpairConfig;
+use duet_media::video::y4m::Y4mSink;
+use duet_media::video::{NullVideoSink, VideoSink};
+use duet_media::{AudioFormat, Channels, FrameDuration};
+
+use crate::cli::spec::{
+    open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice,
+};
+
+/// What `duet loopback` takes.
+#[derive(clap::Args)]
+pub struct LoopbackArgs {
+    /// Audio source: tone, speech, wav:PATH, mic, mic:NAME, silence or none.
+    #[arg(long, default_value = "speech")]
+    audio: AudioChoice,
+    /// Video source: pattern, y4m:PATH, webcam, webcam:N or none.
+    #[arg(long, default_value = "pattern")]
+    video: VideoChoice,
+    /// Picture size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x480")]
+    size: Size,
+    /// Frames per second.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=120))]
+    fps: u32,
+    /// H.264 target bitrate, kbit/s.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(50..=50_000))]
+    video_kbps: u32,
+    /// Opus target bitrate, kbit/s.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(6..=510))]
+    audio_kbps: u32,
+    /// Audio frame length, ms: 10, 20, 40 or 60.
+    #[arg(long, default_value_t = 20)]
+    frame_ms: u32,
+    /// Audio channels: 1 or 2.
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Keyframe interval in frames (0: only on demand).
+    #[arg(long, default_value_t = 0)]
+    keyframe_interval: u32,
+    /// How long to run, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Write the decoded audio to this WAV file.
+    #[arg(long)]
+    save_audio: Option<PathBuf>,
+    /// Write the decoded video to this Y4M file.
+    #[arg(long)]
+    save_video: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// How media travels: direct (in-process, no network) or webrtc (two call sessions over
+    /// UDP on 127.0.0.1, DTLS-SRTP, RTCP, jitter buffers).
+    #[arg(long, default_value = "direct")]
+    transport: Transport,
+    /// Echo cancellation on the source, fed with what reaches the sink: on by default for a
+    /// microphone, off otherwise.
+    #[arg(long)]
+    aec: Option<Switch>,
+    /// Noise suppression on the source: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    ns: Option<Switch>,
+    /// Automatic gain control on the source: on by default for a microphone, off otherwise.
+    #[arg(long)]
+    agc: Option<Switch>,
+    /// Put the loop in a simulated office (echo 80 ms later at -6 dB, RT60 300 ms): the audio
+    /// source is the person talking, and the microphone also hears what the loop plays on the
+    /// speaker. Audio processing defaults to on; the report gains the room's levels.
+    #[arg(long)]
+    room: bool,
+    /// With --transport webrtc: impair what both sides send, e.g.
+    /// loss=5%,burst=2,jitter=30ms,reorder=1%,dup=0.5%,rate=2mbps,seed=7.
+    #[arg(long)]
+    impair: Option<String>,
+}
+
+/// The path media takes in `duet loopback`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// Encoder output straight to the decoder, in process.
+    Direct,
+    /// Two WebRTC call sessions over real UDP sockets.
+    Webrtc,
+}
+
+/// Runs `duet loopback` and prints its report.
+pub fn run(args: LoopbackArgs) -> Result<()> {
+    if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 24.0 * 3600.0) {
+        bail!(
+            "--seconds {}: give a duration between 0 and 86400",
+            args.seconds
+        );
+    }
+    let format = AudioFormat {
+        channels: Channels::from_count(args.channels).context("--channels")?,
+        frame: FrameDuration::from_millis(args.frame_ms).context("--frame-ms")?,
+    };
+    // Sources are created to start a little ahead, so every stage thread is running when the first frame is due.
+    let start = Instant::now() + Duration::from_millis(100);
+
+    let mut monitor: Option<ProcessingMonitor> = None;
+    let mut room = None;
+    let audio = match open_audio(&args.audio, format, start)
+        .with_context(|| format!("audio source {:?}", args.audio))?
+    {
+        None => None,
+        Some(source) => {
+            let mut sink: Box<dyn AudioSink> = match &args.save_audio {
+                Some(path) => Box::new(WavSink::create(path, format.channels)?),
+                None => Box::new(NullAudioSink::default()),
+            };
+            let mut source = source;
+            if args.room {
+                let (microphone, speaker, stats) =
+                    speakerphone(RoomConfig::default(), source, sink)?;
+                source = Box::new(microphone);
+                sink = Box::new(speaker);
+                room = Some(stats);
+            }
+            let mut opus = OpusConfig::voice(format);
+            opus.bitrate_bps = args.audio_kbps * 1000;
+            let config = processing(&args.audio, args.room, args.aec, args.ns, args.agc);
+            let path = process_path(config, source, sink)?;
+            monitor = path.monitor;
+            Some(AudioLoop {
+                source: path.source,
+                sink: path.sink,
+                opus,
+            })
+        }
+    };
+
+    let video = match open_video(&args.video, args.size, args.fps, start)
+        .with_context(|| format!("video source {:?}", args.video))?
+    {
+        None => None,
+        Some(source) => {
+            let sink: Box<dyn VideoSink> = match &args.save_video {
+                Some(path) => Box::new(Y4mSink::create(path, args.fps)?),
+                None => Box::new(NullVideoSink::default()),
+            };
+            let (width, height) = source.size();
+            let h264 = H264Config {
+                width,
+                height,
+                bitrate_bps: args.video_kbps * 1000,
+                fps: args.fps as f32,
+                keyframe_interval: args.keyframe_interval,
+            };
+            Some(VideoLoop { source, sink, h264 })
+        }
+    };
+
+    let impair = match (&args.impair, args.transport) {
+        (None, _) => None,
+        (Some(spec), Transport::Webrtc) => Some(
+            spec.parse::<ImpairConfig>()
+                .with_context(|| format!("--impair {spec}"))?,
+        ),
+        (Some(_), Transport::Direct) => bail!("--impair needs --transport webrtc"),
+    };
+    let config = LoopbackConfig {
+        start,
+        duration: Duration::from_secs_f64(args.seconds),
+        audio,
+        video,
+    };
+    let mut report = match args.transport {
+        Transport::Direct => loopback::run(config)?,
+        Transport::Webrtc => loopback::webrtc::run(
+            config,
+            WebrtcOptions {
+                impair,
+                ..WebrtcOptions::default()
+            },
+        )?,
+    };
+    if let (Some(m), Some(a)) = (&monitor, report.audio.as_mut()) {
+        let stats = m.stats();
+        a.echo_return_loss_db = stats.echo_return_loss;
+        a.echo_return_loss_enhancement_db = stats.echo_return_loss_enhancement;
+    }
+    let room = room.map(|r| r.snapshot());
+    if args.json {
+        let mut value = crate::report::to_json(&report);
+        if let Some(levels) = &room {
+            value["audio"]["room"] = crate::report::room_json(levels);
+        }
+        println!("{value}");
+    } else {
+        print!("{}", crate::report::summary(&report));
+        if let Some(levels) = &room {
+            print!("{}", crate::report::room_summary(levels));
+        }
+    }
+    Ok(())
+}
