@@ -10,7 +10,7 @@ pkgs=(
   clang libclang-dev pkg-config                 # bindgen for v4l (webcam)
   clamav                                        # the scanner of received files
   fonts-dejavu-core                             # the labels of `duet plot`
-  coturn nftables iproute2                      # the NAT lab (tests/nat.rs): TURN, NATs, namespaces
+  coturn nftables iproute2 conntrack            # the NAT lab (tests/nat.rs): TURN, NATs, namespaces, forgetting mappings
   chromium chromium-driver                      # the web client's tests drive headless Chromium
 )
 missing=()

@@ -122,6 +122,8 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
         "remote_fraction_lost": r3(t.remote_fraction_lost),
         "bitrate_changes": n.bitrate_changes,
         "receiver_rtt_ms": opt(n.receiver_rtt_ms),
+        "ice_restarts": t.ice_restarts,
+        "longest_outage_ms": opt(t.longest_outage_ms),
     });
     add_path_json(&mut value["transport"], t.path.as_ref());
     value["impairment"] = n.impairment.map_or(Value::Null, |i| {
@@ -157,9 +159,17 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
     }
 }
 
+/// A `transport` object holding only the path a connection took (see [`add_path_json`]), for
+/// the reports of file transfers and sharing folders.
+pub(crate) fn path_json(path: Option<&duet_media::ice::CandidatePath>) -> Value {
+    let mut transport = json!({});
+    add_path_json(&mut transport, path);
+    transport
+}
+
 /// The path the connection took: `local_candidate_type`, `remote_candidate_type` (`host`,
 /// `srflx`, `prflx`, `relay`) and `relay_protocol`, null when unknown or not relayed.
-fn add_path_json(transport: &mut Value, path: Option<&duet_media::ice::CandidatePath>) {
+pub(crate) fn add_path_json(transport: &mut Value, path: Option<&duet_media::ice::CandidatePath>) {
     let Some(object) = transport.as_object_mut() else {
         return;
     };

@@ -44,6 +44,8 @@ struct World {
 enum Turn {
     Yes,
     No,
+    /// Yes, with credentials made from another secret than coturn's: coturn refuses them.
+    WrongSecret,
 }
 
 /// A private CA, and a certificate for the public server signed by it.
@@ -140,8 +142,15 @@ impl World {
             .arg("--tls-key")
             .arg(dir.path().join("key.pem"))
             .args(["--stun", &stun]);
-        if turn == Turn::Yes {
-            serve.args(["--turn", &turn_url, "--turn-secret", &secret]);
+        match turn {
+            Turn::Yes => {
+                serve.args(["--turn", &turn_url, "--turn-secret", &secret]);
+            }
+            Turn::WrongSecret => {
+                let wrong = format!("{secret}-not-coturns");
+                serve.args(["--turn", &turn_url, "--turn-secret", &wrong]);
+            }
+            Turn::No => {}
         }
         let mut server = spawn(serve);
         server.wait_line("signaling on wss://", Duration::from_secs(20));
@@ -204,6 +213,19 @@ impl World {
         callee_args: &[&str],
         seconds: u32,
     ) -> CallResult {
+        self.call_while(caller, caller_args, callee, callee_args, seconds, || {})
+    }
+
+    /// [`call`](Self::call), running `during` once the call is connected.
+    fn call_while(
+        &self,
+        caller: &str,
+        caller_args: &[&str],
+        callee: &str,
+        callee_args: &[&str],
+        seconds: u32,
+        during: impl FnOnce(),
+    ) -> CallResult {
         let mut answer = vec![
             "answer",
             "--auto",
@@ -246,6 +268,7 @@ impl World {
             std::panic::resume_unwind(e);
         }
         let connect = started.elapsed();
+        during();
         let (status, stdout, stderr) = alice.finish(Duration::from_secs(u64::from(seconds) + 30));
         assert!(status.success(), "{caller}: {status:?}\n{stderr}");
         assert!(
@@ -428,6 +451,64 @@ fn a_relay_only_caller_reveals_none_of_its_addresses() {
 }
 
 #[test]
+fn a_call_survives_its_nat_forgetting_the_mapping_through_an_ice_restart() {
+    let _one = lock();
+    if !lab::ready() {
+        return;
+    }
+    let world = World::new(&[(Nat::Easy, &["alice"]), (Nat::Easy, &["bob"])], Turn::Yes);
+    let mut flushed = None;
+    // Four seconds into the call, bob's router forgets its UDP mappings and maps anew: what
+    // alice sends to bob's old public port is dropped, and bob's packets leave from a new one.
+    let result = world.call_while("alice", &[], "bob", &[], 14, || {
+        std::thread::sleep(Duration::from_secs(4));
+        Lab::remap_udp(&world.homes[1]);
+        flushed = Some(Instant::now());
+    });
+    assert!(flushed.is_some());
+    result.check_media();
+    for (who, report) in [("alice", &result.caller), ("bob", &result.callee)] {
+        let t = &report["transport"];
+        assert!(
+            t["ice_restarts"].as_u64().unwrap_or(0) >= 1,
+            "{who} went through no ICE restart: {t}"
+        );
+        assert!(
+            report["call"]["end"]
+                .as_str()
+                .is_some_and(|e| e.contains("hung up") || e.contains("peer hung up")),
+            "{who}'s call ended otherwise: {}",
+            report["call"]
+        );
+    }
+    // Media flows again within 5 s of the mapping going: the longest stretch without a
+    // packet from the peer, on both sides, and the video freeze the restart caused.
+    for (who, report) in [("alice", &result.caller), ("bob", &result.callee)] {
+        let outage = report["transport"]["longest_outage_ms"].as_f64();
+        let freezes = report["video"]["freeze_count"].as_u64().unwrap_or(0);
+        let frozen = report["video"]["total_freeze_ms"].as_f64().unwrap_or(0.0);
+        eprintln!(
+            "RECOVERY {who}: restarts {}, longest outage {outage:?} ms, video freezes {freezes} ({frozen:.0} ms)",
+            report["transport"]["ice_restarts"]
+        );
+        if let Some(outage) = outage {
+            assert!(outage < 5000.0, "{who}: media came back after {outage} ms");
+        }
+        assert!(frozen < 5000.0, "{who}: video froze {frozen} ms");
+    }
+    // Whichever side saw the outage measured it, and its video froze meanwhile.
+    let outages: Vec<f64> = [&result.caller, &result.callee]
+        .iter()
+        .filter_map(|r| r["transport"]["longest_outage_ms"].as_f64())
+        .collect();
+    assert!(!outages.is_empty(), "neither side saw an outage");
+    let froze = [&result.caller, &result.callee]
+        .iter()
+        .any(|r| r["video"]["freeze_count"].as_u64().unwrap_or(0) >= 1);
+    assert!(froze, "no video freeze shows the gap");
+}
+
+#[test]
 fn symmetric_nats_without_turn_fail_within_30_s_naming_the_cause() {
     let _one = lock();
     if !lab::ready() {
@@ -449,6 +530,65 @@ fn symmetric_nats_without_turn_fail_within_30_s_naming_the_cause() {
     assert!(!status.success(), "{stderr}");
     assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
     assert!(stderr.contains("no TURN server is configured"), "{stderr}");
+    drop(bob);
+}
+
+#[test]
+fn an_easy_nat_and_a_symmetric_nat_connect_through_the_relay() {
+    let _one = lock();
+    if !lab::ready() {
+        return;
+    }
+    let world = World::new(
+        &[(Nat::Easy, &["alice"]), (Nat::Symmetric, &["bob"])],
+        Turn::Yes,
+    );
+    let result = world.call("alice", &[], "bob", &[], 10);
+    let types = result.check_media();
+    // No direct pair works. Bob's NAT maps a new port for each destination, so the port
+    // alice learns as his server-reflexive candidate (mapped towards the STUN server) leads
+    // nowhere; and alice's NAT, easy in its mapping, filters by address and port, so it
+    // drops bob's checks from the ports his NAT picks towards her. A relay carries the call:
+    // what the lab gives is bob's relay, alice at her host address on her side
+    // (`host/relay`), and on bob's the relay towards alice's server-reflexive address
+    // (`relay/srflx`): her mapping is the same for every destination, so the relay reaches
+    // her at the address she signalled, once her own packets to the relay opened her NAT.
+    // Alice's relay towards bob's peer-reflexive address would do as well; either way each
+    // side has the relay at one end of its pair.
+    for (side, (local, remote)) in ["alice", "bob"].iter().zip(&types) {
+        assert!(
+            local == "relay" || remote == "relay",
+            "{side}'s pair is {local}/{remote}, not through the relay: {types:?}"
+        );
+    }
+}
+
+#[test]
+fn a_turn_server_that_refuses_the_credentials_fails_within_30_s_naming_the_cause() {
+    let _one = lock();
+    if !lab::ready() {
+        return;
+    }
+    // Symmetric NATs need the relay; the signaling server's TURN secret is not coturn's.
+    let world = World::new(
+        &[(Nat::Symmetric, &["alice"]), (Nat::Symmetric, &["bob"])],
+        Turn::WrongSecret,
+    );
+    let mut bob = spawn(world.cmd("bob", &["answer", "--auto", "--size", "320x240"]));
+    bob.wait_line("waiting for a call", Duration::from_secs(20));
+    let started = Instant::now();
+    let alice = spawn(world.cmd(
+        "alice",
+        &["call", "bob", "--seconds", "5", "--size", "320x240"],
+    ));
+    let (status, _, stderr) = alice.finish(Duration::from_secs(60));
+    let took = started.elapsed();
+    assert!(!status.success(), "{stderr}");
+    assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
+    assert!(
+        stderr.contains("the TURN server refused the credentials"),
+        "{stderr}"
+    );
     drop(bob);
 }
 
@@ -509,9 +649,23 @@ fn a_20_mb_file_crosses_a_relayed_link_identical() {
     let (status, stdout, stderr) = alice.finish(Duration::from_secs(120));
     assert!(status.success(), "alice: {stderr}");
     let sent = json(&stdout);
-    let (status, _, stderr) = bob.finish(Duration::from_secs(30));
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(30));
     assert!(status.success(), "bob: {stderr}");
     assert_eq!(sent["outcome"], "delivered", "{sent}");
+    // Both reports say the bytes went through the relay.
+    let received = json(&stdout);
+    assert_eq!(received["outcome"], "delivered", "{received}");
+    for (who, report) in [("alice", &sent), ("bob", &received)] {
+        let t = &report["transport"];
+        assert!(
+            t["local_candidate_type"] == "relay" || t["remote_candidate_type"] == "relay",
+            "{who}'s link did not go through the relay: {t}"
+        );
+        if t["local_candidate_type"] == "relay" {
+            assert_eq!(t["relay_protocol"], "udp", "{who}: {t}");
+        }
+        eprintln!("{who}'s path: {t}");
+    }
     let arrived = std::fs::read(inbox.join("twenty.bin")).expect("the file arrived");
     assert!(arrived == data, "the file arrived changed");
     eprintln!(

@@ -90,18 +90,60 @@ impl IceSetup {
             .build()
     }
 
-    /// The likely reason a connection with this setup could not be made, for a person.
-    pub fn failure_hint(&self) -> String {
+    /// The likely reason a connection with this setup could not be made, for a person,
+    /// given the candidates this side gathered: a server-reflexive candidate means UDP
+    /// reached the STUN/TURN server and it answered; no relay candidate then means the TURN
+    /// server refused the allocation (its credentials).
+    pub fn failure_hint(&self, gathered: &Gathered) -> String {
         if self.relay_only && !self.has_turn() {
-            "relay-only needs a TURN server, and the signaling server named none".into()
-        } else if !self.has_turn() {
-            "no TURN server is configured (the signaling server names none), and the two \
-             networks cannot reach each other directly (symmetric NAT or a firewall)"
-                .into()
-        } else {
-            "no path through the TURN server either: it refused the credentials, or UDP is \
-             blocked (this engine's TURN client speaks UDP only, not TURN over TCP or TLS)"
-                .into()
+            return "relay-only needs a TURN server, and the signaling server named none".into();
+        }
+        if !self.has_turn() {
+            return "no TURN server is configured (the signaling server names none), and the two \
+                    networks cannot reach each other directly (symmetric NAT or a firewall)"
+                .into();
+        }
+        if gathered.relay > 0 {
+            return "no path even through the TURN relay: the peer's network may block UDP, or \
+                    the relay refused the peer"
+                .into();
+        }
+        if gathered.srflx > 0 {
+            return "the TURN server refused the credentials: UDP gets through (a STUN answer \
+                    came back) but no relay was allocated (or the TURN server, on another host \
+                    than the STUN server, does not answer)"
+                .into();
+        }
+        if self.relay_only || !self.has_stun() {
+            return "no relay allocation: the TURN server refused the credentials, or UDP is \
+                    blocked (this engine's TURN client speaks UDP only, not TURN over TCP or TLS)"
+                .into();
+        }
+        "UDP is blocked: neither the STUN nor the TURN server answered over UDP, and this \
+         engine's TURN client speaks UDP only (not TURN over TCP or TLS)"
+            .into()
+    }
+}
+
+/// How many candidates of each type this side gathered (and signalled) for a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gathered {
+    /// Host candidates: this machine's own addresses.
+    pub host: u32,
+    /// Server-reflexive candidates: the NAT's public mapping, learned from a STUN answer.
+    pub srflx: u32,
+    /// Relay candidates: TURN allocations.
+    pub relay: u32,
+}
+
+impl Gathered {
+    /// Counts one local candidate line (`candidate:... typ TYPE ...`).
+    pub(crate) fn count(&mut self, candidate: &str) {
+        match candidate_type(candidate) {
+            Some("host") => self.host += 1,
+            Some("srflx") => self.srflx += 1,
+            Some("relay") => self.relay += 1,
+            _ => {}
         }
     }
 }
@@ -236,20 +278,42 @@ mod tests {
 
     #[test]
     fn the_hint_names_what_is_missing() {
+        let nothing = Gathered::default();
         let none = IceSetup::default();
-        assert!(none.failure_hint().contains("no TURN server"));
+        assert!(none.failure_hint(&nothing).contains("no TURN server"));
         let relay_only = IceSetup {
             relay_only: true,
             ..IceSetup::default()
         };
         assert!(relay_only
-            .failure_hint()
+            .failure_hint(&nothing)
             .contains("relay-only needs a TURN server"));
         let turn = IceSetup {
-            servers: vec![IceServer::new(["turn:192.0.2.1:3478"], Some(("u", "p")))],
+            servers: vec![IceServer::new(
+                ["stun:192.0.2.1:3478", "turn:192.0.2.1:3478"],
+                Some(("u", "p")),
+            )],
             relay_only: false,
         };
-        assert!(turn.failure_hint().contains("refused the credentials"));
+        let mut reflexive = Gathered::default();
+        reflexive.count("candidate:1 1 udp 1 10.0.0.2 5000 typ host");
+        reflexive.count("candidate:2 1 udp 1 203.0.113.11 5000 typ srflx raddr 0.0.0.0 rport 0");
+        assert_eq!(reflexive.srflx, 1);
+        assert!(turn
+            .failure_hint(&reflexive)
+            .contains("the TURN server refused the credentials"));
+        let host_only = Gathered {
+            host: 1,
+            ..Gathered::default()
+        };
+        assert!(turn.failure_hint(&host_only).starts_with("UDP is blocked"));
+        let relayed = Gathered {
+            relay: 1,
+            ..reflexive
+        };
+        assert!(turn
+            .failure_hint(&relayed)
+            .contains("even through the TURN relay"));
     }
 
     #[test]

@@ -409,6 +409,26 @@ impl DataLink {
         lock(&self.inner.phase).ended.clone()
     }
 
+    /// The candidates this side has found so far, by type (see
+    /// [`IceSetup::failure_hint`](crate::ice::IceSetup::failure_hint)).
+    pub fn gathered(&self) -> crate::ice::Gathered {
+        lock(&self.inner.negotiation).gathered()
+    }
+
+    /// Reads the path the link takes now from the WebRTC stack (the selected candidate
+    /// pair's types), keeps it for [`stats`](Self::stats) and returns it. `None` before a
+    /// pair is selected.
+    pub async fn refresh_path(&self) -> Option<crate::ice::CandidatePath> {
+        let report = self
+            .inner
+            .pc
+            .get_stats(Instant::now(), webrtc::peer_connection::StatsSelector::None)
+            .await;
+        let path = crate::ice::selected_path(&report)?;
+        *lock(&self.inner.path) = Some(path.clone());
+        Some(path)
+    }
+
     /// The link's figures now (the round trip as last measured).
     pub fn stats(&self) -> LinkStats {
         let c = &self.inner.counters;
@@ -454,6 +474,11 @@ impl Negotiator for Arc<Inner> {
 
     fn peer_ended(&self, reason: String) {
         self.end(EndReason::RemoteHungUp(reason));
+    }
+
+    /// A data link does not restart ICE: a link whose path stops ends.
+    fn restart_requested(&self) -> bool {
+        false
     }
 
     /// The offering side creates the channel (ordered, reliable); the answering side gets

@@ -106,6 +106,54 @@ async fn media_flows_both_ways_and_hanging_up_ends_both_sides() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ice_restart_asked_by_the_callee_keeps_the_call_going() {
+    let (mut a, mut b) = pair(config()).await;
+    assert!(
+        b.session.restart_ice().await.is_err(),
+        "not before connecting"
+    );
+    a.session.start().await.unwrap();
+    for side in [&mut a, &mut b] {
+        assert!(side
+            .wait_for(CONNECT, |e| *e == CallEvent::Connected)
+            .await
+            .is_some());
+    }
+    let from_a = stream(a.session.sender(), 320, 240, Duration::from_millis(3000));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let before = b.session.refresh_stats().await.video.frames_decoded;
+    // The callee asks; the caller offers new credentials; the callee answers.
+    b.session.restart_ice().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = tokio::task::spawn_blocking(move || from_a.join().unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = b.session.refresh_stats().await;
+    let caller = a.session.refresh_stats().await;
+    assert_eq!(caller.transport.ice_restarts, 1, "{:?}", caller.transport);
+    assert_eq!(after.transport.ice_restarts, 1, "{:?}", after.transport);
+    assert!(
+        after.video.frames_decoded >= before + sent.video_frames / 3,
+        "pictures kept coming after the restart: {before} then {} of {}",
+        after.video.frames_decoded,
+        sent.video_frames
+    );
+    assert!(a.session.is_connected() && b.session.is_connected());
+    // A request to restart goes to the caller only; the call goes on.
+    let stray = b
+        .session
+        .handle_signal(Signal::Restart)
+        .await
+        .expect_err("the callee does not make offers");
+    assert!(
+        stray.to_string().contains("did not make the offer"),
+        "{stray}"
+    );
+    a.session.hang_up("bye");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_vanishes_ends_the_call_as_silent() {
     let mut config = config();
     config.silence_timeout = Duration::from_millis(1500);
@@ -236,4 +284,12 @@ fn signals_serialize_as_tagged_json() {
         }
     );
     assert!(serde_json::from_str::<Signal>(r#"{"type":"offer"}"#).is_err());
+    assert_eq!(
+        serde_json::to_string(&Signal::Restart).unwrap(),
+        r#"{"type":"restart"}"#
+    );
+    assert_eq!(
+        serde_json::from_str::<Signal>(r#"{"type":"restart"}"#).unwrap(),
+        Signal::Restart
+    );
 }

@@ -96,6 +96,8 @@ fn lost_packets_are_recovered_under_the_real_stack() {
     let t = &network.transport;
     assert!(t.nack_count > 0 && t.retransmitted > 0, "{t:?}");
     assert!(t.rtt_ms.is_some_and(|rtt| rtt < 50.0), "{t:?}");
+    // A lossy path that still carries packets is no path down: ICE is not restarted.
+    assert_eq!(t.ice_restarts, 0, "{t:?}");
 
     let video = report.video.unwrap();
     assert!(video.frames_sent >= 60, "{video:?}");

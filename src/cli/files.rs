@@ -117,8 +117,14 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Shows a transfer's progress until it ends, and returns how it ended.
-async fn follow(mut transfer: Transfer) -> Result<TransferOutcome, TransferError> {
+/// How a transfer ended, and the path its link took.
+type Ended = (
+    Result<TransferOutcome, TransferError>,
+    Option<duet_media::ice::CandidatePath>,
+);
+
+/// Shows a transfer's progress until it ends, and returns how it ended and its path.
+async fn follow(mut transfer: Transfer) -> Ended {
     let live = std::io::stderr().is_terminal();
     let mut last_line = tokio::time::Instant::now();
     loop {
@@ -136,11 +142,20 @@ async fn follow(mut transfer: Transfer) -> Result<TransferOutcome, TransferError
     if live {
         eprintln!();
     }
-    transfer.finish().await
+    let path = transfer.path();
+    (transfer.finish().await, path)
 }
 
-fn outcome_json(outcome: &Result<TransferOutcome, TransferError>, file: &str) -> serde_json::Value {
-    let base = json!({ "file": file, "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0 });
+fn outcome_json(
+    outcome: &Result<TransferOutcome, TransferError>,
+    path: Option<&duet_media::ice::CandidatePath>,
+    file: &str,
+) -> serde_json::Value {
+    let base = json!({
+        "file": file,
+        "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0,
+        "transport": crate::report::path_json(path),
+    });
     let mut value = base;
     match outcome {
         Ok(TransferOutcome::Delivered {
@@ -218,18 +233,18 @@ pub fn send(args: SendArgs) -> Result<u8> {
     runtime.block_on(async {
         let (client, _events) = args.connect.client().await?;
         eprintln!("offering {} to {}...", args.path.display(), args.name);
-        let outcome = match client.send_file(&args.name, &args.path).await {
+        let (outcome, path) = match client.send_file(&args.name, &args.path).await {
             Ok(transfer) => {
                 eprintln!("{} accepted", args.name);
                 follow(transfer).await
             }
-            Err(e) => Err(e),
+            Err(e) => (Err(e), None),
         };
         client.close().await;
         let (text, code) = describe(&outcome, &args.name);
         eprintln!("{text}");
         if args.json {
-            println!("{}", outcome_json(&outcome, &file));
+            println!("{}", outcome_json(&outcome, path.as_ref(), &file));
         }
         Ok(code)
     })
@@ -253,14 +268,14 @@ pub async fn receive(offer: IncomingFile, args: &ReceiveArgs, json: bool) -> Res
         }
     };
     let options = args.options()?;
-    let outcome = match offer.accept(Path::new(&dir), options).await {
+    let (outcome, path) = match offer.accept(Path::new(&dir), options).await {
         Ok(transfer) => follow(transfer).await,
-        Err(e) => Err(e),
+        Err(e) => (Err(e), None),
     };
     let (text, code) = describe(&outcome, from.as_str());
     eprintln!("{text}");
     if json {
-        println!("{}", outcome_json(&outcome, &name));
+        println!("{}", outcome_json(&outcome, path.as_ref(), &name));
     }
     Ok(code)
 }

@@ -271,6 +271,7 @@ async fn follow(session: ShareSession, events: &mut ClientEvents, run: &RunArgs)
                 "blocks_copied": s.blocks_copied,
                 "blocks_served": s.blocks_served,
                 "bad_blocks": s.bad_blocks,
+                "transport": crate::report::path_json(summary.path.as_ref()),
             })
         );
     }

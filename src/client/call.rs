@@ -453,7 +453,7 @@ async fn establish(
             CallError::Ended(reason @ (EndReason::IceFailed | EndReason::ConnectTimeout(_))) => {
                 Err(CallError::NoPath {
                     reason,
-                    hint: ice.failure_hint(),
+                    hint: ice.failure_hint(&session.gathered()),
                 })
             }
             // The peer gave up first, for the same reason: neither side found a path.
@@ -463,7 +463,7 @@ async fn establish(
             {
                 Err(CallError::NoPath {
                     reason,
-                    hint: ice.failure_hint(),
+                    hint: ice.failure_hint(&session.gathered()),
                 })
             }
             other => Err(other),

@@ -42,9 +42,9 @@ pub(crate) async fn open_link(
         ..LinkConfig::default()
     };
     // A link that found no path says what was likely missing.
-    let no_path = |reason: String| {
+    let no_path = |reason: String, gathered: duet_media::ice::Gathered| {
         if reason.contains("ICE failed") || reason.contains("not connected after") {
-            format!("{reason}; likely {}", ice.failure_hint())
+            format!("{reason}; likely {}", ice.failure_hint(&gathered))
         } else {
             reason
         }
@@ -63,13 +63,14 @@ pub(crate) async fn open_link(
     }
     match tokio::time::timeout(OPEN_TIMEOUT + Duration::from_secs(2), open_rx).await {
         Ok(Ok(Ok(()))) => Ok(link),
-        Ok(Ok(Err(reason))) => Err(TransferError::Lost(no_path(reason))),
+        Ok(Ok(Err(reason))) => Err(TransferError::Lost(no_path(reason, link.gathered()))),
         Ok(Err(_)) => Err(TransferError::Lost("the data link closed".into())),
         Err(_) => {
             link.hang_up("not open in time");
-            Err(TransferError::Lost(no_path(format!(
-                "the data link did not open: not connected after {OPEN_TIMEOUT:?}"
-            ))))
+            Err(TransferError::Lost(no_path(
+                format!("the data link did not open: not connected after {OPEN_TIMEOUT:?}"),
+                link.gathered(),
+            )))
         }
     }
 }

@@ -163,6 +163,9 @@ pub struct ShareSummary {
     pub files: usize,
     /// Why the session ended.
     pub end: String,
+    /// The path the session's link took (candidate types of the selected pair, W3C
+    /// `RTCIceCandidateStats` names), as last seen; `None` when the stack named none.
+    pub path: Option<duet_media::ice::CandidatePath>,
 }
 
 /// A sharing folder being kept in sync with a contact.
@@ -239,6 +242,7 @@ async fn sync(
     mut stopped: watch::Receiver<bool>,
 ) -> Result<ShareSummary, TransferError> {
     let peer = UserName::new(&config.peer).map_err(|e| CallError::Setup(e.to_string()))?;
+    let opened_on = link.refresh_path().await;
     let index = folder.load_index()?;
     let mut engine = SyncEngine::new(config, index);
     let now = Instant::now();
@@ -317,6 +321,7 @@ async fn sync(
         stats: engine.stats(),
         files: engine.index().live().count(),
         end,
+        path: link.stats().path.or(opened_on),
     })
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use duet_media::call::EndReason;
+use duet_media::ice::CandidatePath;
 use duet_media::link::DataLink;
 use duet_share::scan::Scanner;
 use duet_share::transfer::files::{Incoming, Outcome, Outgoing};
@@ -137,10 +138,34 @@ impl TransferError {
 #[derive(Debug)]
 pub struct Transfer {
     progress: watch::Receiver<Progress>,
+    path: PathSlot,
     task: tokio::task::JoinHandle<Result<TransferOutcome, TransferError>>,
 }
 
+/// Where a transfer's task puts the path its link took, once the link is open.
+type PathSlot = Arc<std::sync::Mutex<Option<CandidatePath>>>;
+
+/// Opens the link and notes the path it took.
+async fn open_noting_path(
+    client: &Client,
+    route: super::route::Route,
+    role: LinkRole,
+    slot: &PathSlot,
+) -> Result<Arc<DataLink>, TransferError> {
+    let link = open_link(client, route, role).await?;
+    let path = link.refresh_path().await;
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = path;
+    Ok(link)
+}
+
 impl Transfer {
+    /// The path the transfer's link took when it opened (candidate types of the selected
+    /// pair, W3C `RTCIceCandidateStats` names); `None` before it opened, or when the stack
+    /// named no selected pair.
+    pub fn path(&self) -> Option<CandidatePath> {
+        self.path.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The latest progress.
     pub fn progress(&self) -> Progress {
         *self.progress.borrow()
@@ -242,11 +267,17 @@ impl IncomingFile {
         });
         let Invited { client, route, .. } = self.invited;
         let scanner = options.scanner.clone();
+        let path = PathSlot::default();
+        let slot = path.clone();
         let task = tokio::spawn(async move {
-            let link = open_link(&client, route, LinkRole::Answer).await?;
+            let link = open_noting_path(&client, route, LinkRole::Answer, &slot).await?;
             receive(link, incoming, receiver, scanner, progress_tx).await
         });
-        Ok(Transfer { progress, task })
+        Ok(Transfer {
+            progress,
+            path,
+            task,
+        })
     }
 
     /// Declines the offer.
@@ -285,11 +316,17 @@ impl Client {
             ..Progress::default()
         });
         let client = self.clone();
+        let path = PathSlot::default();
+        let slot = path.clone();
         let task = tokio::spawn(async move {
-            let link = open_link(&client, route, LinkRole::Offer).await?;
+            let link = open_noting_path(&client, route, LinkRole::Offer, &slot).await?;
             send(link, outgoing, progress_tx).await
         });
-        Ok(Transfer { progress, task })
+        Ok(Transfer {
+            progress,
+            path,
+            task,
+        })
     }
 }
 

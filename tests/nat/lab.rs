@@ -49,7 +49,7 @@ pub fn unavailable() -> Option<String> {
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Some("the NAT lab needs root (network namespaces, nftables)".into());
     }
-    for tool in ["ip", "nft", "turnserver"] {
+    for tool in ["ip", "nft", "turnserver", "conntrack"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -58,7 +58,7 @@ pub fn unavailable() -> Option<String> {
             .unwrap_or(false);
         if !found {
             return Some(format!(
-                "the NAT lab needs `{tool}` (scripts/setup.sh installs iproute2, nftables and coturn)"
+                "the NAT lab needs `{tool}` (scripts/setup.sh installs iproute2, nftables, coturn and conntrack)"
             ));
         }
     }
@@ -377,6 +377,21 @@ table inet filter {{
     /// reboots or times mappings out would.
     pub fn flush_mappings(home: &Home) {
         run_in(&home.gateway, &["conntrack", "-F"]);
+    }
+
+    /// The gateway forgets its UDP mappings and maps UDP anew from other ports (20000 to
+    /// 29999, where the kernel's own port choice never falls): the UDP path through it stops
+    /// until the two ends find the new mapping. This is what a home router does when its UDP
+    /// mappings time out, or it restarts, while TCP connections (the signaling) go on.
+    pub fn remap_udp(home: &Home) {
+        nft(
+            &home.gateway,
+            "flush chain ip nat post
+add rule ip nat post oifname \"wan\" meta l4proto udp masquerade to :20000-29999
+add rule ip nat post oifname \"wan\" masquerade
+",
+        );
+        run_in(&home.gateway, &["conntrack", "-D", "-p", "udp"]);
     }
 }
 

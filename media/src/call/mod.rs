@@ -21,6 +21,11 @@
 //! when nothing at all arrives from the peer for [`CallConfig::silence_timeout`], or when the
 //! connection does not come up within [`CallConfig::connect_timeout`].
 //!
+//! A connected call whose path stops (nothing arrives for a second and a half, or ICE reports
+//! `disconnected`) restarts ICE as [`restart`] decides: the caller makes an offer with new ICE
+//! credentials, the callee asks it to with [`Signal::Restart`]. The call goes on through the
+//! new path; [`TransportStats::ice_restarts`] counts the restarts.
+//!
 //! The session runs on the tokio runtime it is created in; its receive paths run on two
 //! threads of their own, so decoding never holds up the network.
 
@@ -28,6 +33,7 @@ mod peer;
 pub mod pump;
 mod receive;
 pub mod record;
+pub mod restart;
 mod send;
 mod session;
 pub mod signal;
@@ -87,6 +93,9 @@ pub struct CallConfig {
     /// The async runtime the WebRTC stack uses for its sockets and timers; `None` is plain
     /// tokio. A wrapping runtime can impair the network under the real stack.
     pub runtime: Option<Arc<dyn Runtime>>,
+    /// When a connected call restarts ICE; `None` never restarts (a stopped path then ends
+    /// the call after [`silence_timeout`](Self::silence_timeout)).
+    pub restart: Option<restart::RestartConfig>,
 }
 
 impl fmt::Debug for CallConfig {
@@ -101,14 +110,15 @@ impl fmt::Debug for CallConfig {
             .field("bitrate_bps", &self.bitrate_bps)
             .field("adapt", &self.adapt)
             .field("custom_runtime", &self.runtime.is_some())
+            .field("restart", &self.restart)
             .finish_non_exhaustive()
     }
 }
 
 impl CallConfig {
     /// A call on 127.0.0.1 with the given media, a 10 s silence timeout, 20 s to connect, a
-    /// congestion estimate between 100 kbit/s and 5 Mbit/s starting at 1 Mbit/s, and no
-    /// bitrate adaptation.
+    /// congestion estimate between 100 kbit/s and 5 Mbit/s starting at 1 Mbit/s, no bitrate
+    /// adaptation, and ICE restarts as [`RestartConfig::default`](restart::RestartConfig).
     pub fn new(audio: Option<AudioFormat>, video: bool) -> Self {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -121,6 +131,7 @@ impl CallConfig {
             bitrate_bps: (100_000, 1_000_000, 5_000_000),
             adapt: None,
             runtime: None,
+            restart: Some(restart::RestartConfig::default()),
         }
     }
 

@@ -19,6 +19,7 @@ use webrtc::peer_connection::PeerConnection;
 
 use super::peer::{self, call_error, PeerSetup};
 use super::receive::{self, Arrival, Feedback, ReceiveShared};
+use super::restart::RestartPolicy;
 use super::send::{self, MediaSender, SendState};
 use super::stats::CallStats;
 use super::tap::TapState;
@@ -76,6 +77,8 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<Result<(), Error>>>>,
     stack: Mutex<StackFigures>,
     adapt: Mutex<Option<Adapter>>,
+    /// ICE restarts, from the moment the call is connected.
+    restart: Mutex<Option<RestartPolicy>>,
     ended: Notify,
 }
 
@@ -215,6 +218,7 @@ impl CallSession {
             threads: Mutex::new(threads),
             stack: Mutex::new(StackFigures::default()),
             adapt: Mutex::new(adapt),
+            restart: Mutex::new(None),
             ended: Notify::new(),
         });
         runtime.spawn(control(inner.clone(), peer_rx));
@@ -236,6 +240,27 @@ impl CallSession {
         negotiate::handle_signal(&*self.inner, signal).await
     }
 
+    /// Restarts ICE now, as the session does by itself when the path stops (a network that
+    /// changed is a reason to call it): the caller makes an offer with new ICE credentials,
+    /// the callee asks the caller for one with [`Signal::Restart`]. Fails before the call is
+    /// connected, and once it has ended.
+    pub async fn restart_ice(&self) -> Result<(), Error> {
+        if lock(&self.inner.phase).connected_at.is_none() {
+            return Err(Error::Call(
+                "ICE is restarted once the call is connected".into(),
+            ));
+        }
+        if self.inner.is_ended() {
+            return Err(Error::Call("the call has ended".into()));
+        }
+        if negotiate::made_the_offer(&*self.inner) {
+            negotiate::restart(&*self.inner).await
+        } else {
+            negotiate::request_restart(&*self.inner);
+            Ok(())
+        }
+    }
+
     /// Hangs up: emits [`Signal::End`] with `reason` for the peer, then ends the call. Does
     /// nothing once the call has ended.
     pub fn hang_up(&self, reason: &str) {
@@ -244,6 +269,12 @@ impl CallSession {
         };
         self.inner
             .end_with(EndReason::HungUp(reason.to_string()), Some(end));
+    }
+
+    /// The candidates this side has found so far, by type: what tells why a call found no
+    /// path ([`IceSetup::failure_hint`](crate::ice::IceSetup::failure_hint)).
+    pub fn gathered(&self) -> crate::ice::Gathered {
+        lock(&self.inner.negotiation).gathered()
     }
 
     /// Where encoded frames go in.
@@ -323,6 +354,12 @@ impl Negotiator for Inner {
 
     fn peer_ended(&self, reason: String) {
         self.end(EndReason::RemoteHungUp(reason));
+    }
+
+    fn restart_requested(&self) -> bool {
+        lock(&self.restart)
+            .as_mut()
+            .is_some_and(|policy| policy.on_request(Instant::now()))
     }
 
     /// Our tracks go in before the offer, or once the peer's offer has made its transceivers.

@@ -1,5 +1,5 @@
 //! The messages two call sessions exchange to set up and end a call: SDP offer and answer,
-//! trickled ICE candidates, and the hang-up. Any channel can carry them; they serialize with
+//! trickled ICE candidates, the request to restart ICE, and the hang-up. Any channel can carry them; they serialize with
 //! serde as `{"type": "offer", "sdp": "..."}` and so on.
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,11 @@ pub enum Signal {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sdp_mline_index: Option<u16>,
     },
+    /// The callee asks the caller to restart ICE: the path in use has stopped. Only the side
+    /// that made the first offer makes offers, so the two never offer at once; it answers
+    /// this with an [`Offer`](Signal::Offer) carrying new ICE credentials (and ignores it
+    /// while a restart of its own is waiting for its answer).
+    Restart,
     /// The sender hung up or gave up on the call.
     End {
         /// Why, in a few words ("hang-up", "busy", ...).
@@ -47,6 +52,7 @@ impl Signal {
             Signal::Offer { .. } => "offer",
             Signal::Answer { .. } => "answer",
             Signal::Candidate { .. } => "candidate",
+            Signal::Restart => "restart",
             Signal::End { .. } => "end",
         }
     }

@@ -60,6 +60,14 @@ pub struct TransportStats {
     /// The path the connection took: the selected candidate pair's types (W3C
     /// `RTCIceCandidateStats.candidateType`, `relayProtocol`). `None` until a pair is selected.
     pub path: Option<crate::ice::CandidatePath>,
+    /// ICE restarts the connection went through: restart offers this side made (the caller)
+    /// or answered (the callee).
+    pub ice_restarts: u64,
+    /// The longest time nothing came from the peer before a restart brought packets back,
+    /// ms: from the last packet before the outage to the latest packet seen at the first
+    /// look after it (the session looks every 250 ms). `None` when the call recovered from
+    /// no outage.
+    pub longest_outage_ms: Option<f64>,
 }
 
 /// Figures of the audio received: the jitter buffer and the playout.

@@ -14,11 +14,14 @@ use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::mpsc::UnboundedReceiver;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector};
+use webrtc::peer_connection::{
+    RTCIceConnectionState, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
+};
 
 use super::{lock, Inner, StackFigures, STATS_EVERY, TICK};
 use crate::call::peer;
 use crate::call::receive::{Arrival, Feedback};
+use crate::call::restart::{RestartAction, RestartPolicy};
 use crate::call::stats::{ms, CallStats, TransportStats};
 use crate::call::{CallEvent, EndReason};
 use crate::negotiate::{self, Negotiator, PeerEvent};
@@ -30,6 +33,12 @@ impl Inner {
             PeerEvent::Candidate(init) => negotiate::emit_candidate(&**self, init),
             PeerEvent::Connection(RTCPeerConnectionState::Connected) => self.connected().await,
             PeerEvent::Track(track) => self.on_track(track),
+            PeerEvent::Ice(state) => {
+                self.on_ice(state);
+                if let Some(reason) = PeerEvent::Ice(state).end_reason() {
+                    self.end(reason);
+                }
+            }
             // A call carries no data channel: one the peer opens is closed.
             PeerEvent::Channel(channel) => {
                 let _ = channel.close().await;
@@ -55,9 +64,59 @@ impl Inner {
         if phase.ended.is_some() {
             return;
         }
-        phase.connected_at = Some(Instant::now());
+        let now = Instant::now();
+        phase.connected_at = Some(now);
+        if let Some(config) = &self.config.restart {
+            *lock(&self.restart) = Some(RestartPolicy::new(config.clone(), now));
+        }
         self.send.connect(audio_pt, video_pt);
         let _ = self.events.send(CallEvent::Connected);
+    }
+
+    /// ICE's state goes to the restart policy: `disconnected` or `failed` is a path down,
+    /// `connected` or `completed` a path up.
+    fn on_ice(&self, state: RTCIceConnectionState) {
+        let up = match state {
+            RTCIceConnectionState::Connected | RTCIceConnectionState::Completed => true,
+            RTCIceConnectionState::Disconnected | RTCIceConnectionState::Failed => false,
+            _ => return,
+        };
+        if let Some(policy) = lock(&self.restart).as_mut() {
+            policy.on_ice(Instant::now(), up);
+        }
+    }
+
+    /// Asks the restart policy about the path, and restarts ICE or gives up as it says. The
+    /// caller restarts; the callee asks the caller to.
+    async fn watch_path(&self, now: Instant) {
+        let action = match lock(&self.restart).as_mut() {
+            Some(policy) => policy.poll(now, self.tap.last_inbound()),
+            None => return,
+        };
+        match action {
+            Some(RestartAction::Restart) => {
+                let caller = negotiate::made_the_offer(self);
+                tracing::info!(
+                    "the path to the peer stopped: {}",
+                    if caller {
+                        "restarting ICE"
+                    } else {
+                        "asking the caller to restart ICE"
+                    }
+                );
+                if caller {
+                    if let Err(e) = negotiate::restart(self).await {
+                        tracing::warn!("ICE restart: {e}");
+                    }
+                } else {
+                    negotiate::request_restart(self);
+                }
+            }
+            Some(RestartAction::GiveUp) => {
+                self.end(crate::call::EndReason::IceFailed);
+            }
+            None => {}
+        }
     }
 
     /// Starts reading one of the peer's tracks into the receive thread of its kind.
@@ -99,6 +158,10 @@ impl Inner {
             }
         }
         if connected_at.is_some() {
+            self.watch_path(now).await;
+            if self.is_ended() {
+                return;
+            }
             self.adapt(now);
         }
         if now >= *stats_due {
@@ -198,6 +261,11 @@ impl Inner {
                 congestion_kbps: self.tap.target_bps().map(|bps| bps as f64 / 1000.0),
                 frames_not_sent: self.send.dropped(),
                 path: stack.path,
+                ice_restarts: lock(&self.negotiation).restarts(),
+                longest_outage_ms: lock(&self.restart)
+                    .as_ref()
+                    .and_then(RestartPolicy::longest_outage)
+                    .map(ms),
             },
             audio,
             video,
