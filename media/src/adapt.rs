@@ -170,6 +170,27 @@ pub struct Targets {
     pub opus_expected_loss_pct: u8,
 }
 
+/// Why the video sent is of lower quality than the source's, as W3C webrtc-stats names it
+/// (`RTCQualityLimitationReason` of `qualityLimitationReason`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QualityLimitation {
+    /// The picture is sent at the size it is captured.
+    #[default]
+    None,
+    /// The bitrate the path carries made the controller step the picture size down.
+    Bandwidth,
+}
+
+impl QualityLimitation {
+    /// The W3C name: `"none"` or `"bandwidth"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Bandwidth => "bandwidth",
+        }
+    }
+}
+
 /// A change to apply, drained with [`BitrateController::poll_output`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reconfigure {
@@ -343,6 +364,18 @@ impl BitrateController {
     /// The smoothed fraction of packets lost, 0 to 1.
     pub fn smoothed_loss(&self) -> f64 {
         self.smoothed_loss
+    }
+
+    /// Whether the picture size handed out is below the capture size, which only a lack of
+    /// bandwidth makes the controller do (it does not act on CPU load).
+    pub fn quality_limitation(&self) -> QualityLimitation {
+        let (w, h) = self.applied.video_size;
+        let (max_w, max_h) = self.config.max_size;
+        if w < max_w || h < max_h {
+            QualityLimitation::Bandwidth
+        } else {
+            QualityLimitation::None
+        }
     }
 
     fn capped_estimate(&self, now: Instant) -> f64 {
