@@ -545,6 +545,27 @@ mod tests {
     }
 
     #[test]
+    fn quality_is_limited_by_bandwidth_only_when_the_picture_is_smaller() {
+        let start = Instant::now();
+        let config = AdaptConfig {
+            max_size: (640, 480),
+            ..AdaptConfig::default()
+        };
+        let mut c = BitrateController::new(config, start).unwrap();
+        assert_eq!(c.targets().video_size, (640, 480));
+        assert_eq!(c.quality_limitation(), QualityLimitation::None);
+        for second in 1..=20 {
+            let now = start + Duration::from_secs(second);
+            c.on_receiver_report(now, 0.3, Some(Duration::from_millis(40)));
+            c.handle_timeout(now);
+            while c.poll_output().is_some() {}
+        }
+        assert!(c.targets().video_size.1 < 480, "{:?}", c.targets());
+        assert_eq!(c.quality_limitation(), QualityLimitation::Bandwidth);
+        assert_eq!(c.quality_limitation().as_str(), "bandwidth");
+    }
+
+    #[test]
     fn rejects_inconsistent_limits() {
         let bad = AdaptConfig {
             max_bps: 50_000,

@@ -318,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn a_long_gap_fades_into_silent_concealment() {
+    fn concealment_of_silence_is_silent_and_of_a_tone_is_not() {
         let format = AudioFormat {
             channels: Channels::Mono,
             frame: FrameDuration::Ms20,
@@ -330,15 +330,20 @@ mod tests {
         let mut payload = Vec::new();
         let mut playout = AudioPlayout::new(AudioJitterConfig::new(format), start).unwrap();
         let mut out = [0i16; 480];
-        // 2 s of tone, then 0.8 s with no packet, then the tone again.
-        let mut silent_before_gap = None;
+        // 2 s of silence, then 2 s of tone; five frames lost in each.
+        let lost = |k: u64| (50..55).contains(&k) || (150..155).contains(&k);
+        let mut in_silence = None;
         for tick in 0..400u64 {
             let now = start + Duration::from_millis(10 * tick);
             if tick % 2 == 0 {
-                tone.read(start, &mut frame).unwrap();
-                encoder.encode(&frame, &mut payload).unwrap();
                 let k = tick / 2;
-                if !(100..140).contains(&k) {
+                if k < 100 {
+                    frame.samples.fill(0);
+                } else {
+                    tone.read(start, &mut frame).unwrap();
+                }
+                encoder.encode(&frame, &mut payload).unwrap();
+                if !lost(k) {
                     playout.insert(
                         now,
                         RtpPacket {
@@ -354,14 +359,15 @@ mod tests {
             }
             playout.pull(now, &mut out);
             if tick == 199 {
-                silent_before_gap = Some(playout.stats().silent_concealed_samples);
+                in_silence = Some(playout.stats());
             }
         }
+        let before = in_silence.unwrap();
+        assert_eq!(before.concealed_samples, 5 * 960, "{before:?}");
+        assert_eq!(before.silent_concealed_samples, 5 * 960, "{before:?}");
         let s = playout.stats();
-        assert_eq!(silent_before_gap, Some(0), "the tone played is not silent");
-        assert!(s.concealed_samples >= 35 * 960, "{s:?}");
-        // Concealment fades out: the first lost frames sound, the later ones are silent.
-        assert!(s.silent_concealed_samples > 0, "{s:?}");
-        assert!(s.silent_concealed_samples < s.concealed_samples, "{s:?}");
+        // The tone's lost frames (one perhaps rebuilt from FEC) are concealed, and sound.
+        assert!(s.concealed_samples >= before.concealed_samples + 3 * 960, "{s:?}");
+        assert_eq!(s.silent_concealed_samples, before.silent_concealed_samples, "{s:?}");
     }
 }
