@@ -683,6 +683,8 @@ impl Call {
     /// `candidate-pair`, `media-source`, and duet's own `duet-latency`) carry `type`, `id`,
     /// `timestamp` (ms since 1970) and cumulative counters under their W3C names.
     pub async fn stats_report(&self) -> serde_json::Value {
+        // What was sent, then the stack's counts: every frame counted is in the packets.
+        let sent = self.sent();
         let stats = self.stats().await;
         let heard = self.meter.heard();
         let video_latency_ms = {
@@ -694,7 +696,7 @@ impl Call {
             &crate::getstats::Inputs {
                 inbound: &stats,
                 outbound: &stats,
-                sent: self.sent(),
+                sent,
                 heard: Some(&heard),
                 video_latency_ms,
                 video: self.video,

@@ -247,11 +247,15 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
                 let recent = lock(&video_record).latency_ms.recent(30);
                 crate::stats::Percentiles::measured(&recent).map(|p| p.p50)
             };
+            // What was sent, then the stack's counts: every frame counted is in the packets.
+            let sent = live.counters();
+            let (sender, receiver) =
+                runtime.block_on(async { (a.refresh_stats().await, b.refresh_stats().await) });
             // Nobody listening is no reason to stop the call.
             let _ = to.send(LiveFigures {
-                sender: a.stats(),
-                receiver: b.stats(),
-                sent: live.counters(),
+                sender,
+                receiver,
+                sent,
                 video_latency_ms,
             });
         }

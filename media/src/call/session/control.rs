@@ -181,6 +181,15 @@ impl Inner {
         let audio = self.receive.audio_stats();
         let video = self.receive.video_stats();
         let decoder_plis = self.receive.decoder_plis.load(Ordering::Relaxed);
+        // Bitrate adaptation's state, read under one lock.
+        let (estimate_bps, video_target_kbps, quality_limitation) = match &*lock(&self.adapt) {
+            Some(a) => (
+                Some(a.controller.estimate_bps()),
+                Some(f64::from(a.controller.targets().video_bps) / 1000.0),
+                a.controller.quality_limitation(),
+            ),
+            None => (None, None, Default::default()),
+        };
         CallStats {
             transport: TransportStats {
                 rtt_ms: self.rtt_ms(),
@@ -196,19 +205,12 @@ impl Inner {
                 nacks_received: self.tap.nacks_received(),
                 pli_count: video.jitter.pli_count + decoder_plis,
                 plis_received: self.tap.keyframe_requests(),
-                target_kbps: lock(&self.adapt)
-                    .as_ref()
-                    .map(|a| a.controller.estimate_bps())
+                target_kbps: estimate_bps
                     .or(self.tap.target_bps())
                     .map(|bps| bps as f64 / 1000.0),
                 congestion_kbps: self.tap.target_bps().map(|bps| bps as f64 / 1000.0),
-                video_target_kbps: lock(&self.adapt)
-                    .as_ref()
-                    .map(|a| f64::from(a.controller.targets().video_bps) / 1000.0),
-                quality_limitation: lock(&self.adapt)
-                    .as_ref()
-                    .map(|a| a.controller.quality_limitation())
-                    .unwrap_or_default(),
+                video_target_kbps,
+                quality_limitation,
                 audio_packets_sent: stack.audio_packets_sent,
                 video_packets_sent: stack.video_packets_sent,
                 frames_not_sent: self.send.dropped(),
