@@ -355,7 +355,15 @@ fn the_demo_tells_the_story_and_reports_both_sides() {
     std::fs::create_dir_all(&dir).unwrap();
     let stats = dir.join("s.jsonl");
     let out = Command::new(DUET)
-        .args(["demo", "--seconds", "4", "--size", "320x240", "--json", "--stats"])
+        .args([
+            "demo",
+            "--seconds",
+            "4",
+            "--size",
+            "320x240",
+            "--json",
+            "--stats",
+        ])
         .arg(&stats)
         .output()
         .expect("run the demo");

@@ -104,7 +104,10 @@ pub fn assert_call_line(line: &Value, video: bool, settled: bool) {
         num(ia, "jitterBufferTargetDelay"),
     );
     assert!(minimum <= target + 1e-6, "{ia}");
-    assert!(num(ia, "fecPacketsReceived") <= num(ia, "packetsReceived"), "{ia}");
+    assert!(
+        num(ia, "fecPacketsReceived") <= num(ia, "packetsReceived"),
+        "{ia}"
+    );
     if settled {
         assert!(emitted > 0.0 && minimum > 0.0, "{ia}");
     }
@@ -187,7 +190,10 @@ pub fn assert_cumulative(lines: &[Value], video: bool) {
             let (a, b) = (num(&pair[0][*id], field), num(&pair[1][*id], field));
             assert!(a <= b, "{id}.{field} went from {a} to {b}");
         }
-        let (a, b) = (num(&pair[0]["IA"], "timestamp"), num(&pair[1]["IA"], "timestamp"));
+        let (a, b) = (
+            num(&pair[0]["IA"], "timestamp"),
+            num(&pair[1]["IA"], "timestamp"),
+        );
         assert!(a < b, "timestamps {a} then {b}");
     }
 }
