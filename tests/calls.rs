@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::getstats::{assert_call_line, assert_cumulative, object};
 use common::{json, World, DUET};
 
 use duet_media::audio::wav::WavSource;
@@ -248,7 +249,8 @@ fn a_voice_call_measures_mouth_to_ear_latency_from_the_signal() {
     assert!(mean > 0.0, "mean {mean} s");
     assert!(last["L"]["audioLatency"].as_f64().is_some(), "{last}");
     assert_eq!(last["L"]["audioLatencySource"], "signal");
-    assert!(last["CP"]["localCandidateType"].is_null());
+    assert_call_line(last, false, true);
+    assert_cumulative(&lines, false);
 }
 
 #[test]
@@ -349,12 +351,55 @@ fn the_demo_tells_the_story_and_reports_both_sides() {
         );
     }
 
+    let dir = std::env::temp_dir().join(format!("duet-demo-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stats = dir.join("s.jsonl");
     let out = Command::new(DUET)
-        .args(["demo", "--seconds", "3", "--size", "320x240", "--json"])
+        .args([
+            "demo",
+            "--seconds",
+            "4",
+            "--size",
+            "320x240",
+            "--json",
+            "--stats",
+        ])
+        .arg(&stats)
         .output()
         .expect("run the demo");
     assert!(out.status.success(), "{out:?}");
     let figures = json(&String::from_utf8_lossy(&out.stdout));
+    // alice's side, once a second, with every W3C field and identity.
+    let text = std::fs::read_to_string(&stats).expect("the stats file");
+    let lines: Vec<serde_json::Value> = text.lines().map(json).collect();
+    assert!(lines.len() >= 3, "{text}");
+    for line in &lines {
+        assert_call_line(line, true, false);
+    }
+    let last = lines.last().unwrap();
+    assert_call_line(last, true, true);
+    assert_cumulative(&lines, true);
+    let ov = object(last, "OV", "outbound-rtp");
+    assert_eq!(ov["qualityLimitationReason"], "none", "{ov}");
+    // And `duet plot` draws the file.
+    for (name, magic) in [("s.svg", &b"<svg"[..]), ("s.png", &b"\x89PNG"[..])] {
+        let image = dir.join(name);
+        let out = Command::new(DUET)
+            .arg("plot")
+            .arg(&stats)
+            .arg("-o")
+            .arg(&image)
+            .output()
+            .expect("run duet plot");
+        assert!(out.status.success(), "{out:?}");
+        let bytes = std::fs::read(&image).expect("the image");
+        let head = &bytes[..bytes.len().min(200)];
+        assert!(
+            head.windows(magic.len()).any(|w| w == magic),
+            "{name} does not look like one"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     for side in ["alice", "bob"] {
         let report = &figures[side];
         let shown = report["video"]["frames_shown"].as_u64().unwrap_or(0);

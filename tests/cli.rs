@@ -1,7 +1,11 @@
 //! End-to-end tests of the `duet` binary: a short real-time loopback and its JSON report, and
 //! the one-line errors that bad input from the user must give.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::getstats::{assert_call_line, assert_cumulative, num, object};
 
 fn duet(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_duet"))
@@ -125,6 +129,93 @@ fn loopback_writes_what_it_decoded() {
     let frames = y4m_bytes.windows(6).filter(|w| w == b"FRAME\n").count();
     assert!((8..=11).contains(&frames), "{frames} frames");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The lines of a stats file.
+fn stats_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("the stats file");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn loopback_writes_getstats_lines_over_webrtc_and_direct() {
+    let dir = std::env::temp_dir().join(format!("duet-loopback-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let webrtc = dir.join("webrtc.jsonl");
+    let out = duet(&[
+        "loopback",
+        "--transport",
+        "webrtc",
+        "--seconds",
+        "4",
+        "--json",
+        "--size",
+        "320x240",
+        "--video-kbps",
+        "300",
+        "--stats",
+        webrtc.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = stats_lines(&webrtc);
+    assert!(lines.len() >= 3, "{lines:?}");
+    for line in &lines {
+        assert_call_line(line, true, false);
+    }
+    assert_call_line(lines.last().unwrap(), true, true);
+    assert_cumulative(&lines, true);
+    // The speech heard is aligned live: the latency of a line comes from the signal.
+    let latency = object(lines.last().unwrap(), "L", "duet-latency");
+    assert_eq!(latency["audioLatencySource"], "signal", "{latency}");
+    assert!(num(latency, "audioLatency") > 0.02, "{latency}");
+    assert_eq!(latency["videoLatencySource"], "stamps", "{latency}");
+
+    let direct = dir.join("direct.jsonl");
+    let out = duet(&[
+        "loopback",
+        "--seconds",
+        "3",
+        "--json",
+        "--size",
+        "320x240",
+        "--video-kbps",
+        "300",
+        "--stats",
+        direct.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = stats_lines(&direct);
+    assert!(lines.len() >= 2, "{lines:?}");
+    let last = lines.last().unwrap();
+    let ov = object(last, "OV", "outbound-rtp");
+    let iv = object(last, "IV", "inbound-rtp");
+    let sv = object(last, "SV", "media-source");
+    let encoded = num(ov, "framesEncoded");
+    assert!(encoded > 30.0, "{ov}");
+    assert!(num(ov, "totalEncodeTime") > 0.0, "{ov}");
+    assert!(num(sv, "frames") >= encoded, "{sv}");
+    assert!(num(iv, "framesDecoded") <= encoded && num(iv, "framesDecoded") > 0.0);
+    assert!(num(iv, "totalDecodeTime") > 0.0, "{iv}");
+    assert_eq!(num(iv, "frameWidth"), 320.0);
+    let ia = object(last, "IA", "inbound-rtp");
+    assert!(num(ia, "totalSamplesReceived") > 48_000.0, "{ia}");
+    // No network, no jitter buffer: those objects and fields are absent, not zero.
+    for absent in ["RI", "CP"] {
+        assert!(last.get(absent).is_none(), "{last}");
+    }
+    assert!(ia.get("jitterBufferDelay").is_none(), "{ia}");
+    assert!(ov.get("packetsSent").is_none(), "{ov}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

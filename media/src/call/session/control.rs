@@ -209,7 +209,13 @@ impl Inner {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
         let mut figures = StackFigures::default();
         for outbound in report.outbound_rtp_streams() {
-            figures.packets_sent += outbound.sent_rtp_stream_stats.packets_sent;
+            let sent = &outbound.sent_rtp_stream_stats;
+            figures.packets_sent += sent.packets_sent;
+            match sent.rtp_stream_stats.kind {
+                RtpCodecKind::Audio => figures.audio_packets_sent += sent.packets_sent,
+                RtpCodecKind::Video => figures.video_packets_sent += sent.packets_sent,
+                _ => {}
+            }
             figures.bytes_sent += outbound.sent_rtp_stream_stats.bytes_sent;
         }
         for inbound in report.inbound_rtp_streams() {
@@ -238,6 +244,15 @@ impl Inner {
         let audio = self.receive.audio_stats();
         let video = self.receive.video_stats();
         let decoder_plis = self.receive.decoder_plis.load(Ordering::Relaxed);
+        // Bitrate adaptation's state, read under one lock.
+        let (estimate_bps, video_target_kbps, quality_limitation) = match &*lock(&self.adapt) {
+            Some(a) => (
+                Some(a.controller.estimate_bps()),
+                Some(f64::from(a.controller.targets().video_bps) / 1000.0),
+                a.controller.quality_limitation(),
+            ),
+            None => (None, None, Default::default()),
+        };
         CallStats {
             transport: TransportStats {
                 rtt_ms: self.rtt_ms(),
@@ -253,12 +268,14 @@ impl Inner {
                 nacks_received: self.tap.nacks_received(),
                 pli_count: video.jitter.pli_count + decoder_plis,
                 plis_received: self.tap.keyframe_requests(),
-                target_kbps: lock(&self.adapt)
-                    .as_ref()
-                    .map(|a| a.controller.estimate_bps())
+                target_kbps: estimate_bps
                     .or(self.tap.target_bps())
                     .map(|bps| bps as f64 / 1000.0),
                 congestion_kbps: self.tap.target_bps().map(|bps| bps as f64 / 1000.0),
+                video_target_kbps,
+                quality_limitation,
+                audio_packets_sent: stack.audio_packets_sent,
+                video_packets_sent: stack.video_packets_sent,
                 frames_not_sent: self.send.dropped(),
                 path: stack.path,
                 ice_restarts: lock(&self.negotiation).restarts(),
