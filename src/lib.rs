@@ -11,7 +11,7 @@
 //!
 //! The rest of this library is the `duet` command line, built on that API: [`cli`], one module
 //! per command. [`report`] renders a call's or a loopback's figures as JSON and as a summary,
-//! for both.
+//! for both; [`getstats`] shapes them as a W3C webrtc-stats report.
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
@@ -41,4 +41,5 @@
 
 pub mod cli;
 pub mod client;
+pub mod getstats;
 pub mod report;

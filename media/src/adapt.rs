@@ -170,6 +170,27 @@ pub struct Targets {
     pub opus_expected_loss_pct: u8,
 }
 
+/// Why the video sent is of lower quality than the source's, as W3C webrtc-stats names it
+/// (`RTCQualityLimitationReason` of `qualityLimitationReason`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QualityLimitation {
+    /// The picture is sent at the size it is captured.
+    #[default]
+    None,
+    /// The bitrate the path carries made the controller step the picture size down.
+    Bandwidth,
+}
+
+impl QualityLimitation {
+    /// The W3C name: `"none"` or `"bandwidth"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Bandwidth => "bandwidth",
+        }
+    }
+}
+
 /// A change to apply, drained with [`BitrateController::poll_output`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reconfigure {
@@ -345,6 +366,18 @@ impl BitrateController {
         self.smoothed_loss
     }
 
+    /// Whether the picture size handed out is below the capture size, which only a lack of
+    /// bandwidth makes the controller do (it does not act on CPU load).
+    pub fn quality_limitation(&self) -> QualityLimitation {
+        let (w, h) = self.applied.video_size;
+        let (max_w, max_h) = self.config.max_size;
+        if w < max_w || h < max_h {
+            QualityLimitation::Bandwidth
+        } else {
+            QualityLimitation::None
+        }
+    }
+
     fn capped_estimate(&self, now: Instant) -> f64 {
         match self.transport {
             Some((at, bps)) if now.saturating_duration_since(at) <= FEEDBACK_TIMEOUT => {
@@ -509,6 +542,27 @@ mod tests {
         assert_eq!(t.video_bps, 968_000);
         assert_eq!(t.video_size, (852, 480));
         assert!(!t.opus_fec);
+    }
+
+    #[test]
+    fn quality_is_limited_by_bandwidth_only_when_the_picture_is_smaller() {
+        let start = Instant::now();
+        let config = AdaptConfig {
+            max_size: (640, 480),
+            ..AdaptConfig::default()
+        };
+        let mut c = BitrateController::new(config, start).unwrap();
+        assert_eq!(c.targets().video_size, (640, 480));
+        assert_eq!(c.quality_limitation(), QualityLimitation::None);
+        for second in 1..=20 {
+            let now = start + Duration::from_secs(second);
+            c.on_receiver_report(now, 0.3, Some(Duration::from_millis(40)));
+            c.handle_timeout(now);
+            while c.poll_output().is_some() {}
+        }
+        assert!(c.targets().video_size.1 < 480, "{:?}", c.targets());
+        assert_eq!(c.quality_limitation(), QualityLimitation::Bandwidth);
+        assert_eq!(c.quality_limitation().as_str(), "bandwidth");
     }
 
     #[test]

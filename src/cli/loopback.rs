@@ -1,22 +1,28 @@
 //! `duet loopback`: a call's whole media path in one process (or over two WebRTC sessions on
 //! 127.0.0.1), in real time, with each stage's cost.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use duet_media::audio::meter::{known_signals, LatencyMeter};
 use duet_media::audio::process::{process_path, ProcessingMonitor};
 use duet_media::audio::wav::WavSink;
 use duet_media::audio::{AudioSink, NullAudioSink};
 use duet_media::codec::h264::H264Config;
 use duet_media::codec::opus::OpusConfig;
-use duet_media::loopback::webrtc::WebrtcOptions;
-use duet_media::loopback::{self, AudioLoop, LoopbackConfig, VideoLoop};
+use duet_media::loopback::webrtc::{LiveFigures, WebrtcOptions};
+use duet_media::loopback::{self, AudioLoop, DirectFigures, LoopbackConfig, VideoLoop};
 use duet_media::transport::impair::ImpairConfig;
 use duet_media::video::y4m::Y4mSink;
 use duet_media::video::{NullVideoSink, VideoSink};
 use duet_media::{AudioFormat, Channels, FrameDuration};
 
+use crate::getstats;
 use crate::cli::spec::{
     open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice,
 };
@@ -81,6 +87,101 @@ pub struct LoopbackArgs {
     /// loss=5%,burst=2,jitter=30ms,reorder=1%,dup=0.5%,rate=2mbps,seed=7.
     #[arg(long)]
     impair: Option<String>,
+    /// Write the run's figures to this file once a second, one getStats-shaped JSON report
+    /// per line (`duet plot` draws them). With `--transport direct`, only the objects that
+    /// exist without a network.
+    #[arg(long, value_name = "FILE")]
+    stats: Option<PathBuf>,
+}
+
+/// Writes the getStats-shaped lines of a loopback run from the figures it sends once a second.
+struct StatsWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+    meter: Option<LatencyMeter>,
+    sending_size: Option<(u32, u32)>,
+    video_bps: u32,
+}
+
+impl StatsWriter {
+    fn create(
+        path: &Path,
+        meter: Option<LatencyMeter>,
+        sending_size: Option<(u32, u32)>,
+        video_bps: u32,
+    ) -> Result<Self> {
+        let file = File::create(path)
+            .with_context(|| format!("creating the stats file {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: BufWriter::new(file),
+            meter,
+            sending_size,
+            video_bps,
+        })
+    }
+
+    fn line(&mut self, report: &serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{report}")
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("writing the stats file {}", self.path.display()))
+    }
+
+    /// Writes a line for each figures of a WebRTC run, until the run ends.
+    fn spawn_webrtc(mut self, figures: Receiver<LiveFigures>) -> Result<JoinHandle<Result<()>>> {
+        spawn_writer(move || {
+            for f in figures {
+                let heard = self.meter.as_ref().map(LatencyMeter::heard);
+                let report = getstats::report(
+                    &getstats::Inputs {
+                        inbound: &f.receiver,
+                        outbound: &f.sender,
+                        sent: f.sent,
+                        heard: heard.as_ref(),
+                        video_latency_ms: f.video_latency_ms,
+                        video: self.sending_size.is_some(),
+                        sending_size: self.sending_size,
+                        video_bps: Some(self.video_bps),
+                        echo: None,
+                    },
+                    getstats::now_ms(),
+                );
+                self.line(&report)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes a line for each figures of an in-process run, until the run ends.
+    fn spawn_direct(mut self, figures: Receiver<DirectFigures>) -> Result<JoinHandle<Result<()>>> {
+        spawn_writer(move || {
+            for f in figures {
+                let heard = self.meter.as_ref().map(LatencyMeter::heard);
+                let report = getstats::direct(
+                    &f,
+                    heard.as_ref(),
+                    self.sending_size.is_some(),
+                    self.sending_size,
+                    getstats::now_ms(),
+                );
+                self.line(&report)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn spawn_writer(body: impl FnOnce() -> Result<()> + Send + 'static) -> Result<JoinHandle<Result<()>>> {
+    std::thread::Builder::new()
+        .name("stats-file".into())
+        .spawn(body)
+        .context("starting the stats file writer")
+}
+
+fn join_writer(writer: JoinHandle<Result<()>>) -> Result<()> {
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stats file writer panicked"))?
 }
 
 /// The path media takes in `duet loopback`.
@@ -108,6 +209,7 @@ pub fn run(args: LoopbackArgs) -> Result<()> {
     let start = Instant::now() + Duration::from_millis(100);
 
     let mut monitor: Option<ProcessingMonitor> = None;
+    let mut meter: Option<LatencyMeter> = None;
     let audio = match open_audio(&args.audio, format, start)
         .with_context(|| format!("audio source {:?}", args.audio))?
     {
@@ -122,14 +224,25 @@ pub fn run(args: LoopbackArgs) -> Result<()> {
             let config = processing(&args.audio, args.aec, args.ns, args.agc);
             let path = process_path(config, source, sink)?;
             monitor = path.monitor;
+            // With a stats file, what reaches the sink is aligned live against the signals
+            // the synthetic sources play, for the latency of each line.
+            let sink = match &args.stats {
+                Some(_) => {
+                    let (m, sink) = LatencyMeter::start(path.sink, known_signals()?)?;
+                    meter = Some(m);
+                    Box::new(sink) as Box<dyn AudioSink>
+                }
+                None => path.sink,
+            };
             Some(AudioLoop {
                 source: path.source,
-                sink: path.sink,
+                sink,
                 opus,
             })
         }
     };
 
+    let mut sending_size = None;
     let video = match open_video(&args.video, args.size, args.fps, start)
         .with_context(|| format!("video source {:?}", args.video))?
     {
@@ -140,6 +253,7 @@ pub fn run(args: LoopbackArgs) -> Result<()> {
                 None => Box::new(NullVideoSink::default()),
             };
             let (width, height) = source.size();
+            sending_size = Some((width, height));
             let h264 = H264Config {
                 width,
                 height,
@@ -165,15 +279,36 @@ pub fn run(args: LoopbackArgs) -> Result<()> {
         audio,
         video,
     };
-    let mut report = match args.transport {
-        Transport::Direct => loopback::run(config)?,
-        Transport::Webrtc => loopback::webrtc::run(
-            config,
-            WebrtcOptions {
-                impair,
-                ..WebrtcOptions::default()
-            },
-        )?,
+    let stats = args
+        .stats
+        .as_deref()
+        .map(|path| {
+            StatsWriter::create(path, meter, sending_size, args.video_kbps * 1000)
+        })
+        .transpose()?;
+    let mut report = match (args.transport, stats) {
+        (Transport::Direct, None) => loopback::run(config)?,
+        (Transport::Direct, Some(stats)) => {
+            let (tx, rx) = channel();
+            let writer = stats.spawn_direct(rx)?;
+            let report = loopback::run_with_live(config, Some(tx));
+            join_writer(writer)?;
+            report?
+        }
+        (Transport::Webrtc, stats) => {
+            let (tx, rx) = channel();
+            let writer = stats.map(|s| s.spawn_webrtc(rx)).transpose()?;
+            let report = loopback::webrtc::run(
+                config,
+                WebrtcOptions {
+                    impair,
+                    live: writer.is_some().then_some(tx),
+                    ..WebrtcOptions::default()
+                },
+            );
+            writer.map(join_writer).transpose()?;
+            report?
+        }
     };
     if let (Some(m), Some(a)) = (&monitor, report.audio.as_mut()) {
         let stats = m.stats();

@@ -31,10 +31,9 @@ use super::invited::Invited;
 use super::route::{CallMsg, Route, RouteKind};
 use super::{Client, ClientEvent, DEFAULT_RING};
 
-mod getstats;
 mod report;
 
-pub use getstats::now_ms;
+use crate::getstats::now_ms;
 pub use report::{CallReport, CallStatus};
 
 /// How a call is set up on this side: what it sends, where what it receives goes, and how
@@ -499,6 +498,7 @@ async fn establish(
         meter,
         rss_10s,
         sending_size,
+        video_bps: (video_bps > 0).then_some(video_bps),
         ended: ended_rx,
         connected_at: Instant::now(),
         connect_ms,
@@ -611,6 +611,7 @@ pub struct Call {
     meter: LatencyMeter,
     rss_10s: Arc<OnceLock<f64>>,
     sending_size: Option<(u32, u32)>,
+    video_bps: Option<u32>,
     ended: watch::Receiver<Option<EndReason>>,
     connected_at: Instant,
     connect_ms: f64,
@@ -689,14 +690,19 @@ impl Call {
             let recent = record.latency_ms.recent(30);
             duet_media::stats::Percentiles::measured(&recent).map(|p| p.p50)
         };
-        getstats::report(
-            &getstats::Inputs {
-                stats: &stats,
+        crate::getstats::report(
+            &crate::getstats::Inputs {
+                inbound: &stats,
+                outbound: &stats,
                 sent: self.sent(),
-                heard: &heard,
+                heard: Some(&heard),
                 video_latency_ms,
                 video: self.video,
                 sending_size: self.sending_size,
+                video_bps: self.video_bps,
+                echo: self.audio_processing().map(|(_, p)| {
+                    (p.echo_return_loss, p.echo_return_loss_enhancement)
+                }),
             },
             now_ms(),
         )

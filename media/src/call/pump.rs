@@ -133,7 +133,25 @@ pub(crate) struct Live {
     audio_frames: AtomicU64,
     video_bytes: AtomicU64,
     video_frames: AtomicU64,
+    video_encode_us: AtomicU64,
+    video_captured: AtomicU64,
     keyframes: AtomicU64,
+}
+
+impl Live {
+    /// What has been sent so far.
+    pub(crate) fn counters(&self) -> SendCounters {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SendCounters {
+            audio_bytes: get(&self.audio_bytes),
+            audio_frames: get(&self.audio_frames),
+            video_bytes: get(&self.video_bytes),
+            video_frames: get(&self.video_frames),
+            video_encode_us: get(&self.video_encode_us),
+            video_captured: get(&self.video_captured),
+            keyframes: get(&self.keyframes),
+        }
+    }
 }
 
 /// A snapshot of what a [`MediaPump`] has sent so far.
@@ -147,6 +165,10 @@ pub struct SendCounters {
     pub video_bytes: u64,
     /// Video frames sent.
     pub video_frames: u64,
+    /// Time spent encoding the video frames sent, µs (W3C `totalEncodeTime`).
+    pub video_encode_us: u64,
+    /// Pictures read from the video source (W3C media-source `frames`).
+    pub video_captured: u64,
     /// Keyframes sent.
     pub keyframes: u64,
 }
@@ -231,14 +253,7 @@ impl MediaPump {
 
     /// What has been sent so far.
     pub fn counters(&self) -> SendCounters {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        SendCounters {
-            audio_bytes: get(&self.live.audio_bytes),
-            audio_frames: get(&self.live.audio_frames),
-            video_bytes: get(&self.live.video_bytes),
-            video_frames: get(&self.live.video_frames),
-            keyframes: get(&self.live.keyframes),
-        }
+        self.live.counters()
     }
 
     /// Whether every sender has stopped on its own (its source ended, or it failed).
@@ -424,6 +439,7 @@ pub(crate) fn spawn_video(
                     break;
                 }
                 out.captured += 1;
+                live.video_captured.fetch_add(1, Ordering::Relaxed);
                 if sender.keyframe_requested() {
                     encoder.request_keyframe();
                 }
@@ -445,7 +461,8 @@ pub(crate) fn spawn_video(
                 };
                 let t0 = Instant::now();
                 let produced = encoder.encode(picture, &mut encoded)?;
-                out.encode_ms.push(ms(t0.elapsed()));
+                let took = t0.elapsed();
+                out.encode_ms.push(ms(took));
                 if !produced {
                     out.skipped += 1;
                     continue;
@@ -458,6 +475,8 @@ pub(crate) fn spawn_video(
                 out.bytes += encoded.data.len() as u64;
                 out.keyframes += u64::from(encoded.keyframe);
                 live.video_frames.fetch_add(1, Ordering::Relaxed);
+                live.video_encode_us
+                    .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
                 live.video_bytes
                     .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
                 live.keyframes

@@ -384,6 +384,9 @@ impl VideoReceiver {
         video.frames_dropped = jitter.frames_dropped + self.decode_errors + decoder.skipped;
         video.freeze_count = self.freeze_count;
         video.total_freeze_ms = ms(self.freeze_time);
+        let (pauses, paused) = self.freezes.pauses();
+        video.pause_count = pauses;
+        video.total_pause_ms = ms(paused);
         video.total_decode_ms = self.total_decode_ms;
         video.decode_errors = self.decode_errors;
         if self.decoded > 0 {

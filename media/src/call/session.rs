@@ -104,6 +104,8 @@ struct Routes {
 #[derive(Debug, Clone, Default)]
 struct StackFigures {
     packets_sent: u64,
+    audio_packets_sent: u64,
+    video_packets_sent: u64,
     bytes_sent: u64,
     packets_received: u64,
     bytes_received: u64,

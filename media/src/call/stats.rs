@@ -55,6 +55,16 @@ pub struct TransportStats {
     pub target_kbps: Option<f64>,
     /// The congestion controller's own estimate (GCC over transport-wide feedback), kbit/s.
     pub congestion_kbps: Option<f64>,
+    /// The bitrate bitrate adaptation last set the video encoder to, kbit/s; `None` when
+    /// adaptation does not run (the encoder keeps the bitrate it was built with).
+    pub video_target_kbps: Option<f64>,
+    /// Why the video sent is smaller than captured (W3C `qualityLimitationReason`), from
+    /// bitrate adaptation's state; `None` (not limited) when adaptation does not run.
+    pub quality_limitation: crate::adapt::QualityLimitation,
+    /// RTP packets of our audio stream sent, as the WebRTC stack counts them (`packetsSent`).
+    pub audio_packets_sent: u64,
+    /// RTP packets of our video stream sent, retransmissions included (`packetsSent`).
+    pub video_packets_sent: u64,
     /// Frames handed to the sender before the call was connected, and so dropped.
     pub frames_not_sent: u64,
     /// The path the connection took: the selected candidate pair's types (W3C
@@ -102,6 +112,10 @@ pub struct VideoCallStats {
     pub freeze_count: u64,
     /// Their total duration, ms (`totalFreezesDuration`).
     pub total_freeze_ms: f64,
+    /// Gaps of more than 5 s between pictures handed to the sink (`pauseCount`); not freezes.
+    pub pause_count: u64,
+    /// Their total duration, ms (`totalPausesDuration`).
+    pub total_pause_ms: f64,
     /// Access units the decoder rejected.
     pub decode_errors: u64,
     /// H.264 decode time per access unit, ms.

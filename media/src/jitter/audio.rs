@@ -175,12 +175,21 @@ pub struct AudioJitterStats {
     pub jitter_buffer_delay: f64,
     /// Sum over emitted samples of the target delay when they were emitted, in seconds.
     pub jitter_buffer_target_delay: f64,
+    /// Sum over emitted samples of the least delay the network alone called for when they
+    /// were emitted (the target before the configured minimum delay raises it), in seconds
+    /// (W3C `jitterBufferMinimumDelay`); never above `jitter_buffer_target_delay`.
+    pub jitter_buffer_minimum_delay: f64,
     /// Samples that came out of the buffer from received packets (decoded or FEC).
     pub jitter_buffer_emitted_count: u64,
     /// Samples played: decoded, rebuilt or concealed (silence before playout starts excluded).
     pub total_samples_received: u64,
     /// Samples concealed.
     pub concealed_samples: u64,
+    /// Concealed samples that came out silent: concealed frames whose every sample is within
+    /// -60 dBFS (W3C `silentConcealedSamples`, a part of `concealed_samples`). Counted by the
+    /// consumer that conceals ([`AudioPlayout`]), which reports them with
+    /// [`AudioJitterBuffer::report_silent_concealed`].
+    pub silent_concealed_samples: u64,
     /// Runs of concealed samples.
     pub concealment_events: u64,
     /// Samples added by time-stretching to raise the delay.

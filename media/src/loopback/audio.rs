@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{join, ms, sleep_until, stage, AudioLoop, AudioReport};
+use super::{join, ms, sleep_until, stage, AudioLoop, AudioReport, DirectLive};
 use crate::codec::opus::{OpusDecoder, OpusEncoder};
 use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, Read, SAMPLE_RATE};
@@ -71,6 +71,7 @@ pub(super) fn spawn(
     start: Instant,
     duration: Duration,
     stop: Arc<AtomicBool>,
+    live: Arc<DirectLive>,
 ) -> Result<AudioHandle, Error> {
     let AudioLoop {
         mut source,
@@ -97,6 +98,7 @@ pub(super) fn spawn(
     let (dec_free_tx, dec_free_rx) = sync_channel::<AudioFrame>(QUEUE * 2);
     let end = start + duration;
     let requeue_tx = raw_free_tx.clone();
+    let (capture_live, encode_live, sink_live) = (live.clone(), live.clone(), live);
 
     let capture = stage("audio-capture", move || {
         let live = source.is_live();
@@ -132,6 +134,7 @@ pub(super) fn spawn(
             }
             n += 1;
             out.frames += 1;
+            DirectLive::add(&capture_live.audio_captured, 1);
             out.reference.extend_from_slice(&frame.samples);
             out.captures.push(frame.capture);
             out.first_seq.get_or_insert(frame.seq);
@@ -158,6 +161,8 @@ pub(super) fn spawn(
             encoder.encode(&frame, &mut packet.data)?;
             out.encode_us.push(t0.elapsed().as_secs_f64() * 1e6);
             out.bytes += packet.data.len() as u64;
+            DirectLive::add(&encode_live.audio_encoded, 1);
+            DirectLive::add(&encode_live.audio_bytes, packet.data.len() as u64);
             packet.seq = frame.seq;
             let _ = raw_free_tx.try_send(frame);
             let _ = pkt_tx.send(packet);
@@ -199,6 +204,8 @@ pub(super) fn spawn(
         for frame in dec_rx {
             let now = Instant::now();
             sink.write(now, &frame)?;
+            let per_channel = frame.samples.len() / frame.format.channels.count().max(1);
+            DirectLive::add(&sink_live.audio_samples_out, per_channel as u64);
             out.handoffs.push(now);
             out.seqs.push(frame.seq);
             out.output.extend_from_slice(&frame.samples);

@@ -5,7 +5,8 @@
 //! source produced, window by window, so codec look-ahead and every buffer count. Video latency is
 //! read from the stamps the test pattern writes into its pixels.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -158,10 +159,101 @@ pub struct MemoryReport {
     pub rss_end_mb: f64,
 }
 
+/// What the in-process loopback has done so far, cumulative, as [`run_with_live`] sends it
+/// once a second. No network and no jitter buffer lie between its encoder and its decoder.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DirectFigures {
+    /// Audio frames read from the source.
+    pub audio_captured: u64,
+    /// Audio frames encoded (one frame a packet).
+    pub audio_encoded: u64,
+    /// Opus bytes encoded.
+    pub audio_bytes: u64,
+    /// Audio samples (per channel) handed to the sink.
+    pub audio_samples_out: u64,
+    /// Pictures read from the source.
+    pub video_captured: u64,
+    /// Frames encoded.
+    pub video_encoded: u64,
+    /// Keyframes among them.
+    pub video_keyframes: u64,
+    /// H.264 bytes encoded.
+    pub video_bytes: u64,
+    /// Time spent encoding them, s.
+    pub video_encode_s: f64,
+    /// Pictures decoded and handed to the sink.
+    pub video_decoded: u64,
+    /// Time spent decoding, s.
+    pub video_decode_s: f64,
+    /// Size of the last picture decoded.
+    pub video_size: Option<(u32, u32)>,
+    /// Mean capture-to-sink latency of the pictures shown since the previous figures, ms
+    /// (from their stamps, or the capture times they carry); `None` when none was shown.
+    pub video_latency_ms: Option<f64>,
+}
+
+/// The running counters behind [`DirectFigures`], bumped by the stage threads.
+#[derive(Debug, Default)]
+pub(crate) struct DirectLive {
+    pub audio_captured: AtomicU64,
+    pub audio_encoded: AtomicU64,
+    pub audio_bytes: AtomicU64,
+    pub audio_samples_out: AtomicU64,
+    pub video_captured: AtomicU64,
+    pub video_encoded: AtomicU64,
+    pub video_keyframes: AtomicU64,
+    pub video_bytes: AtomicU64,
+    pub video_encode_ns: AtomicU64,
+    pub video_decoded: AtomicU64,
+    pub video_decode_ns: AtomicU64,
+    /// Width in the high 32 bits, height in the low.
+    pub video_size: AtomicU64,
+    pub video_latency_us: AtomicU64,
+    pub video_latency_count: AtomicU64,
+}
+
+impl DirectLive {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The figures now; `last` holds the latency sum and count of the previous call.
+    fn figures(&self, last: &mut (u64, u64)) -> DirectFigures {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let size = get(&self.video_size);
+        let (sum, count) = (get(&self.video_latency_us), get(&self.video_latency_count));
+        let (d_sum, d_count) = (sum - last.0.min(sum), count - last.1.min(count));
+        *last = (sum, count);
+        DirectFigures {
+            audio_captured: get(&self.audio_captured),
+            audio_encoded: get(&self.audio_encoded),
+            audio_bytes: get(&self.audio_bytes),
+            audio_samples_out: get(&self.audio_samples_out),
+            video_captured: get(&self.video_captured),
+            video_encoded: get(&self.video_encoded),
+            video_keyframes: get(&self.video_keyframes),
+            video_bytes: get(&self.video_bytes),
+            video_encode_s: get(&self.video_encode_ns) as f64 / 1e9,
+            video_decoded: get(&self.video_decoded),
+            video_decode_s: get(&self.video_decode_ns) as f64 / 1e9,
+            video_size: (size > 0).then_some(((size >> 32) as u32, size as u32)),
+            video_latency_ms: (d_count > 0).then(|| d_sum as f64 / d_count as f64 / 1000.0),
+        }
+    }
+}
+
 /// Runs the loopback for `config.duration` (or until every source ends) and reports.
 ///
 /// Sources are paced in real time unless they are live devices, which pace themselves.
 pub fn run(config: LoopbackConfig) -> Result<LoopbackReport, Error> {
+    run_with_live(config, None)
+}
+
+/// [`run`], sending the figures so far to `live` once a second while it runs.
+pub fn run_with_live(
+    config: LoopbackConfig,
+    live: Option<Sender<DirectFigures>>,
+) -> Result<LoopbackReport, Error> {
     if config.audio.is_none() && config.video.is_none() {
         return Err(Error::Config(
             "nothing to run: no audio and no video".into(),
@@ -170,23 +262,31 @@ pub fn run(config: LoopbackConfig) -> Result<LoopbackReport, Error> {
     let stop = Arc::new(AtomicBool::new(false));
     let start = config.start;
     let rss_start = rss_mb();
+    let counters = Arc::new(DirectLive::default());
 
     let audio = config
         .audio
-        .map(|a| audio::spawn(a, start, config.duration, stop.clone()))
+        .map(|a| audio::spawn(a, start, config.duration, stop.clone(), counters.clone()))
         .transpose()?;
     let video = config
         .video
-        .map(|v| video::spawn(v, start, config.duration, stop.clone()))
+        .map(|v| video::spawn(v, start, config.duration, stop.clone(), counters.clone()))
         .transpose()?;
 
     let end = start + config.duration;
     let ten = start + Duration::from_secs(10);
     let mut rss_10s = None;
+    let mut report_due = start + Duration::from_secs(1);
+    let mut last_latency = (0, 0);
     loop {
         let now = Instant::now();
         if rss_10s.is_none() && now >= ten {
             rss_10s = Some(rss_mb());
+        }
+        if let Some(to) = live.as_ref().filter(|_| now >= report_due) {
+            report_due += Duration::from_secs(1);
+            // Nobody listening is no reason to stop the run.
+            let _ = to.send(counters.figures(&mut last_latency));
         }
         let sources_done = audio.as_ref().is_none_or(|a| a.is_finished())
             && video.as_ref().is_none_or(|v| v.is_finished());

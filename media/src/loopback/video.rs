@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::{join, ms, sleep_until, stage, VideoLoop, VideoReport};
+use super::{join, ms, sleep_until, stage, DirectLive, VideoLoop, VideoReport};
 use crate::codec::h264::{EncodedVideo, H264Decoder, H264Encoder};
 use crate::error::Error;
 use crate::frame::{Read, VideoFrame};
@@ -62,6 +62,7 @@ pub(super) fn spawn(
     start: Instant,
     duration: Duration,
     stop: Arc<AtomicBool>,
+    live: Arc<DirectLive>,
 ) -> Result<VideoHandle, Error> {
     let VideoLoop {
         mut source,
@@ -90,6 +91,8 @@ pub(super) fn spawn(
     let enc_recycle_tx = enc_free_tx.clone();
     let encode_requeue_tx = raw_free_tx.clone();
     let decode_requeue_tx = raw_free_tx.clone();
+    let capture_live = live.clone();
+    let (encode_live, decode_live, sink_live) = (live.clone(), live.clone(), live);
 
     let capture = stage("video-capture", move || {
         let live = source.is_live();
@@ -122,6 +125,7 @@ pub(super) fn spawn(
             }
             n += 1;
             out.frames += 1;
+            DirectLive::add(&capture_live.video_captured, 1);
             if let Err(TrySendError::Full(frame)) = raw_tx.try_send(frame) {
                 out.dropped += 1;
                 let _ = requeue_tx.try_send(frame);
@@ -147,7 +151,8 @@ pub(super) fn spawn(
                 .unwrap_or_else(|_| EncodedVideo::new());
             let t0 = Instant::now();
             let produced = encoder.encode(&frame, &mut encoded)?;
-            out.encode_ms.push(ms(t0.elapsed()));
+            let took = t0.elapsed();
+            out.encode_ms.push(ms(took));
             if !produced {
                 out.skipped += 1;
                 let _ = encode_requeue_tx.try_send(frame);
@@ -157,6 +162,10 @@ pub(super) fn spawn(
             out.sent += 1;
             out.bytes += encoded.data.len() as u64;
             out.keyframes += u64::from(encoded.keyframe);
+            DirectLive::add(&encode_live.video_encoded, 1);
+            DirectLive::add(&encode_live.video_keyframes, u64::from(encoded.keyframe));
+            DirectLive::add(&encode_live.video_bytes, encoded.data.len() as u64);
+            DirectLive::add(&encode_live.video_encode_ns, took.as_nanos() as u64);
             if enc_tx.send((encoded, frame)).is_err() {
                 break;
             }
@@ -176,7 +185,9 @@ pub(super) fn spawn(
             };
             let t0 = Instant::now();
             let result = decoder.decode(&encoded.data, &mut picture);
-            out.decode_ms.push(ms(t0.elapsed()));
+            let took = t0.elapsed();
+            out.decode_ms.push(ms(took));
+            DirectLive::add(&decode_live.video_decode_ns, took.as_nanos() as u64);
             let (seq, capture) = (encoded.seq, encoded.capture);
             let _ = enc_free_tx.try_send(encoded);
             match result {
@@ -216,6 +227,9 @@ pub(super) fn spawn(
             out.shown += 1;
             out.width = picture.width;
             out.height = picture.height;
+            DirectLive::add(&sink_live.video_decoded, 1);
+            let size = u64::from(picture.width) << 32 | u64::from(picture.height);
+            sink_live.video_size.store(size, Ordering::Relaxed);
             let captured_at = match epoch {
                 Some(epoch) => match read_stamp(&picture) {
                     Some(stamp) if u64::from(stamp.seq) == (original.seq & 0xffff_ffff) => {
@@ -229,7 +243,10 @@ pub(super) fn spawn(
                 None => Some(picture.capture),
             };
             if let Some(at) = captured_at {
-                out.latency_ms.push(ms(now.saturating_duration_since(at)));
+                let latency = now.saturating_duration_since(at);
+                out.latency_ms.push(ms(latency));
+                DirectLive::add(&sink_live.video_latency_us, latency.as_micros() as u64);
+                DirectLive::add(&sink_live.video_latency_count, 1);
             }
             if let Some(p) = psnr(&original, &picture).filter(|p| p.is_finite()) {
                 out.psnr_sum += p;

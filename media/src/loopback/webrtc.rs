@@ -17,11 +17,11 @@ use receive::{align_audio, lock, AudioRecord, RecordingAudioSink};
 
 use super::{join, rss_mb, AudioReport, LoopbackConfig, LoopbackReport, MemoryReport, VideoReport};
 use crate::adapt::AdaptConfig;
-use crate::call::pump::{self, AudioPlan, LocalAudio, LocalVideo, Window};
+use crate::call::pump::{self, AudioPlan, Live, LocalAudio, LocalVideo, SendCounters, Window};
 use crate::call::record::{RecordingVideoSink, VideoRecord};
 use crate::call::{
-    AudioCallStats, CallConfig, CallEvent, CallEvents, CallSession, CallSinks, EndReason,
-    TransportStats, VideoCallStats,
+    AudioCallStats, CallConfig, CallEvent, CallEvents, CallSession, CallSinks, CallStats,
+    EndReason, TransportStats, VideoCallStats,
 };
 use crate::error::Error;
 use crate::transport::impair::{ImpairConfig, ImpairStats, ImpairedRuntime};
@@ -38,6 +38,8 @@ pub struct WebrtcOptions {
     pub bind: IpAddr,
     /// The impairment both sessions' sockets apply to what they send, if any.
     pub impair: Option<ImpairConfig>,
+    /// Where to send the call's figures once a second while it runs, if anywhere.
+    pub live: Option<Sender<LiveFigures>>,
 }
 
 impl Default for WebrtcOptions {
@@ -45,8 +47,24 @@ impl Default for WebrtcOptions {
         Self {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             impair: None,
+            live: None,
         }
     }
+}
+
+/// The figures of a running WebRTC loopback, as [`WebrtcOptions::live`] receives them once a
+/// second: both sessions' stats, cumulative since the call began.
+#[derive(Debug, Clone)]
+pub struct LiveFigures {
+    /// The sending session: what it sent, the RTT and loss its peer reports, bitrate
+    /// adaptation, the path.
+    pub sender: CallStats,
+    /// The receiving session: its jitter buffers and decoders.
+    pub receiver: CallStats,
+    /// What the senders have handed to the sending session.
+    pub sent: SendCounters,
+    /// Glass-to-glass latency of the last 30 pictures shown, ms (median), from their stamps.
+    pub video_latency_ms: Option<f64>,
 }
 
 /// The figures of the call under a WebRTC loopback run: the transport (sender and receiver
@@ -181,7 +199,7 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
         until: Some(until),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let live = Arc::default();
+    let live: Arc<Live> = Arc::default();
     let sender = a.sender();
     let audio_thread = audio_parts
         .map(|(source, opus)| {
@@ -217,10 +235,25 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
     let ten = from + Duration::from_secs(10);
     let mut rss_10s = None;
     let mut end_reason = None;
+    let mut report_due = from + Duration::from_secs(1);
     loop {
         let now = Instant::now();
         if rss_10s.is_none() && now >= ten {
             rss_10s = Some(rss_mb());
+        }
+        if let Some(to) = options.live.as_ref().filter(|_| now >= report_due) {
+            report_due += Duration::from_secs(1);
+            let video_latency_ms = {
+                let recent = lock(&video_record).latency_ms.recent(30);
+                crate::stats::Percentiles::measured(&recent).map(|p| p.p50)
+            };
+            // Nobody listening is no reason to stop the call.
+            let _ = to.send(LiveFigures {
+                sender: a.stats(),
+                receiver: b.stats(),
+                sent: live.counters(),
+                video_latency_ms,
+            });
         }
         if let Ok(Outcome::Ended(side, reason)) = ended.try_recv() {
             end_reason = Some(format!("the {side} ended the call early: {reason}"));

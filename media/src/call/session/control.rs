@@ -146,7 +146,13 @@ impl Inner {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
         let mut figures = StackFigures::default();
         for outbound in report.outbound_rtp_streams() {
-            figures.packets_sent += outbound.sent_rtp_stream_stats.packets_sent;
+            let sent = &outbound.sent_rtp_stream_stats;
+            figures.packets_sent += sent.packets_sent;
+            match sent.rtp_stream_stats.kind {
+                RtpCodecKind::Audio => figures.audio_packets_sent += sent.packets_sent,
+                RtpCodecKind::Video => figures.video_packets_sent += sent.packets_sent,
+                _ => {}
+            }
             figures.bytes_sent += outbound.sent_rtp_stream_stats.bytes_sent;
         }
         for inbound in report.inbound_rtp_streams() {
@@ -196,6 +202,15 @@ impl Inner {
                     .or(self.tap.target_bps())
                     .map(|bps| bps as f64 / 1000.0),
                 congestion_kbps: self.tap.target_bps().map(|bps| bps as f64 / 1000.0),
+                video_target_kbps: lock(&self.adapt)
+                    .as_ref()
+                    .map(|a| f64::from(a.controller.targets().video_bps) / 1000.0),
+                quality_limitation: lock(&self.adapt)
+                    .as_ref()
+                    .map(|a| a.controller.quality_limitation())
+                    .unwrap_or_default(),
+                audio_packets_sent: stack.audio_packets_sent,
+                video_packets_sent: stack.video_packets_sent,
                 frames_not_sent: self.send.dropped(),
                 path: stack.path,
             },

@@ -351,6 +351,13 @@ impl AudioJitterBuffer {
         self.concealing = true;
     }
 
+    /// Tells the buffer that `samples` per channel of what it had counted as concealed came
+    /// out silent (W3C `silentConcealedSamples`); never more than were concealed.
+    pub fn report_silent_concealed(&mut self, samples: usize) {
+        let silent = self.stats.silent_concealed_samples + samples as u64;
+        self.stats.silent_concealed_samples = silent.min(self.stats.concealed_samples);
+    }
+
     /// Tells the buffer that a [`Playout::Recover`] found no FEC after all: the lost frame was
     /// concealed (the packet after it was decoded as usual).
     pub fn report_fec_missing(&mut self) {
@@ -495,6 +502,8 @@ impl AudioJitterBuffer {
         self.stats.total_samples_received += samples;
         self.stats.jitter_buffer_delay += at.saturating_duration_since(arrival).as_secs_f64() * n;
         self.stats.jitter_buffer_target_delay += self.target_delay().as_secs_f64() * n;
+        self.stats.jitter_buffer_minimum_delay +=
+            samples_to_duration(self.network_target_samples()).as_secs_f64() * n;
     }
 
     fn conceal(&mut self) -> Playout {
@@ -513,10 +522,16 @@ impl AudioJitterBuffer {
 
     fn target_samples(&self) -> u64 {
         let min = duration_to_samples(self.config.min_delay);
+        self.network_target_samples().max(min)
+    }
+
+    /// The target as the arrivals alone set it (jitter, and the frame kept for FEC under
+    /// loss), before the configured minimum delay raises it.
+    fn network_target_samples(&self) -> u64 {
         let max = duration_to_samples(self.config.max_delay);
         let fec_margin = self.config.fec && self.fec_recent > 0 && self.fec_margin;
         let extra = if fec_margin { self.frame } else { 0 };
-        (self.delay.quantile() + self.frame + extra).clamp(min, max)
+        (self.delay.quantile() + self.frame + extra).min(max)
     }
 
     fn current_samples(&self) -> u64 {

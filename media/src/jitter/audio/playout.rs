@@ -13,6 +13,9 @@ use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame};
 use crate::rtp::RtpPacket;
 
+/// A concealed frame whose every sample is within this (-60 dBFS) is silent.
+const SILENT_PEAK: i16 = 32;
+
 /// Audio kept decoded ahead of the device, at most: two frames of 60 ms, stereo, plus room
 /// for a stretch and a device period.
 const QUEUE_CAPACITY: usize = 4 * 2880 * 2;
@@ -144,12 +147,19 @@ impl AudioPlayout {
             }
             Playout::Recover { next } => {
                 let before = self.decoder.stats().fec_recovered;
-                match self.decoder.recover(&next.payload, &mut self.frame) {
-                    Ok(()) => self.queue.extend_from_slice(&self.frame.samples),
-                    Err(_) => self.conceal(),
-                }
+                let recovered = self.decoder.recover(&next.payload, &mut self.frame);
                 if self.decoder.stats().fec_recovered == before {
                     self.buffer.report_fec_missing();
+                }
+                match recovered {
+                    // Without FEC in `next` the decoder conceals the lost frame.
+                    Ok(()) => {
+                        if self.decoder.stats().fec_recovered == before {
+                            self.note_silence();
+                        }
+                        self.queue.extend_from_slice(&self.frame.samples);
+                    }
+                    Err(_) => self.conceal(),
                 }
                 self.decode(&next);
             }
@@ -172,7 +182,21 @@ impl AudioPlayout {
             self.frame.samples.clear();
             self.frame.samples.resize(n, 0);
         }
+        self.note_silence();
         self.queue.extend_from_slice(&self.frame.samples);
+    }
+
+    /// Counts the concealed frame in `self.frame` as silent if it is.
+    fn note_silence(&mut self) {
+        let silent = self
+            .frame
+            .samples
+            .iter()
+            .all(|s| s.unsigned_abs() <= SILENT_PEAK.unsigned_abs());
+        if silent {
+            let per_channel = self.frame.samples.len() / self.channels.max(1);
+            self.buffer.report_silent_concealed(per_channel);
+        }
     }
 
     /// Applies `stretch` to the unplayed audio from `start` on; at most half a frame changes.
@@ -288,5 +312,62 @@ mod tests {
         assert!(s.removed_samples_for_acceleration + s.inserted_samples_for_deceleration > 0);
         assert!(s.concealed_samples > 0 && s.jitter_buffer_emitted_count > 900 * 960);
         assert_eq!(playout.decoder_stats().errors, 0);
+        assert!(s.silent_concealed_samples <= s.concealed_samples);
+        assert!(s.jitter_buffer_minimum_delay > 0.0);
+        assert!(s.jitter_buffer_minimum_delay <= s.jitter_buffer_target_delay);
+    }
+
+    #[test]
+    fn concealment_of_silence_is_silent_and_of_a_tone_is_not() {
+        let format = AudioFormat {
+            channels: Channels::Mono,
+            frame: FrameDuration::Ms20,
+        };
+        let start = Instant::now();
+        let mut tone = Tone::new(format, 330.0, 0.4, start);
+        let mut encoder = OpusEncoder::new(OpusConfig::voice(format)).unwrap();
+        let mut frame = AudioFrame::silent(format, start);
+        let mut payload = Vec::new();
+        let mut playout = AudioPlayout::new(AudioJitterConfig::new(format), start).unwrap();
+        let mut out = [0i16; 480];
+        // 2 s of silence, then 2 s of tone; five frames lost in each.
+        let lost = |k: u64| (50..55).contains(&k) || (150..155).contains(&k);
+        let mut in_silence = None;
+        for tick in 0..400u64 {
+            let now = start + Duration::from_millis(10 * tick);
+            if tick % 2 == 0 {
+                let k = tick / 2;
+                if k < 100 {
+                    frame.samples.fill(0);
+                } else {
+                    tone.read(start, &mut frame).unwrap();
+                }
+                encoder.encode(&frame, &mut payload).unwrap();
+                if !lost(k) {
+                    playout.insert(
+                        now,
+                        RtpPacket {
+                            seq: k as u16,
+                            timestamp: (k * 960) as u32,
+                            ssrc: 9,
+                            marker: false,
+                            payload_type: 111,
+                            payload: payload.clone().into(),
+                        },
+                    );
+                }
+            }
+            playout.pull(now, &mut out);
+            if tick == 199 {
+                in_silence = Some(playout.stats());
+            }
+        }
+        let before = in_silence.unwrap();
+        assert_eq!(before.concealed_samples, 5 * 960, "{before:?}");
+        assert_eq!(before.silent_concealed_samples, 5 * 960, "{before:?}");
+        let s = playout.stats();
+        // The tone's lost frames (one perhaps rebuilt from FEC) are concealed, and sound.
+        assert!(s.concealed_samples >= before.concealed_samples + 3 * 960, "{s:?}");
+        assert_eq!(s.silent_concealed_samples, before.silent_concealed_samples, "{s:?}");
     }
 }

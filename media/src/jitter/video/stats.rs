@@ -44,7 +44,8 @@ pub struct VideoJitterStats {
 ///
 /// As webrtc-stats defines it, a gap is a freeze when it is at least
 /// `max(3 * average, average + 150 ms)`, the average taken over the previous 30 gaps (and
-/// only once 5 are known).
+/// only once 5 are known). A gap of more than 5 s is a pause (`pauseCount`,
+/// `totalPausesDuration`), not a freeze, and does not enter the average.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FreezeDetector {
     gaps: [Duration; WINDOW],
@@ -52,16 +53,30 @@ pub(crate) struct FreezeDetector {
     next: usize,
     sum: Duration,
     last: Option<Instant>,
+    pauses: u64,
+    paused: Duration,
 }
 
 const WINDOW: usize = 30;
 const MIN_GAPS: usize = 5;
+/// A gap longer than this between two frames is a pause (webrtc-stats `pauseCount`).
+pub(crate) const PAUSE: Duration = Duration::from_secs(5);
 
 impl FreezeDetector {
+    /// Pauses so far, and their total duration.
+    pub fn pauses(&self) -> (u64, Duration) {
+        (self.pauses, self.paused)
+    }
+
     /// Records a frame handed out at `now`; returns the gap if it was a freeze.
     pub fn on_frame(&mut self, now: Instant) -> Option<Duration> {
         let last = self.last.replace(now)?;
         let gap = now.saturating_duration_since(last);
+        if gap > PAUSE {
+            self.pauses += 1;
+            self.paused += gap;
+            return None;
+        }
         let mut freeze = None;
         if self.len >= MIN_GAPS {
             let average = self.sum / self.len as u32;
@@ -132,6 +147,24 @@ mod tests {
         // 33 ms average: a freeze needs max(99, 183) ms.
         t += Duration::from_millis(150 - 33);
         assert_eq!(d.on_frame(t), None);
+        t += Duration::from_millis(200);
+        assert_eq!(d.on_frame(t), Some(Duration::from_millis(200)));
+        assert_eq!(d.pauses(), (0, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_gap_over_five_seconds_is_a_pause_not_a_freeze() {
+        let t0 = Instant::now();
+        let mut d = FreezeDetector::default();
+        let mut t = t0;
+        for _ in 0..10 {
+            assert_eq!(d.on_frame(t), None);
+            t += Duration::from_millis(33);
+        }
+        t += Duration::from_secs(6);
+        assert_eq!(d.on_frame(t), None);
+        assert_eq!(d.pauses(), (1, Duration::from_millis(6033)));
+        // The pause did not enter the average: a 200 ms gap is still a freeze.
         t += Duration::from_millis(200);
         assert_eq!(d.on_frame(t), Some(Duration::from_millis(200)));
     }
