@@ -16,7 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector};
 
-use super::{lock, Inner, StackFigures, STATS_EVERY, TICK};
+use super::inner::{lock, Inner, StackFigures, STATS_EVERY, TICK};
 use crate::call::peer;
 use crate::call::receive::{Arrival, Feedback};
 use crate::call::stats::{ms, CallStats, TransportStats};
@@ -181,6 +181,18 @@ impl Inner {
         let audio = self.receive.audio_stats();
         let video = self.receive.video_stats();
         let decoder_plis = self.receive.decoder_plis.load(Ordering::Relaxed);
+        // One look at the controller: its lock is not reentrant.
+        let (estimate_bps, video_target_kbps, quality_limitation) = {
+            let adapt = lock(&self.adapt);
+            let controller = adapt.as_ref().map(|a| &a.controller);
+            (
+                controller.map(|c| c.estimate_bps()),
+                controller.map(|c| f64::from(c.targets().video_bps) / 1000.0),
+                controller
+                    .map(|c| c.quality_limitation())
+                    .unwrap_or_default(),
+            )
+        };
         CallStats {
             transport: TransportStats {
                 rtt_ms: self.rtt_ms(),
@@ -196,19 +208,12 @@ impl Inner {
                 nacks_received: self.tap.nacks_received(),
                 pli_count: video.jitter.pli_count + decoder_plis,
                 plis_received: self.tap.keyframe_requests(),
-                target_kbps: lock(&self.adapt)
-                    .as_ref()
-                    .map(|a| a.controller.estimate_bps())
+                target_kbps: estimate_bps
                     .or(self.tap.target_bps())
                     .map(|bps| bps as f64 / 1000.0),
                 congestion_kbps: self.tap.target_bps().map(|bps| bps as f64 / 1000.0),
-                video_target_kbps: lock(&self.adapt)
-                    .as_ref()
-                    .map(|a| f64::from(a.controller.targets().video_bps) / 1000.0),
-                quality_limitation: lock(&self.adapt)
-                    .as_ref()
-                    .map(|a| a.controller.quality_limitation())
-                    .unwrap_or_default(),
+                video_target_kbps,
+                quality_limitation,
                 audio_packets_sent: stack.audio_packets_sent,
                 video_packets_sent: stack.video_packets_sent,
                 frames_not_sent: self.send.dropped(),
