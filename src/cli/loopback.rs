@@ -22,10 +22,10 @@ use duet_media::video::y4m::Y4mSink;
 use duet_media::video::{NullVideoSink, VideoSink};
 use duet_media::{AudioFormat, Channels, FrameDuration};
 
-use crate::getstats;
 use crate::cli::spec::{
     open_audio, open_video, processing, AudioChoice, Size, Switch, VideoChoice,
 };
+use crate::getstats;
 
 /// What `duet loopback` takes.
 #[derive(clap::Args)]
@@ -171,7 +171,9 @@ impl StatsWriter {
     }
 }
 
-fn spawn_writer(body: impl FnOnce() -> Result<()> + Send + 'static) -> Result<JoinHandle<Result<()>>> {
+fn spawn_writer(
+    body: impl FnOnce() -> Result<()> + Send + 'static,
+) -> Result<JoinHandle<Result<()>>> {
     std::thread::Builder::new()
         .name("stats-file".into())
         .spawn(body)
@@ -282,9 +284,7 @@ pub fn run(args: LoopbackArgs) -> Result<()> {
     let stats = args
         .stats
         .as_deref()
-        .map(|path| {
-            StatsWriter::create(path, meter, sending_size, args.video_kbps * 1000)
-        })
+        .map(|path| StatsWriter::create(path, meter, sending_size, args.video_kbps * 1000))
         .transpose()?;
     let mut report = match (args.transport, stats) {
         (Transport::Direct, None) => loopback::run(config)?,

@@ -700,9 +700,9 @@ impl Call {
                 video: self.video,
                 sending_size: self.sending_size,
                 video_bps: self.video_bps,
-                echo: self.audio_processing().map(|(_, p)| {
-                    (p.echo_return_loss, p.echo_return_loss_enhancement)
-                }),
+                echo: self
+                    .audio_processing()
+                    .map(|(_, p)| (p.echo_return_loss, p.echo_return_loss_enhancement)),
             },
             now_ms(),
         )

@@ -367,7 +367,13 @@ mod tests {
         assert_eq!(before.silent_concealed_samples, 5 * 960, "{before:?}");
         let s = playout.stats();
         // The tone's lost frames (one perhaps rebuilt from FEC) are concealed, and sound.
-        assert!(s.concealed_samples >= before.concealed_samples + 3 * 960, "{s:?}");
-        assert_eq!(s.silent_concealed_samples, before.silent_concealed_samples, "{s:?}");
+        assert!(
+            s.concealed_samples >= before.concealed_samples + 3 * 960,
+            "{s:?}"
+        );
+        assert_eq!(
+            s.silent_concealed_samples, before.silent_concealed_samples,
+            "{s:?}"
+        );
     }
 }
