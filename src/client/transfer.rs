@@ -54,15 +54,17 @@ impl Progress {
         }
     }
 
-    /// A progress bar: `[#########...........]  45%  90.0/200.0 MB  48.2 MB/s  2 s left`.
-    pub fn bar(&self) -> String {
-        const WIDTH: usize = 24;
-        let fraction = if self.total == 0 {
+    /// The fraction of the file that is here (1 for an empty file).
+    pub fn fraction(&self) -> f64 {
+        if self.total == 0 {
             1.0
         } else {
             (self.bytes as f64 / self.total as f64).clamp(0.0, 1.0)
-        };
-        let filled = (fraction * WIDTH as f64).round() as usize;
+        }
+    }
+
+    /// Sizes, rate and time left: `90.0/200.0 MB  48.2 MB/s  2 s left`.
+    pub fn summary(&self) -> String {
         let rate = self.rate();
         let left = if rate > 0.0 {
             format!(
@@ -73,13 +75,25 @@ impl Progress {
             "-".into()
         };
         format!(
-            "[{}{}] {:3.0}%  {:.1}/{:.1} MB  {:.1} MB/s  {left}",
-            "#".repeat(filled),
-            ".".repeat(WIDTH - filled),
-            fraction * 100.0,
+            "{:.1}/{:.1} MB  {:.1} MB/s  {left}",
             self.bytes as f64 / 1e6,
             self.total as f64 / 1e6,
             rate / 1e6,
+        )
+    }
+
+    /// A progress bar as one line of text: `[#########...........]  45%  90.0/200.0 MB  48.2
+    /// MB/s  2 s left`.
+    pub fn bar(&self) -> String {
+        const WIDTH: usize = 24;
+        let fraction = self.fraction();
+        let filled = (fraction * WIDTH as f64).round() as usize;
+        format!(
+            "[{}{}] {:3.0}%  {}",
+            "#".repeat(filled),
+            ".".repeat(WIDTH - filled),
+            fraction * 100.0,
+            self.summary(),
         )
     }
 }
