@@ -20,11 +20,11 @@ use duet_signaling::protocol::{Invitation, InviteId, InviteState};
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
+use super::error::{CallError, TransferError};
 use super::invited::Invited;
 use super::link::{open_link, LinkRole};
 use super::route::{CallMsg, Route, RouteKind};
 use super::Client;
-use crate::client::CallError;
 
 /// How long an offer waits for an answer.
 const OFFER_TTL: Duration = Duration::from_secs(300);
@@ -117,34 +117,6 @@ pub enum TransferOutcome {
         /// The scanner's name for what it found.
         reason: String,
     },
-}
-
-/// Why a transfer did not happen or did not finish.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransferError {
-    /// The offer could not be made (offline, not a contact, declined, unanswered...).
-    #[error("{0}")]
-    Offer(#[from] CallError),
-    /// A file problem on this side.
-    #[error("{0}")]
-    File(#[from] duet_share::Error),
-    /// The connection dropped before the end; offering the same file again resumes.
-    #[error("the connection was lost: {0}")]
-    Lost(String),
-    /// The other side cancelled.
-    #[error("the other side cancelled: {0}")]
-    Cancelled(String),
-}
-
-impl TransferError {
-    /// Exit status for `duet send`: as for calls, and 7 when the receiver's scanner held it.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            TransferError::Offer(e) => e.exit_code(),
-            _ => 1,
-        }
-    }
 }
 
 /// A transfer going on: its progress, and its end.
