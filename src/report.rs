@@ -3,8 +3,7 @@
 use std::fmt::Write as _;
 
 use duet_media::audio::speakerphone::SpeakerphoneLevels;
-use duet_media::loopback::webrtc::NetworkReport;
-use duet_media::loopback::{AudioReport, LoopbackReport, VideoReport};
+use duet_media::loopback::{AudioReport, LoopbackReport, NetworkReport, VideoReport};
 use duet_media::stats::Percentiles;
 use serde_json::{json, Value};
 

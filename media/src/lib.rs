@@ -46,6 +46,7 @@ pub mod packetize;
 pub mod red;
 pub(crate) mod rng;
 pub mod rtp;
+pub(crate) mod stage;
 pub mod stats;
 pub mod transport;
 pub mod video;

@@ -35,126 +35,30 @@
 //! `None`. Hanging up discards what the peer has not yet acknowledged, so an application
 //! confirms receipt in its own protocol before hanging up.
 
+mod base;
 mod channel;
+mod inner;
 mod peer;
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc::{self, unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{self, unbounded_channel, UnboundedReceiver};
 use tokio::sync::Notify;
-use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
+use webrtc::data_channel::RTCDataChannelInit;
 use webrtc::peer_connection::PeerConnection;
 
 pub use crate::call::{EndReason, Runtime, Signal};
 use crate::error::Error;
-use crate::ice::IceSetup;
 use crate::negotiate::{self, stack_error, Negotiation, Negotiator};
-
-/// Largest message [`DataLink::send`] accepts, bytes (what every WebRTC stack delivers whole).
-pub const MAX_MESSAGE: usize = 16 * 1024;
-/// [`DataLink::send`] waits while more than this many bytes are buffered on the channel.
-pub const HIGH_WATER: usize = 1024 * 1024;
-/// A waiting [`DataLink::send`] resumes once the buffered amount has fallen to this.
-pub const LOW_WATER: usize = 256 * 1024;
-/// Messages received and not yet taken by [`DataLink::recv`] before reading stops.
-pub const RECEIVE_QUEUE: usize = 256;
-/// The SCTP receive window a link advertises by default, bytes.
-pub const RECEIVE_WINDOW: u32 = 4 * 1024 * 1024;
-
-/// How one side of a data link is set up.
-#[derive(Clone)]
-pub struct LinkConfig {
-    /// Local address the UDP socket binds; port 0 picks a free one. `0.0.0.0` binds every
-    /// interface (loopback and link-local left out), each offering its host candidate.
-    pub bind: SocketAddr,
-    /// STUN and TURN servers, and whether to use relays only.
-    pub ice: IceSetup,
-    /// The link ends when its data channel is not open this long after it was created.
-    pub connect_timeout: Duration,
-    /// The async runtime the WebRTC stack uses for its sockets and timers; `None` is plain
-    /// tokio. A wrapping runtime such as
-    /// [`ImpairedRuntime`](crate::transport::ImpairedRuntime) impairs the network under it.
-    /// Either way the link's UDP socket gets buffers of
-    /// [`SOCKET_BUFFER`](crate::transport::SOCKET_BUFFER) bytes
-    /// ([`BufferedRuntime`](crate::transport::BufferedRuntime)): with the kernel's default a
-    /// burst overflows it, and every datagram dropped there costs SCTP a retransmission timeout.
-    pub runtime: Option<Arc<dyn Runtime>>,
-    /// The data channel's label, as the peer's stack sees it.
-    pub label: String,
-    /// The SCTP receive window this side advertises, bytes: how much the peer may have in
-    /// flight towards it; [`RECEIVE_WINDOW`] by default, where the stack's is 1 MiB.
-    pub receive_window: u32,
-}
-
-impl Default for LinkConfig {
-    /// A link on 127.0.0.1 (any port), 20 s to connect, plain tokio, labelled "duet", with
-    /// a receive window of [`RECEIVE_WINDOW`].
-    fn default() -> Self {
-        Self {
-            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            ice: IceSetup::default(),
-            connect_timeout: Duration::from_secs(20),
-            runtime: None,
-            label: "duet".into(),
-            receive_window: RECEIVE_WINDOW,
-        }
-    }
-}
-
-impl fmt::Debug for LinkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LinkConfig")
-            .field("bind", &self.bind)
-            .field("ice", &self.ice)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("custom_runtime", &self.runtime.is_some())
-            .field("label", &self.label)
-            .field("receive_window", &self.receive_window)
-            .finish()
-    }
-}
-
-impl LinkConfig {
-    /// Checks the values: a non-zero timeout, a label of at most 65535 bytes, and a receive
-    /// window of at least one message.
-    pub fn validate(&self) -> Result<(), Error> {
-        if self.connect_timeout.is_zero() {
-            return Err(Error::Config(
-                "the link's connect timeout must be longer than zero".into(),
-            ));
-        }
-        if (self.receive_window as usize) < MAX_MESSAGE {
-            return Err(Error::Config(format!(
-                "a link's receive window must hold one message ({MAX_MESSAGE} bytes), not {}",
-                self.receive_window
-            )));
-        }
-        if self.label.len() > usize::from(u16::MAX) {
-            return Err(Error::Config(format!(
-                "a data channel label is at most 65535 bytes, not {}",
-                self.label.len()
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// What a link tells its owner.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LinkEvent {
-    /// Carry this to the peer's link, in order.
-    Signal(Signal),
-    /// The data channel is open on this side: messages flow from now on.
-    Open,
-    /// The link is over; no event follows.
-    Ended(EndReason),
-}
+pub use base::{
+    LinkConfig, LinkEvent, HIGH_WATER, LOW_WATER, MAX_MESSAGE, RECEIVE_QUEUE, RECEIVE_WINDOW,
+};
+use inner::{lock, Counters, Inner, Phase};
 
 /// The events of one [`DataLink`], in the order they happened.
 #[derive(Debug)]
@@ -218,80 +122,6 @@ impl fmt::Debug for DataLink {
             .field("ended", &lock(&self.inner.phase).ended)
             .finish_non_exhaustive()
     }
-}
-
-struct Inner {
-    pc: Arc<dyn PeerConnection>,
-    runtime: Handle,
-    config: LinkConfig,
-    created: Instant,
-    events: UnboundedSender<LinkEvent>,
-    phase: Mutex<Phase>,
-    negotiation: Mutex<Negotiation>,
-    /// The data channel, once created (offering side) or announced by the peer.
-    channel: Mutex<Option<Arc<dyn DataChannel>>>,
-    /// The queue's sending end, until the channel's reader takes it.
-    queue_tx: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
-    queue_rx: tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>,
-    /// Woken by the stack's buffered-amount-low event.
-    low: Notify,
-    /// Woken when the link opens or ends, or the reader stalls: waiters look again.
-    changed: Notify,
-    /// Wakes the control task when the link ends.
-    ended: Notify,
-    /// The reader is waiting for room in the receive queue.
-    reader_stalled: AtomicBool,
-    sent: Mutex<SentSince>,
-    counters: Counters,
-    /// The selected candidate pair's path, refreshed with the round trip.
-    path: Mutex<Option<crate::ice::CandidatePath>>,
-}
-
-/// The bytes buffered on the channel when last asked, and those sent since: while their sum
-/// is at most [`HIGH_WATER`], the buffer cannot be above it (acknowledgements only lower
-/// it), so a send needs not ask the stack again.
-#[derive(Default)]
-struct SentSince {
-    buffered: usize,
-    since: usize,
-}
-
-impl SentSince {
-    /// The most that can be buffered now, when that is at most [`HIGH_WATER`]; counts `len`
-    /// as sent.
-    fn fast_path(&mut self, len: usize) -> Option<usize> {
-        let bound = self.buffered + self.since;
-        if self.since == 0 || bound > HIGH_WATER {
-            return None;
-        }
-        self.since += len;
-        Some(bound)
-    }
-
-    /// The stack reported `buffered`; `len` more is being sent.
-    fn checked(&mut self, buffered: usize, len: usize) {
-        self.buffered = buffered;
-        self.since = len;
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    messages_sent: AtomicU64,
-    bytes_sent: AtomicU64,
-    messages_received: AtomicU64,
-    bytes_received: AtomicU64,
-    peak_buffered: AtomicU64,
-    send_waits: AtomicU64,
-    receive_stalls: AtomicU64,
-    /// ICE round trip in microseconds plus one; 0 when unknown.
-    rtt_us: AtomicU64,
-}
-
-#[derive(Default)]
-struct Phase {
-    open: bool,
-    ended: Option<EndReason>,
 }
 
 impl DataLink {
@@ -558,8 +388,4 @@ impl Inner {
             stack_error::<Arc<Self>>(e)
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

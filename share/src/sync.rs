@@ -46,6 +46,7 @@ mod path;
 mod reconcile;
 mod vv;
 mod watch;
+mod work;
 
 pub use engine::{SyncConfig, SyncEngine, SyncStats};
 pub use event::{Action, Applied, Expect, Outcome, SyncEvent};

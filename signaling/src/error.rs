@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-use crate::protocol::ErrorCode;
+use crate::code::ErrorCode;
 
 /// Everything that can go wrong in duet's signaling: storage, network, the peer's answers.
 #[derive(Debug, thiserror::Error)]

@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+mod code;
 mod error;
 mod handshake;
 pub mod hub;

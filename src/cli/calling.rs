@@ -26,6 +26,7 @@ use duet_media::transport::ImpairConfig;
 use duet_media::video::y4m::Y4mSink;
 use duet_media::video::VideoSink;
 use duet_media::{AudioFormat, Channels, FrameDuration};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::social::ConnectArgs;
 use crate::cli::spec::{
@@ -350,7 +351,18 @@ async fn run_call(
     let until = seconds.map(|s| started + s);
     let mut tick =
         tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
+    // The status line is redrawn in place on a terminal, and written a line a second otherwise.
     let live = std::io::stderr().is_terminal();
+    let status = if live {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
     let end = loop {
         let deadline = until.unwrap_or(started + Duration::from_secs(86_400 * 365));
         tokio::select! {
@@ -363,16 +375,14 @@ async fn run_call(
                 }
                 let line = call.status().await.line();
                 if live {
-                    eprint!("\r{line}  ");
+                    status.set_message(line);
                 } else {
                     eprintln!("{line}");
                 }
             }
         }
     };
-    if live {
-        eprintln!();
-    }
+    status.finish();
     match end {
         Some(reason) => {
             eprintln!(

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use duet_share::scan::Scanner;
 use duet_share::transfer::ReceiverConfig;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::cli::social::ConnectArgs;
@@ -123,25 +124,37 @@ type Ended = (
     Option<duet_media::ice::CandidatePath>,
 );
 
-/// Shows a transfer's progress until it ends, and returns how it ended and its path.
+/// Shows a transfer's progress until it ends, and returns how it ended and its path: a bar
+/// redrawn in place on a terminal, otherwise a plain line a second.
 async fn follow(mut transfer: Transfer) -> Ended {
     let live = std::io::stderr().is_terminal();
+    let bar = if live {
+        let bar = ProgressBar::new(1_000);
+        // The template is fixed; indicatif's default stands in should it ever be refused.
+        let style = ProgressStyle::with_template("[{bar:24}] {percent:>3}%  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#-.");
+        bar.set_style(style);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
     let mut last_line = tokio::time::Instant::now();
     loop {
         let changed = tokio::time::timeout(Duration::from_millis(250), transfer.changed()).await;
         if let Ok(false) = changed {
             break;
         }
+        let progress = transfer.progress();
         if live {
-            eprint!("\r{}  ", transfer.progress().bar());
+            bar.set_position((progress.fraction() * 1_000.0).round() as u64);
+            bar.set_message(progress.summary());
         } else if last_line.elapsed() >= Duration::from_secs(1) {
-            eprintln!("{}", transfer.progress().bar());
+            eprintln!("{}", progress.bar());
             last_line = tokio::time::Instant::now();
         }
     }
-    if live {
-        eprintln!();
-    }
+    bar.finish();
     let path = transfer.path();
     (transfer.finish().await, path)
 }

@@ -1,4 +1,5 @@
-//! Text from other people, made safe to print on a terminal.
+//! Text for the terminal: words for a contact's status, and text from other people made safe
+//! to print.
 //!
 //! Chat text, personal messages, reasons and names come from the network. Printed as they are,
 //! control characters could move the cursor, clear the screen or retitle the window, and
@@ -13,6 +14,8 @@
 
 use std::borrow::Cow;
 use std::fmt::Write;
+
+use duet_signaling::protocol::Shown;
 
 /// Whether `c` must not reach a terminal as it is: C0 and C1 controls, DEL, and the Unicode
 /// bidirectional marks, embeddings, overrides and isolates.
@@ -39,6 +42,16 @@ pub fn safe(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// A status as words.
+pub fn shown_text(s: Shown) -> &'static str {
+    match s {
+        Shown::Online => "online",
+        Shown::Away => "away",
+        Shown::Busy => "busy",
+        Shown::Offline => "offline",
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use duet_media::call::{
     CallConfig, CallEvent, CallEvents, CallSession, CallSinks, CallStats, EndReason, Runtime,
     Signal,
 };
+use duet_media::stats::Percentiles;
 use duet_media::transport::{ImpairConfig, ImpairCounters, ImpairedRuntime};
 use duet_media::video::stamp::wall_epoch;
 use duet_media::video::{NullVideoSink, VideoSink};
@@ -27,6 +28,7 @@ use duet_signaling::protocol::{CallMedia, ClientMessage, Invitation, InviteId, I
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
+use super::error::CallError;
 use super::invited::Invited;
 use super::route::{CallMsg, Route, RouteKind};
 use super::{Client, ClientEvent, DEFAULT_RING};
@@ -93,58 +95,6 @@ impl std::fmt::Debug for CallOptions {
             .field("ring", &self.ring)
             .field("audio_processing", &self.audio_processing)
             .finish_non_exhaustive()
-    }
-}
-
-/// Why a call did not happen, or ended before it was connected.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CallError {
-    /// The user is not an accepted contact.
-    #[error("{0} is not one of your contacts")]
-    NotContact(UserName),
-    /// The contact is offline (or appears offline).
-    #[error("{0} is offline")]
-    Offline(UserName),
-    /// The callee declined.
-    #[error("declined{}", .0.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
-    Declined(Option<String>),
-    /// The callee is in another call.
-    #[error("busy: the contact is in another call")]
-    Busy,
-    /// Nobody answered in time.
-    #[error("no answer")]
-    NoAnswer,
-    /// The call ended while it was being connected.
-    #[error("the call ended before it connected: {0}")]
-    Ended(EndReason),
-    /// No network path to the peer was found in time.
-    #[error("could not connect ({reason}): likely {hint}")]
-    NoPath {
-        /// How the attempt ended.
-        reason: EndReason,
-        /// The likely cause, from what this side knew (ICE servers, relay-only).
-        hint: String,
-    },
-    /// The signaling server refused or could not be reached.
-    #[error("signaling: {0}")]
-    Signaling(String),
-    /// The call could not be set up on this side.
-    #[error("{0}")]
-    Setup(String),
-}
-
-impl CallError {
-    /// The exit status `duet call` uses for this outcome: 3 declined, 4 busy, 5 no answer,
-    /// 6 offline or not a contact, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CallError::Declined(_) => 3,
-            CallError::Busy => 4,
-            CallError::NoAnswer => 5,
-            CallError::Offline(_) | CallError::NotContact(_) => 6,
-            _ => 1,
-        }
     }
 }
 
@@ -768,5 +718,45 @@ fn gave_up_connecting(reason: &EndReason) -> bool {
             r.contains("ICE failed") || r.contains("not connected after")
         }
         _ => false,
+    }
+}
+
+impl Call {
+    /// The live figures: transport and receive buffers from the stack, send rates since the
+    /// previous call of this method (or since the call connected).
+    pub async fn status(&self) -> CallStatus {
+        let stats = self.stats().await;
+        let now = Instant::now();
+        let sent = self.sent();
+        let (since, before) = report::lock(&self.last)
+            .replace((now, sent))
+            .unwrap_or((self.connected_at, Default::default()));
+        let seconds = now.duration_since(since).as_secs_f64().max(1e-3);
+        let kbps = |bytes: u64| bytes as f64 * 8.0 / seconds / 1000.0;
+        let record = report::lock(&self.record);
+        let recent = record.latency_ms.values();
+        let t = &stats.transport;
+        let expected = t.packets_received + t.packets_lost;
+        CallStatus {
+            elapsed: now.duration_since(self.connected_at),
+            rtt_ms: t.rtt_ms,
+            loss_pct: if expected == 0 {
+                0.0
+            } else {
+                t.packets_lost as f64 * 100.0 / expected as f64
+            },
+            jitter_buffer_ms: stats.audio.jitter_buffer_ms,
+            audio_latency_ms: self.meter.heard().recent_ms,
+            concealed_pct: stats.audio.concealed_ratio * 100.0,
+            audio_kbps: kbps(sent.audio_bytes.saturating_sub(before.audio_bytes)),
+            video_kbps: kbps(sent.video_bytes.saturating_sub(before.video_bytes)),
+            video_latency_ms: (!recent.is_empty()).then(|| Percentiles::of(recent).p50),
+            frames_shown: record.shown,
+            freezes: stats.video.freeze_count,
+            echo_return_loss_enhancement_db: self
+                .audio_processing()
+                .and_then(|(_, s)| s.echo_return_loss_enhancement),
+            path: t.path.as_ref().map(|p| p.short()),
+        }
     }
 }

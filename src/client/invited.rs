@@ -5,8 +5,9 @@
 use duet_signaling::protocol::{ClientMessage, ErrorCode, InviteId};
 use duet_signaling::UserName;
 
+use super::error::CallError;
 use super::route::Route;
-use super::{CallError, Client};
+use super::Client;
 
 /// An invitation from a contact, not answered yet.
 pub(super) struct Invited {

@@ -10,8 +10,8 @@ use duet_media::link::{DataLink, LinkConfig, LinkEvent, LinkEvents};
 use duet_signaling::client::SignalingClient;
 use duet_signaling::protocol::{ClientMessage, InviteId};
 
+use super::error::TransferError;
 use super::route::{CallMsg, Route};
-use super::transfer::TransferError;
 use super::Client;
 
 /// How long a link may take to open.

@@ -28,6 +28,7 @@
 //! ```
 
 mod call;
+mod error;
 mod invited;
 mod link;
 mod route;
@@ -49,14 +50,13 @@ use duet_signaling::protocol::{
 use duet_signaling::UserName;
 use tokio::sync::mpsc;
 
-pub use call::{Call, CallError, CallOptions, CallReport, CallStatus, IncomingCall};
+pub use call::{Call, CallOptions, CallReport, CallStatus, IncomingCall};
+pub use error::{CallError, TransferError};
 use route::{RouteKind, Routes};
 pub use share::{
     describe as describe_folder_change, FolderInvitation, ShareOptions, ShareSession, ShareSummary,
 };
-pub use transfer::{
-    IncomingFile, Progress, ReceiveOptions, Transfer, TransferError, TransferOutcome,
-};
+pub use transfer::{IncomingFile, Progress, ReceiveOptions, Transfer, TransferOutcome};
 
 /// How to reach the server and as whom. Its `Debug` output leaves the token out.
 #[derive(Clone)]

@@ -20,12 +20,12 @@ use duet_signaling::protocol::{Invitation, InviteId};
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
+use super::error::CallError;
+use super::error::TransferError;
 use super::invited::Invited;
 use super::link::{open_link, LinkRole};
 use super::route::RouteKind;
-use super::transfer::TransferError;
 use super::{Client, ClientEvent};
-use crate::client::CallError;
 
 /// How long a folder invitation waits for an answer.
 const INVITE_TTL: Duration = Duration::from_secs(300);

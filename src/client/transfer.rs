@@ -21,11 +21,11 @@ use duet_signaling::protocol::{Invitation, InviteId, InviteState};
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
+use super::error::{CallError, TransferError};
 use super::invited::Invited;
 use super::link::{open_link, LinkRole};
 use super::route::{CallMsg, Route, RouteKind};
 use super::Client;
-use crate::client::CallError;
 
 /// How long an offer waits for an answer.
 const OFFER_TTL: Duration = Duration::from_secs(300);
@@ -55,15 +55,17 @@ impl Progress {
         }
     }
 
-    /// A progress bar: `[#########...........]  45%  90.0/200.0 MB  48.2 MB/s  2 s left`.
-    pub fn bar(&self) -> String {
-        const WIDTH: usize = 24;
-        let fraction = if self.total == 0 {
+    /// The fraction of the file that is here (1 for an empty file).
+    pub fn fraction(&self) -> f64 {
+        if self.total == 0 {
             1.0
         } else {
             (self.bytes as f64 / self.total as f64).clamp(0.0, 1.0)
-        };
-        let filled = (fraction * WIDTH as f64).round() as usize;
+        }
+    }
+
+    /// Sizes, rate and time left: `90.0/200.0 MB  48.2 MB/s  2 s left`.
+    pub fn summary(&self) -> String {
         let rate = self.rate();
         let left = if rate > 0.0 {
             format!(
@@ -74,13 +76,25 @@ impl Progress {
             "-".into()
         };
         format!(
-            "[{}{}] {:3.0}%  {:.1}/{:.1} MB  {:.1} MB/s  {left}",
-            "#".repeat(filled),
-            ".".repeat(WIDTH - filled),
-            fraction * 100.0,
+            "{:.1}/{:.1} MB  {:.1} MB/s  {left}",
             self.bytes as f64 / 1e6,
             self.total as f64 / 1e6,
             rate / 1e6,
+        )
+    }
+
+    /// A progress bar as one line of text: `[#########...........]  45%  90.0/200.0 MB  48.2
+    /// MB/s  2 s left`.
+    pub fn bar(&self) -> String {
+        const WIDTH: usize = 24;
+        let fraction = self.fraction();
+        let filled = (fraction * WIDTH as f64).round() as usize;
+        format!(
+            "[{}{}] {:3.0}%  {}",
+            "#".repeat(filled),
+            ".".repeat(WIDTH - filled),
+            fraction * 100.0,
+            self.summary(),
         )
     }
 }
@@ -104,34 +118,6 @@ pub enum TransferOutcome {
         /// The scanner's name for what it found.
         reason: String,
     },
-}
-
-/// Why a transfer did not happen or did not finish.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransferError {
-    /// The offer could not be made (offline, not a contact, declined, unanswered...).
-    #[error("{0}")]
-    Offer(#[from] CallError),
-    /// A file problem on this side.
-    #[error("{0}")]
-    File(#[from] duet_share::Error),
-    /// The connection dropped before the end; offering the same file again resumes.
-    #[error("the connection was lost: {0}")]
-    Lost(String),
-    /// The other side cancelled.
-    #[error("the other side cancelled: {0}")]
-    Cancelled(String),
-}
-
-impl TransferError {
-    /// Exit status for `duet send`: as for calls, and 7 when the receiver's scanner held it.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            TransferError::Offer(e) => e.exit_code(),
-            _ => 1,
-        }
-    }
 }
 
 /// A transfer going on: its progress, and its end.

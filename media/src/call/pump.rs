@@ -38,7 +38,7 @@ use crate::codec::h264::{EncodedVideo, H264Config, H264Encoder};
 use crate::codec::opus::{OpusConfig, OpusEncoder};
 use crate::error::Error;
 use crate::frame::{AudioFrame, Read, VideoFrame};
-use crate::loopback::{join, ms, sleep_until};
+use crate::stage::{self, join, ms, sleep_until};
 use crate::stats::Samples;
 use crate::video::scale::Scaler;
 use crate::video::VideoSource;
@@ -288,6 +288,55 @@ impl Drop for MediaPump {
     }
 }
 
+/// Where a sending thread hands each encoded audio frame, and where it learns how the encoder
+/// should change: the call's [`MediaSender`], or the in-process loopback's decoder.
+pub(crate) trait AudioOutlet: Send + 'static {
+    /// The next change of the Opus encoder asked for, once.
+    fn reconfigure(&mut self) -> Option<Reconfigure>;
+    /// Takes the packet encoded from `frame`; it may swap `packet` for a buffer of its own.
+    /// False when the packet was dropped (counted as not sent).
+    fn deliver(&mut self, packet: &mut Vec<u8>, frame: &AudioFrame) -> Result<bool, Error>;
+}
+
+/// Where a sending thread hands each encoded picture; see [`AudioOutlet`].
+pub(crate) trait VideoOutlet: Send + 'static {
+    /// True once when the next picture should be a keyframe.
+    fn keyframe_wanted(&mut self) -> bool;
+    /// The next change of the H.264 encoder asked for, once.
+    fn reconfigure(&mut self) -> Option<Reconfigure>;
+    /// Takes the access unit encoded from `source` (the picture as read, before any scaling);
+    /// it may swap either for a buffer of its own. False when the frame was dropped.
+    fn deliver(
+        &mut self,
+        encoded: &mut EncodedVideo,
+        source: &mut VideoFrame,
+    ) -> Result<bool, Error>;
+}
+
+impl AudioOutlet for MediaSender {
+    fn reconfigure(&mut self) -> Option<Reconfigure> {
+        self.next_audio_change()
+    }
+
+    fn deliver(&mut self, packet: &mut Vec<u8>, frame: &AudioFrame) -> Result<bool, Error> {
+        self.send_audio(packet, frame.format.frame.samples_per_channel() as u32)
+    }
+}
+
+impl VideoOutlet for MediaSender {
+    fn keyframe_wanted(&mut self) -> bool {
+        self.keyframe_requested()
+    }
+
+    fn reconfigure(&mut self) -> Option<Reconfigure> {
+        self.next_video_change()
+    }
+
+    fn deliver(&mut self, encoded: &mut EncodedVideo, _: &mut VideoFrame) -> Result<bool, Error> {
+        self.send_video(encoded)
+    }
+}
+
 /// What the loopback asks of the audio sender beyond sending.
 pub(crate) struct AudioPlan {
     /// Keep a copy of what was sent, to align the received signal with.
@@ -296,10 +345,46 @@ pub(crate) struct AudioPlan {
     pub first_sent: Option<Box<dyn FnOnce(Instant) + Send>>,
 }
 
-/// Starts the audio sender.
-pub(crate) fn spawn_audio(
+/// Reads a source in real time: a live device paces itself; any other source is asked for the
+/// frame due now (`due` advances by a frame each read), and the frame is released once the
+/// clock reaches `ready` of it.
+struct Pacer {
+    live: bool,
+    due: Instant,
+    period: Duration,
+}
+
+impl Pacer {
+    fn new(live: bool, window: &Window, period: Duration) -> Self {
+        Self {
+            live,
+            due: window.from,
+            period,
+        }
+    }
+
+    /// The `now` to read the source with.
+    fn now(&self) -> Instant {
+        if self.live {
+            Instant::now()
+        } else {
+            self.due
+        }
+    }
+
+    /// A frame was read and will be sent: wait until it exists in real time.
+    fn release(&mut self, ready: Instant) {
+        if !self.live {
+            self.due += self.period;
+            sleep_until(ready);
+        }
+    }
+}
+
+/// Starts the audio sender: read, pace, encode, hand to `outlet`.
+pub(crate) fn spawn_audio<O: AudioOutlet>(
     audio: LocalAudio,
-    sender: MediaSender,
+    mut outlet: O,
     window: Window,
     stop: Arc<AtomicBool>,
     live: Arc<Live>,
@@ -322,81 +407,75 @@ pub(crate) fn spawn_audio(
         keep_reference,
         mut first_sent,
     } = plan;
-    thread::Builder::new()
-        .name("duet-audio-send".into())
-        .spawn(move || {
-            let live_source = source.is_live();
-            let mut out = AudioSent {
-                encode_us: Samples::with_capacity(expected),
-                lookahead: encoder.lookahead(),
-                ..AudioSent::default()
-            };
-            if keep_reference {
-                out.reference.reserve(expected * samples);
-                out.captures.reserve(expected);
-            }
-            let mut frame = AudioFrame::silent(format, window.from);
-            let mut packet = Vec::with_capacity(1500);
-            while !stop.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                match source.read(now, &mut frame)? {
-                    Read::Frame => {}
-                    Read::Pending => {
-                        thread::sleep(Duration::from_millis(1));
-                        continue;
-                    }
-                    Read::End => break,
-                }
-                if !live_source {
-                    if frame.capture < window.from {
-                        continue;
-                    }
-                    // A frame exists once its last sample has been captured.
-                    sleep_until(frame.capture + frame_len);
-                }
-                if window.ended_by(frame.capture) {
-                    break;
-                }
-                if let Some(Reconfigure::Audio {
-                    bps,
-                    fec,
-                    expected_loss_pct,
-                }) = sender.next_audio_change()
-                {
-                    encoder.set_bitrate(bps)?;
-                    encoder.set_fec(fec)?;
-                    encoder.set_expected_loss(expected_loss_pct)?;
-                }
-                let t0 = Instant::now();
-                encoder.encode(&frame, &mut packet)?;
-                out.encode_us.push(t0.elapsed().as_secs_f64() * 1e6);
-                if !sender.send_audio(&packet, samples as u32)? {
-                    out.not_sent += 1;
+    stage::spawn("duet-audio-send", move || {
+        let mut pacer = Pacer::new(source.is_live(), &window, frame_len);
+        let mut out = AudioSent {
+            encode_us: Samples::with_capacity(expected),
+            lookahead: encoder.lookahead(),
+            ..AudioSent::default()
+        };
+        if keep_reference {
+            out.reference.reserve(expected * samples);
+            out.captures.reserve(expected);
+        }
+        let mut frame = AudioFrame::silent(format, window.from);
+        let mut packet = Vec::with_capacity(1500);
+        while !stop.load(Ordering::Relaxed) {
+            match source.read(pacer.now(), &mut frame)? {
+                Read::Frame => {}
+                Read::Pending => {
+                    thread::sleep(Duration::from_millis(1));
                     continue;
                 }
-                if let Some(tell) = first_sent.take() {
-                    tell(Instant::now());
-                }
-                out.frames += 1;
-                out.bytes += packet.len() as u64;
-                live.audio_frames.fetch_add(1, Ordering::Relaxed);
-                live.audio_bytes
-                    .fetch_add(packet.len() as u64, Ordering::Relaxed);
-                if keep_reference {
-                    out.reference
-                        .extend(frame.samples.iter().step_by(channels).copied());
-                    out.captures.push(frame.capture);
-                }
+                Read::End => break,
             }
-            Ok(out)
-        })
-        .map_err(|e| Error::Config(format!("cannot start the audio sender thread: {e}")))
+            if !pacer.live && frame.capture < window.from {
+                continue;
+            }
+            if window.ended_by(frame.capture) {
+                break;
+            }
+            // A frame exists once its last sample has been captured.
+            pacer.release(frame.capture + frame_len);
+            if let Some(Reconfigure::Audio {
+                bps,
+                fec,
+                expected_loss_pct,
+            }) = outlet.reconfigure()
+            {
+                encoder.set_bitrate(bps)?;
+                encoder.set_fec(fec)?;
+                encoder.set_expected_loss(expected_loss_pct)?;
+            }
+            let t0 = Instant::now();
+            encoder.encode(&frame, &mut packet)?;
+            out.encode_us.push(t0.elapsed().as_secs_f64() * 1e6);
+            let bytes = packet.len() as u64;
+            if !outlet.deliver(&mut packet, &frame)? {
+                out.not_sent += 1;
+                continue;
+            }
+            if let Some(tell) = first_sent.take() {
+                tell(Instant::now());
+            }
+            out.frames += 1;
+            out.bytes += bytes;
+            live.audio_frames.fetch_add(1, Ordering::Relaxed);
+            live.audio_bytes.fetch_add(bytes, Ordering::Relaxed);
+            if keep_reference {
+                out.reference
+                    .extend(frame.samples.iter().step_by(channels).copied());
+                out.captures.push(frame.capture);
+            }
+        }
+        Ok(out)
+    })
 }
 
-/// Starts the video sender.
-pub(crate) fn spawn_video(
+/// Starts the video sender: read, pace, scale to the size asked for, encode, hand to `outlet`.
+pub(crate) fn spawn_video<O: VideoOutlet>(
     video: LocalVideo,
-    sender: MediaSender,
+    mut outlet: O,
     window: Window,
     stop: Arc<AtomicBool>,
     live: Arc<Live>,
@@ -407,82 +486,76 @@ pub(crate) fn spawn_video(
     let expected = window.expected(f64::from(fps));
     let (width, height) = source.size();
     let mut encoder = H264Encoder::new(h264)?;
-    thread::Builder::new()
-        .name("duet-video-send".into())
-        .spawn(move || {
-            let live_source = source.is_live();
-            let mut out = VideoSent {
-                encode_ms: Samples::with_capacity(expected),
-                ..VideoSent::default()
-            };
-            let mut frame = VideoFrame::black(width, height, window.from)?;
-            let mut scaled = VideoFrame::black(width, height, window.from)?;
-            let mut scaler = Scaler::new();
-            let mut send_size = (width, height);
-            let mut encoded = EncodedVideo::new();
-            while !stop.load(Ordering::Relaxed) {
-                match source.read(Instant::now(), &mut frame)? {
-                    Read::Frame => {}
-                    Read::Pending => {
-                        thread::sleep(Duration::from_millis(1));
-                        continue;
-                    }
-                    Read::End => break,
-                }
-                if !live_source {
-                    if frame.capture + interval < window.from {
-                        continue;
-                    }
-                    sleep_until(frame.capture);
-                }
-                if window.ended_by(frame.capture) {
-                    break;
-                }
-                out.captured += 1;
-                live.video_captured.fetch_add(1, Ordering::Relaxed);
-                if sender.keyframe_requested() {
-                    encoder.request_keyframe();
-                }
-                // Bitrate and picture size follow the call; a smaller size is scaled from the
-                // source's pictures (and the encoder restarts at it with a keyframe).
-                if let Some(Reconfigure::Video { bps, size }) = sender.next_video_change() {
-                    encoder.set_bitrate(bps)?;
-                    out.bitrate_changes += 1;
-                    send_size = size;
-                }
-                let picture = if send_size == (frame.width, frame.height)
-                    || send_size.0 > frame.width
-                    || send_size.1 > frame.height
-                {
-                    &frame
-                } else {
-                    scaler.scale(&frame, send_size.0, send_size.1, &mut scaled)?;
-                    &scaled
-                };
-                let t0 = Instant::now();
-                let produced = encoder.encode(picture, &mut encoded)?;
-                let took = t0.elapsed();
-                out.encode_ms.push(ms(took));
-                if !produced {
-                    out.skipped += 1;
+    stage::spawn("duet-video-send", move || {
+        let mut pacer = Pacer::new(source.is_live(), &window, interval);
+        let mut out = VideoSent {
+            encode_ms: Samples::with_capacity(expected),
+            ..VideoSent::default()
+        };
+        let mut frame = VideoFrame::black(width, height, window.from)?;
+        let mut scaled = VideoFrame::black(width, height, window.from)?;
+        let mut scaler = Scaler::new();
+        let mut send_size = (width, height);
+        let mut encoded = EncodedVideo::new();
+        while !stop.load(Ordering::Relaxed) {
+            match source.read(pacer.now(), &mut frame)? {
+                Read::Frame => {}
+                Read::Pending => {
+                    thread::sleep(Duration::from_millis(1));
                     continue;
                 }
-                if !sender.send_video(&encoded)? {
-                    out.not_sent += 1;
-                    continue;
-                }
-                out.sent += 1;
-                out.bytes += encoded.data.len() as u64;
-                out.keyframes += u64::from(encoded.keyframe);
-                live.video_frames.fetch_add(1, Ordering::Relaxed);
-                live.video_encode_us
-                    .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-                live.video_bytes
-                    .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
-                live.keyframes
-                    .fetch_add(u64::from(encoded.keyframe), Ordering::Relaxed);
+                Read::End => break,
             }
-            Ok(out)
-        })
-        .map_err(|e| Error::Config(format!("cannot start the video sender thread: {e}")))
+            if !pacer.live && frame.capture + interval < window.from {
+                continue;
+            }
+            if window.ended_by(frame.capture) {
+                break;
+            }
+            pacer.release(frame.capture);
+            out.captured += 1;
+            live.video_captured.fetch_add(1, Ordering::Relaxed);
+            if outlet.keyframe_wanted() {
+                encoder.request_keyframe();
+            }
+            // Bitrate and picture size follow the call; a smaller size is scaled from the
+            // source's pictures (and the encoder restarts at it with a keyframe).
+            if let Some(Reconfigure::Video { bps, size }) = outlet.reconfigure() {
+                encoder.set_bitrate(bps)?;
+                out.bitrate_changes += 1;
+                send_size = size;
+            }
+            let picture = if send_size == (frame.width, frame.height)
+                || send_size.0 > frame.width
+                || send_size.1 > frame.height
+            {
+                &frame
+            } else {
+                scaler.scale(&frame, send_size.0, send_size.1, &mut scaled)?;
+                &scaled
+            };
+            let t0 = Instant::now();
+            let produced = encoder.encode(picture, &mut encoded)?;
+            let took = t0.elapsed();
+            out.encode_ms.push(ms(took));
+            if !produced {
+                out.skipped += 1;
+                continue;
+            }
+            let (bytes, keyframe) = (encoded.data.len() as u64, u64::from(encoded.keyframe));
+            if !outlet.deliver(&mut encoded, &mut frame)? {
+                out.not_sent += 1;
+                continue;
+            }
+            out.sent += 1;
+            out.bytes += bytes;
+            out.keyframes += keyframe;
+            live.video_frames.fetch_add(1, Ordering::Relaxed);
+            live.video_encode_us
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            live.video_bytes.fetch_add(bytes, Ordering::Relaxed);
+            live.keyframes.fetch_add(keyframe, Ordering::Relaxed);
+        }
+        Ok(out)
+    })
 }

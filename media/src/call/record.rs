@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::error::Error;
 use crate::frame::VideoFrame;
-use crate::loopback::ms;
+use crate::stage::ms;
 use crate::stats::Samples;
 use crate::video::stamp::{read_stamp, stamp_age};
 use crate::video::VideoSink;

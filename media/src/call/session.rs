@@ -5,21 +5,18 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::Notify;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::PeerConnection;
 
 use super::peer::{self, call_error, PeerSetup};
-use super::receive::{self, Arrival, Feedback, ReceiveShared};
-use super::restart::RestartPolicy;
+use super::receive::{self, ReceiveShared};
 use super::send::{self, MediaSender, SendState};
 use super::stats::CallStats;
 use super::tap::TapState;
@@ -31,13 +28,10 @@ use crate::negotiate::{self, Negotiation, Negotiator};
 use crate::video::NullVideoSink;
 
 mod control;
+mod inner;
 
 use control::control;
-
-/// How often the control task looks at timeouts and statistics.
-const TICK: Duration = Duration::from_millis(250);
-/// How often the WebRTC stack's statistics are fetched.
-const STATS_EVERY: Duration = Duration::from_secs(1);
+use inner::{lock, Adapter, Inner, Phase, Routes, StackFigures};
 
 /// One side of a 1:1 call. See the [module docs](super) for the whole picture.
 ///
@@ -57,65 +51,6 @@ impl std::fmt::Debug for CallSession {
             .field("ended", &lock(&self.inner.phase).ended)
             .finish_non_exhaustive()
     }
-}
-
-struct Inner {
-    pc: Arc<dyn PeerConnection>,
-    runtime: Handle,
-    config: CallConfig,
-    created: Instant,
-    events: UnboundedSender<CallEvent>,
-    tap: Arc<TapState>,
-    send: Arc<SendState>,
-    receive: Arc<ReceiveShared>,
-    tracks: Vec<Arc<TrackLocalStaticRTP>>,
-    /// Our SSRC used as the sender of the RTCP feedback we write.
-    feedback_ssrc: u32,
-    phase: Mutex<Phase>,
-    negotiation: Mutex<Negotiation>,
-    routes: Mutex<Routes>,
-    threads: Mutex<Vec<JoinHandle<Result<(), Error>>>>,
-    stack: Mutex<StackFigures>,
-    adapt: Mutex<Option<Adapter>>,
-    /// ICE restarts, from the moment the call is connected.
-    restart: Mutex<Option<RestartPolicy>>,
-    ended: Notify,
-}
-
-/// Bitrate adaptation and what it has been fed so far.
-struct Adapter {
-    controller: BitrateController,
-    reports: u64,
-}
-
-#[derive(Default)]
-struct Phase {
-    tracks_added: bool,
-    connected_at: Option<Instant>,
-    ended: Option<EndReason>,
-}
-
-/// Where the peer's packets go, until the call ends.
-#[derive(Default)]
-struct Routes {
-    audio: Option<std_mpsc::Sender<Arrival>>,
-    video: Option<std_mpsc::Sender<Arrival>>,
-    feedback: Option<UnboundedReceiver<Feedback>>,
-}
-
-/// The figures last read from the WebRTC stack's statistics.
-#[derive(Debug, Clone, Default)]
-struct StackFigures {
-    packets_sent: u64,
-    audio_packets_sent: u64,
-    video_packets_sent: u64,
-    bytes_sent: u64,
-    packets_received: u64,
-    bytes_received: u64,
-    packets_lost: u64,
-    remote_packets_lost: u64,
-    ice_rtt_ms: Option<f64>,
-    path: Option<crate::ice::CandidatePath>,
 }
 
 impl CallSession {
@@ -425,8 +360,4 @@ fn random_seed() -> u64 {
         .map_or(0, |d| d.as_nanos());
     hasher.write_u128(nanos);
     hasher.finish()
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

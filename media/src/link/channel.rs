@@ -12,7 +12,9 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::StatsSelector;
 
-use super::{lock, EndReason, Inner, HIGH_WATER, LOW_WATER};
+use super::base::{HIGH_WATER, LOW_WATER};
+use super::inner::{lock, Inner};
+use crate::call::EndReason;
 use crate::error::Error;
 use crate::negotiate::{self, PeerEvent};
 

@@ -8,7 +8,7 @@ use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, Registry, SettingEngineBuilder,
 };
 
-use super::LinkConfig;
+use super::base::LinkConfig;
 use crate::error::Error;
 use crate::negotiate::{EventForwarder, PeerEvent};
 use crate::transport::{BufferedRuntime, SOCKET_BUFFER};

@@ -5,22 +5,24 @@
 //! source produced, window by window, so codec look-ahead and every buffer count. Video latency is
 //! read from the stamps the test pattern writes into its pixels.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::Arc;
-use std::thread;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::audio::{AudioSink, AudioSource};
+use crate::call::pump::SendCounters;
+use crate::call::{AudioCallStats, TransportStats, VideoCallStats};
 use crate::codec::h264::H264Config;
 use crate::codec::opus::OpusConfig;
-use crate::error::Error;
 use crate::stats::Percentiles;
+use crate::transport::impair::ImpairStats;
 use crate::video::{VideoSink, VideoSource};
 
 mod audio;
+mod direct;
 mod video;
 pub mod webrtc;
+
+pub use direct::{run, run_with_live};
 
 /// What to run through the loopback.
 pub struct LoopbackConfig {
@@ -68,7 +70,7 @@ pub struct LoopbackReport {
     pub memory: MemoryReport,
     /// The call's transport and receive-buffer figures, when the run went over WebRTC
     /// ([`webrtc::run`]).
-    pub network: Option<webrtc::NetworkReport>,
+    pub network: Option<NetworkReport>,
 }
 
 /// Figures of the audio path.
@@ -148,6 +150,27 @@ pub struct VideoReport {
     pub decode_errors: u64,
 }
 
+/// The figures of the call under a WebRTC loopback run: the transport (sender and receiver
+/// sides merged) and what the receiver's buffers and decoders did.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkReport {
+    /// From ICE start to both sides connected, ms.
+    pub connect_ms: f64,
+    /// The transport: what the sender sent and measured (RTT, retransmissions, target
+    /// bitrate) and what the receiver lost and asked for (NACKs, PLIs).
+    pub transport: TransportStats,
+    /// The receiver's audio playout.
+    pub audio: Option<AudioCallStats>,
+    /// The receiver's video path.
+    pub video: Option<VideoCallStats>,
+    /// What the impairment did to the datagrams of both directions, when one was applied.
+    pub impairment: Option<ImpairStats>,
+    /// Video bitrate changes the sender applied.
+    pub bitrate_changes: u64,
+    /// The round trip as the receiving side knows it (it paces its NACKs), ms.
+    pub receiver_rtt_ms: Option<f64>,
+}
+
 /// Resident set size of the process at points of the run, MiB.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryReport {
@@ -199,11 +222,9 @@ pub(crate) struct DirectLive {
     pub audio_encoded: AtomicU64,
     pub audio_bytes: AtomicU64,
     pub audio_samples_out: AtomicU64,
-    pub video_captured: AtomicU64,
     pub video_encoded: AtomicU64,
     pub video_keyframes: AtomicU64,
     pub video_bytes: AtomicU64,
-    pub video_encode_ns: AtomicU64,
     pub video_decoded: AtomicU64,
     pub video_decode_ns: AtomicU64,
     /// Width in the high 32 bits, height in the low.
@@ -217,8 +238,9 @@ impl DirectLive {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The figures now; `last` holds the latency sum and count of the previous call.
-    fn figures(&self, last: &mut (u64, u64)) -> DirectFigures {
+    /// The figures now, with what the senders counted; `last` holds the latency sum and count
+    /// of the previous call.
+    fn figures(&self, sent: SendCounters, last: &mut (u64, u64)) -> DirectFigures {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let size = get(&self.video_size);
         let (sum, count) = (get(&self.video_latency_us), get(&self.video_latency_count));
@@ -229,121 +251,17 @@ impl DirectLive {
             audio_encoded: get(&self.audio_encoded),
             audio_bytes: get(&self.audio_bytes),
             audio_samples_out: get(&self.audio_samples_out),
-            video_captured: get(&self.video_captured),
+            video_captured: sent.video_captured,
             video_encoded: get(&self.video_encoded),
             video_keyframes: get(&self.video_keyframes),
             video_bytes: get(&self.video_bytes),
-            video_encode_s: get(&self.video_encode_ns) as f64 / 1e9,
+            video_encode_s: sent.video_encode_us as f64 / 1e6,
             video_decoded: get(&self.video_decoded),
             video_decode_s: get(&self.video_decode_ns) as f64 / 1e9,
             video_size: (size > 0).then_some(((size >> 32) as u32, size as u32)),
             video_latency_ms: (d_count > 0).then(|| d_sum as f64 / d_count as f64 / 1000.0),
         }
     }
-}
-
-/// Runs the loopback for `config.duration` (or until every source ends) and reports.
-///
-/// Sources are paced in real time unless they are live devices, which pace themselves.
-pub fn run(config: LoopbackConfig) -> Result<LoopbackReport, Error> {
-    run_with_live(config, None)
-}
-
-/// [`run`], sending the figures so far to `live` once a second while it runs.
-pub fn run_with_live(
-    config: LoopbackConfig,
-    live: Option<Sender<DirectFigures>>,
-) -> Result<LoopbackReport, Error> {
-    if config.audio.is_none() && config.video.is_none() {
-        return Err(Error::Config(
-            "nothing to run: no audio and no video".into(),
-        ));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = config.start;
-    let rss_start = rss_mb();
-    let counters = Arc::new(DirectLive::default());
-
-    let audio = config
-        .audio
-        .map(|a| audio::spawn(a, start, config.duration, stop.clone(), counters.clone()))
-        .transpose()?;
-    let video = config
-        .video
-        .map(|v| video::spawn(v, start, config.duration, stop.clone(), counters.clone()))
-        .transpose()?;
-
-    let end = start + config.duration;
-    let ten = start + Duration::from_secs(10);
-    let mut rss_10s = None;
-    let mut report_due = start + Duration::from_secs(1);
-    let mut last_latency = (0, 0);
-    loop {
-        let now = Instant::now();
-        if rss_10s.is_none() && now >= ten {
-            rss_10s = Some(rss_mb());
-        }
-        if let Some(to) = live.as_ref().filter(|_| now >= report_due) {
-            report_due += Duration::from_secs(1);
-            // Nobody listening is no reason to stop the run.
-            let _ = to.send(counters.figures(&mut last_latency));
-        }
-        let sources_done = audio.as_ref().is_none_or(|a| a.is_finished())
-            && video.as_ref().is_none_or(|v| v.is_finished());
-        if now >= end || sources_done {
-            break;
-        }
-        thread::sleep(Duration::from_millis(20).min(end.saturating_duration_since(now)));
-    }
-    let rss_end = rss_mb();
-    stop.store(true, Ordering::Relaxed);
-    let seconds = start.elapsed().as_secs_f64();
-
-    let audio = audio.map(|a| a.join()).transpose()?;
-    let video = video.map(|v| v.join()).transpose()?;
-    Ok(LoopbackReport {
-        seconds,
-        audio,
-        video,
-        memory: MemoryReport {
-            rss_start_mb: rss_start,
-            rss_10s_mb: rss_10s,
-            rss_end_mb: rss_end,
-        },
-        network: None,
-    })
-}
-
-/// Sleeps until `deadline` (returns at once if it has passed).
-pub(crate) fn sleep_until(deadline: Instant) {
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        thread::sleep(deadline - now);
-    }
-}
-
-/// Starts one stage of a path on a thread of its own, named `name`.
-pub(crate) fn stage<T: Send + 'static>(
-    name: &str,
-    body: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<thread::JoinHandle<Result<T, Error>>, Error> {
-    thread::Builder::new()
-        .name(name.into())
-        .spawn(body)
-        .map_err(|e| Error::Config(format!("cannot start the {name} thread: {e}")))
-}
-
-/// Joins a stage thread, turning a panic inside it into an error.
-pub(crate) fn join<T>(
-    handle: thread::JoinHandle<Result<T, Error>>,
-    stage: &str,
-) -> Result<T, Error> {
-    handle
-        .join()
-        .map_err(|_| Error::Config(format!("loopback {stage} stage panicked")))?
 }
 
 /// Resident set size of this process in MiB (0 where /proc is not available).
@@ -355,9 +273,4 @@ pub fn rss_mb() -> f64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.0);
     pages * 4096.0 / (1024.0 * 1024.0)
-}
-
-/// Microseconds as milliseconds, for reports.
-pub(crate) fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -1,34 +1,79 @@
-//! The video path of the loopback: capture, H.264 encode, H.264 decode, sink, with latency read
-//! from the stamps in the decoded pixels and PSNR against the source frames.
+//! The video path of the loopback: the call's video sender (capture, pace, H.264 encode), then
+//! H.264 decode and the sink, with latency read from the stamps in the decoded pixels and PSNR
+//! against the source frames.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{join, ms, sleep_until, stage, DirectLive, VideoLoop, VideoReport};
-use crate::codec::h264::{EncodedVideo, H264Decoder, H264Encoder};
+use super::{DirectLive, VideoLoop, VideoReport};
+use crate::adapt::Reconfigure;
+use crate::call::pump::{self, Live, LocalVideo, VideoOutlet, VideoSent, Window};
+use crate::codec::h264::{EncodedVideo, H264Decoder};
 use crate::error::Error;
-use crate::frame::{Read, VideoFrame};
+use crate::frame::VideoFrame;
 use crate::measure::video::psnr;
+use crate::stage::{self, join, ms};
 use crate::stats::Samples;
 use crate::video::stamp::read_stamp;
 
 /// Frames in flight between two stages before the upstream one drops.
 const QUEUE: usize = 4;
 
-struct Captured {
-    frames: u64,
-    dropped: u64,
+/// What travels from the sender to the decoder: an access unit and the source picture it was
+/// encoded from (for PSNR).
+type Unit = (EncodedVideo, VideoFrame);
+
+/// The sender's outlet: access units go to the decoder through a short queue, dropped (and
+/// counted as not sent) when the decoder is behind; a keyframe follows a decode error.
+struct ToDecoder {
+    units: SyncSender<Unit>,
+    free_units: Receiver<EncodedVideo>,
+    free_pictures: Receiver<VideoFrame>,
+    keyframe_wanted: Arc<AtomicBool>,
+    counters: Arc<DirectLive>,
+    stop: Arc<AtomicBool>,
 }
 
-struct Encoded {
-    encode_ms: Samples,
-    sent: u64,
-    skipped: u64,
-    bytes: u64,
-    keyframes: u64,
+impl VideoOutlet for ToDecoder {
+    fn keyframe_wanted(&mut self) -> bool {
+        self.keyframe_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    fn reconfigure(&mut self) -> Option<Reconfigure> {
+        None
+    }
+
+    fn deliver(
+        &mut self,
+        encoded: &mut EncodedVideo,
+        source: &mut VideoFrame,
+    ) -> Result<bool, Error> {
+        DirectLive::add(&self.counters.video_encoded, 1);
+        DirectLive::add(&self.counters.video_keyframes, u64::from(encoded.keyframe));
+        DirectLive::add(&self.counters.video_bytes, encoded.data.len() as u64);
+        let mut unit = self
+            .free_units
+            .try_recv()
+            .unwrap_or_else(|_| EncodedVideo::new());
+        let mut original = match self.free_pictures.try_recv() {
+            Ok(picture) => picture,
+            Err(_) => VideoFrame::black(source.width, source.height, source.capture)?,
+        };
+        std::mem::swap(&mut unit, encoded);
+        std::mem::swap(&mut original, source);
+        match self.units.try_send((unit, original)) {
+            Ok(()) => Ok(true),
+            Err(TrySendError::Full(_)) => Ok(false),
+            Err(TrySendError::Disconnected(_)) => {
+                // The decoder stopped (its error is reported when it is joined).
+                self.stop.store(true, Ordering::Relaxed);
+                Ok(false)
+            }
+        }
+    }
 }
 
 struct Decoded {
@@ -50,130 +95,55 @@ struct Shown {
 pub(super) struct VideoHandle {
     stamped: bool,
     seconds: f64,
-    capture: JoinHandle<Result<Captured, Error>>,
-    encode: JoinHandle<Result<Encoded, Error>>,
+    send: JoinHandle<Result<VideoSent, Error>>,
     decode: JoinHandle<Result<Decoded, Error>>,
     sink: JoinHandle<Result<Shown, Error>>,
 }
 
-/// Starts the four stage threads of the video path.
+/// Starts the video path: the call's sender (capture, pace, encode), a decoder and the sink,
+/// each on a thread of its own.
 pub(super) fn spawn(
     path: VideoLoop,
-    start: Instant,
-    duration: Duration,
+    window: Window,
     stop: Arc<AtomicBool>,
-    live: Arc<DirectLive>,
+    sent: Arc<Live>,
+    counters: Arc<DirectLive>,
 ) -> Result<VideoHandle, Error> {
     let VideoLoop {
-        mut source,
+        source,
         mut sink,
         h264,
     } = path;
     let fps = h264.fps.max(1.0);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(fps));
-    let expected = (duration.as_secs_f64() * f64::from(fps)).ceil() as usize + 1;
+    let seconds = window
+        .until
+        .map_or(60.0, |until| (until - window.from).as_secs_f64());
+    let expected = (seconds * f64::from(fps)).ceil() as usize + 1;
     let epoch = source.stamp_epoch();
-    let (width, height) = source.size();
-    let mut encoder = H264Encoder::new(h264)?;
     let mut decoder = H264Decoder::new()?;
     let keyframe_wanted = Arc::new(AtomicBool::new(false));
-    let keyframe_request = keyframe_wanted.clone();
-    let end = start + duration;
+    let start = window.from;
 
-    // Source frames travel capture -> encode -> decode -> sink and back to capture.
-    let (raw_tx, raw_rx) = sync_channel::<VideoFrame>(QUEUE);
-    let (raw_free_tx, raw_free_rx) = sync_channel::<VideoFrame>(QUEUE * 4);
-    let (enc_tx, enc_rx) = sync_channel::<(EncodedVideo, VideoFrame)>(QUEUE);
+    // Access units and source pictures travel sender -> decoder -> sink and back.
+    let (enc_tx, enc_rx) = sync_channel::<Unit>(QUEUE);
     let (enc_free_tx, enc_free_rx) = sync_channel::<EncodedVideo>(QUEUE * 2);
+    let (raw_free_tx, raw_free_rx) = sync_channel::<VideoFrame>(QUEUE * 4);
     let (dec_tx, dec_rx) = sync_channel::<(VideoFrame, VideoFrame)>(QUEUE);
     let (dec_free_tx, dec_free_rx) = sync_channel::<VideoFrame>(QUEUE * 2);
-    let requeue_tx = raw_free_tx.clone();
-    let enc_recycle_tx = enc_free_tx.clone();
-    let encode_requeue_tx = raw_free_tx.clone();
     let decode_requeue_tx = raw_free_tx.clone();
-    let capture_live = live.clone();
-    let (encode_live, decode_live, sink_live) = (live.clone(), live.clone(), live);
+    let (decode_live, sink_live) = (counters.clone(), counters.clone());
 
-    let capture = stage("video-capture", move || {
-        let live = source.is_live();
-        let mut out = Captured {
-            frames: 0,
-            dropped: 0,
-        };
-        let mut n: u32 = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let deadline = start + interval * n;
-            if deadline >= end {
-                break;
-            }
-            let mut frame = match raw_free_rx.try_recv() {
-                Ok(frame) => frame,
-                Err(_) => VideoFrame::black(width, height, start)?,
-            };
-            let now = if live { Instant::now() } else { deadline };
-            match source.read(now, &mut frame)? {
-                Read::Frame => {}
-                Read::Pending => {
-                    thread::sleep(Duration::from_millis(1));
-                    let _ = requeue_tx.try_send(frame);
-                    continue;
-                }
-                Read::End => break,
-            }
-            if !live {
-                sleep_until(frame.capture);
-            }
-            n += 1;
-            out.frames += 1;
-            DirectLive::add(&capture_live.video_captured, 1);
-            if let Err(TrySendError::Full(frame)) = raw_tx.try_send(frame) {
-                out.dropped += 1;
-                let _ = requeue_tx.try_send(frame);
-            }
-        }
-        Ok(out)
-    })?;
+    let outlet = ToDecoder {
+        units: enc_tx,
+        free_units: enc_free_rx,
+        free_pictures: raw_free_rx,
+        keyframe_wanted: keyframe_wanted.clone(),
+        counters,
+        stop: stop.clone(),
+    };
+    let send = pump::spawn_video(LocalVideo { source, h264 }, outlet, window, stop, sent)?;
 
-    let encode = stage("video-encode", move || {
-        let mut out = Encoded {
-            encode_ms: Samples::with_capacity(expected),
-            sent: 0,
-            skipped: 0,
-            bytes: 0,
-            keyframes: 0,
-        };
-        for frame in raw_rx {
-            if keyframe_request.swap(false, Ordering::Relaxed) {
-                encoder.request_keyframe();
-            }
-            let mut encoded = enc_free_rx
-                .try_recv()
-                .unwrap_or_else(|_| EncodedVideo::new());
-            let t0 = Instant::now();
-            let produced = encoder.encode(&frame, &mut encoded)?;
-            let took = t0.elapsed();
-            out.encode_ms.push(ms(took));
-            if !produced {
-                out.skipped += 1;
-                let _ = encode_requeue_tx.try_send(frame);
-                let _ = enc_recycle_tx.try_send(encoded);
-                continue;
-            }
-            out.sent += 1;
-            out.bytes += encoded.data.len() as u64;
-            out.keyframes += u64::from(encoded.keyframe);
-            DirectLive::add(&encode_live.video_encoded, 1);
-            DirectLive::add(&encode_live.video_keyframes, u64::from(encoded.keyframe));
-            DirectLive::add(&encode_live.video_bytes, encoded.data.len() as u64);
-            DirectLive::add(&encode_live.video_encode_ns, took.as_nanos() as u64);
-            if enc_tx.send((encoded, frame)).is_err() {
-                break;
-            }
-        }
-        Ok(out)
-    })?;
-
-    let decode = stage("video-decode", move || {
+    let decode = stage::spawn("video-decode", move || {
         let mut out = Decoded {
             decode_ms: Samples::with_capacity(expected),
             errors: 0,
@@ -211,7 +181,7 @@ pub(super) fn spawn(
         Ok(out)
     })?;
 
-    let sink = stage("video-sink", move || {
+    let sink = stage::spawn("video-sink", move || {
         let mut out = Shown {
             shown: 0,
             latency_ms: Samples::with_capacity(expected),
@@ -261,42 +231,40 @@ pub(super) fn spawn(
 
     Ok(VideoHandle {
         stamped: epoch.is_some(),
-        seconds: duration.as_secs_f64(),
-        capture,
-        encode,
+        seconds,
+        send,
         decode,
         sink,
     })
 }
 
 impl VideoHandle {
-    /// True once the capture stage has stopped (end of source or of the run).
+    /// True once the sender has stopped (end of source or of the run).
     pub(super) fn is_finished(&self) -> bool {
-        self.capture.is_finished()
+        self.send.is_finished()
     }
 
     /// Waits for every stage and reports.
     pub(super) fn join(self) -> Result<VideoReport, Error> {
-        let captured = join(self.capture, "video capture")?;
-        let encoded = join(self.encode, "video encode")?;
+        let sent = join(self.send, "video send")?;
         let decoded = join(self.decode, "video decode")?;
         let shown = join(self.sink, "video sink")?;
         let seconds = self.seconds.max(f64::EPSILON);
         Ok(VideoReport {
-            frames_captured: captured.frames,
-            frames_sent: encoded.sent,
+            frames_captured: sent.captured,
+            frames_sent: sent.sent,
             frames_shown: shown.shown,
-            frames_dropped: captured.dropped + encoded.skipped,
+            frames_dropped: sent.skipped + sent.not_sent,
             width: shown.width,
             height: shown.height,
-            encode_ms: encoded.encode_ms.measured(),
+            encode_ms: sent.encode_ms.measured(),
             decode_ms: decoded.decode_ms.measured(),
             latency_ms: shown.latency_ms.measured(),
             psnr_db: (shown.psnr_count > 0).then(|| shown.psnr_sum / shown.psnr_count as f64),
             stamp_errors: shown.stamp_errors,
             stamped: self.stamped,
-            kbps: encoded.bytes as f64 * 8.0 / seconds / 1000.0,
-            keyframes: encoded.keyframes,
+            kbps: sent.bytes as f64 * 8.0 / seconds / 1000.0,
+            keyframes: sent.keyframes,
             decode_errors: decoded.errors,
         })
     }

@@ -15,16 +15,20 @@ use std::time::{Duration, Instant};
 
 use receive::{align_audio, lock, AudioRecord, RecordingAudioSink};
 
-use super::{join, rss_mb, AudioReport, LoopbackConfig, LoopbackReport, MemoryReport, VideoReport};
+use super::rss_mb;
+use super::{
+    AudioReport, LoopbackConfig, LoopbackReport, MemoryReport, NetworkReport, VideoReport,
+};
 use crate::adapt::AdaptConfig;
 use crate::call::pump::{self, AudioPlan, Live, LocalAudio, LocalVideo, SendCounters, Window};
 use crate::call::record::{RecordingVideoSink, VideoRecord};
 use crate::call::{
     AudioCallStats, CallConfig, CallEvent, CallEvents, CallSession, CallSinks, CallStats,
-    EndReason, TransportStats, VideoCallStats,
+    EndReason, TransportStats,
 };
 use crate::error::Error;
-use crate::transport::impair::{ImpairConfig, ImpairStats, ImpairedRuntime};
+use crate::stage::join;
+use crate::transport::impair::{ImpairConfig, ImpairedRuntime};
 
 /// How long the two sessions may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,27 +69,6 @@ pub struct LiveFigures {
     pub sent: SendCounters,
     /// Glass-to-glass latency of the last 30 pictures shown, ms (median), from their stamps.
     pub video_latency_ms: Option<f64>,
-}
-
-/// The figures of the call under a WebRTC loopback run: the transport (sender and receiver
-/// sides merged) and what the receiver's buffers and decoders did.
-#[derive(Debug, Clone, Default)]
-pub struct NetworkReport {
-    /// From ICE start to both sides connected, ms.
-    pub connect_ms: f64,
-    /// The transport: what the sender sent and measured (RTT, retransmissions, target
-    /// bitrate) and what the receiver lost and asked for (NACKs, PLIs).
-    pub transport: TransportStats,
-    /// The receiver's audio playout.
-    pub audio: Option<AudioCallStats>,
-    /// The receiver's video path.
-    pub video: Option<VideoCallStats>,
-    /// What the impairment did to the datagrams of both directions, when one was applied.
-    pub impairment: Option<ImpairStats>,
-    /// Video bitrate changes the sender applied.
-    pub bitrate_changes: u64,
-    /// The round trip as the receiving side knows it (it paces its NACKs), ms.
-    pub receiver_rtt_ms: Option<f64>,
 }
 
 /// Runs the loopback over WebRTC for `config.duration` after the call is connected, and reports.

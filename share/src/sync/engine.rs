@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::event::{Action, Expect, Outcome, SyncEvent};
 use super::index::{BlockHash, FileEntry, Index, Scan};
 use super::message::{index_messages, SyncMessage};
+use super::work::{Busy, Job, Request};
 use crate::{Error, Result};
 
 /// Settings of a [`SyncEngine`].
@@ -64,25 +65,6 @@ pub struct SyncStats {
     pub refused: u64,
 }
 
-/// What a path is waiting for on disk.
-#[derive(Debug, Clone)]
-pub(super) enum Busy {
-    /// A download into a temporary file.
-    Job(u64),
-    /// A delete, waiting for its outcome (or for downloads copying from the file).
-    Deleting {
-        target: FileEntry,
-        quiet: bool,
-        sent: bool,
-    },
-    /// The losing local version is being moved to its conflict name.
-    Moving {
-        copy: String,
-        loser: FileEntry,
-        winner: FileEntry,
-    },
-}
-
 /// The sync engine of one sharing folder with one peer. Sans-IO: it is told the time, fed
 /// scans, peer messages and action outcomes, and drained with the `poll_*` methods.
 ///
@@ -97,8 +79,8 @@ pub struct SyncEngine {
     pub(super) remote: Index,
     pub(super) connected: bool,
     pub(super) busy: BTreeMap<String, Busy>,
-    pub(super) jobs: BTreeMap<u64, super::fetch::Job>,
-    pub(super) requests: BTreeMap<u64, super::fetch::Request>,
+    pub(super) jobs: BTreeMap<u64, Job>,
+    pub(super) requests: BTreeMap<u64, Request>,
     pub(super) queue: VecDeque<(u64, BlockHash)>,
     pub(super) serving: HashMap<u64, BlockHash>,
     pub(super) block_map: Option<HashMap<BlockHash, (String, u32)>>,

@@ -4,53 +4,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use super::engine::{Busy, SyncEngine};
+use super::engine::SyncEngine;
 use super::event::{Action, Applied, Expect, SyncEvent};
 use super::index::{block_len, BlockHash, FileEntry};
 use super::message::{SyncMessage, DATA_CHUNK};
 use super::path::STATE_DIR;
+use super::work::{Busy, Job, JobKind, Request};
 use crate::{Error, Result};
 
 /// Most block reads for the peer waiting on the shell; requests beyond are answered Missing.
 const MAX_SERVING: usize = 64;
-
-/// What to tell the user when a download completes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum JobKind {
-    Added,
-    Changed,
-    Renamed {
-        from: String,
-    },
-    /// Already reported (the winner of a conflict).
-    Quiet,
-}
-
-/// A download of one file version into a temporary file.
-#[derive(Debug)]
-pub(super) struct Job {
-    pub(super) path: String,
-    pub(super) temp: String,
-    pub(super) target: FileEntry,
-    pub(super) expect: Expect,
-    pub(super) kind: JobKind,
-    /// Blocks being copied from local files: block number -> source path.
-    pub(super) copying: BTreeMap<u32, String>,
-    /// Blocks waiting for the peer: hash -> block numbers.
-    pub(super) wanted: BTreeMap<BlockHash, Vec<u32>>,
-    pub(super) finishing: bool,
-}
-
-/// A block request in flight.
-#[derive(Debug)]
-pub(super) struct Request {
-    pub(super) job: u64,
-    pub(super) hash: BlockHash,
-    pub(super) len: usize,
-    pub(super) buf: Vec<u8>,
-    pub(super) deadline: Instant,
-    pub(super) attempts: u32,
-}
 
 impl SyncEngine {
     /// A fresh id for a download or a request.

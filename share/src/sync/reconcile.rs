@@ -4,11 +4,11 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use super::engine::{expect_of, Busy, SyncEngine};
+use super::engine::{expect_of, SyncEngine};
 use super::event::{Action, Applied, Expect, SyncEvent};
-use super::fetch::JobKind;
 use super::index::{block_count, BlockHash, FileEntry};
 use super::vv::VersionOrdering;
+use super::work::{Busy, JobKind};
 use crate::{Error, Result};
 
 impl SyncEngine {

@@ -10,49 +10,12 @@
 //! as slowness. A recipient whose store holds too much makes new chat messages for them fail
 //! with `mailbox_full`.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{check_len, Delivery, Fail, Hub, Reply, SEQ_BLOCK};
 use crate::protocol::{ErrorCode, ServerMessage, UserName, MAX_FIELD, MAX_TEXT};
 use crate::store::{Mailbox, Store};
 use crate::Error;
-
-/// Chat message ids seen lately, so a resent message is acknowledged again and not delivered twice.
-pub(super) struct Recent {
-    seen: HashMap<(UserName, String), u64>,
-    order: VecDeque<(Instant, UserName, String)>,
-    ttl: Duration,
-}
-
-/// Ids remembered at most, whatever their age.
-const RECENT_CAP: usize = 100_000;
-
-impl Recent {
-    pub(super) fn new(ttl: Duration) -> Self {
-        Self {
-            seen: HashMap::new(),
-            order: VecDeque::new(),
-            ttl,
-        }
-    }
-
-    fn get(&self, user: &UserName, id: &str) -> Option<u64> {
-        self.seen.get(&(user.clone(), id.to_owned())).copied()
-    }
-
-    fn insert(&mut self, now: Instant, user: &UserName, id: &str, seq: u64) {
-        while let Some((t, u, i)) = self.order.front() {
-            if self.order.len() < RECENT_CAP && now.saturating_duration_since(*t) < self.ttl {
-                break;
-            }
-            self.seen.remove(&(u.clone(), i.clone()));
-            self.order.pop_front();
-        }
-        self.seen.insert((user.clone(), id.to_owned()), seq);
-        self.order.push_back((now, user.clone(), id.to_owned()));
-    }
-}
 
 /// The sender and id of a chat message, which the store uses to refuse duplicates.
 pub(super) fn origin(msg: &ServerMessage) -> Option<(&UserName, &str)> {

@@ -15,23 +15,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::state::Invite;
 use super::{check_len, Fail, Hub, Reply, Timer};
 use crate::protocol::{
     ErrorCode, Invitation, InviteId, InviteState, ServerMessage, UserName, MAX_FIELD,
 };
 use crate::store::Store;
-
-/// A live invitation.
-pub(super) struct Invite {
-    caller: UserName,
-    callee: UserName,
-    invitation: Invitation,
-    state: InviteState,
-    /// When it expires (invited, ringing) or is hung up for a missing party (accepted).
-    deadline: Option<Instant>,
-    /// The callee blocks the caller: it is never shown to the callee and just expires.
-    hidden: bool,
-}
 
 fn check_invitation(inv: &Invitation) -> Result<(), Fail> {
     let name_ok = |name: &str| {

@@ -11,6 +11,7 @@
 mod chat;
 mod contacts;
 mod invite;
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -27,8 +28,7 @@ use crate::protocol::{
 use crate::store::{hash_token, hashes_match, Relation, Store, REVOKED};
 use crate::Error;
 
-use chat::Recent;
-use invite::Invite;
+use state::{Invite, Recent};
 
 /// A connection, numbered by the shell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

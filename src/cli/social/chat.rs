@@ -12,8 +12,7 @@ use duet_signaling::UserName;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 
-use super::shown_text;
-use crate::cli::term::safe;
+use crate::cli::term::{safe, shown_text};
 use crate::client::{Client, ClientEvent, ClientEvents};
 
 /// One line to print for an event, if it is worth a line. Text from others (messages, notes,

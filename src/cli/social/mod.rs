@@ -20,6 +20,7 @@ use duet_signaling::store::{SqliteStore, Store};
 use duet_signaling::tls::{ClientTls, ServerTls};
 use duet_signaling::UserName;
 
+use crate::cli::term::shown_text;
 use crate::client::{Client, ClientConfig, ClientEvents};
 use config::Credentials;
 
@@ -471,16 +472,6 @@ pub fn contact_table(contacts: &[Contact]) -> String {
         out.push_str("no contacts yet: `duet contact add NAME`\n");
     }
     out
-}
-
-/// A status as words.
-pub fn shown_text(s: Shown) -> &'static str {
-    match s {
-        Shown::Online => "online",
-        Shown::Away => "away",
-        Shown::Busy => "busy",
-        Shown::Offline => "offline",
-    }
 }
 
 /// `duet presence ...`.

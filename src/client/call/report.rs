@@ -2,22 +2,18 @@
 //! shape (so `duet call --json` and `duet loopback --json` read alike).
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use duet_media::audio::meter::HeardLatency;
 use duet_media::audio::process::{ProcessingConfig, ProcessingStats};
 use duet_media::call::pump::SendReport;
 use duet_media::call::record::VideoRecord;
 use duet_media::call::{CallStats, EndReason};
-use duet_media::loopback::webrtc::NetworkReport;
-use duet_media::loopback::{AudioReport, LoopbackReport, MemoryReport, VideoReport};
-use duet_media::stats::Percentiles;
+use duet_media::loopback::{AudioReport, LoopbackReport, MemoryReport, NetworkReport, VideoReport};
 use duet_media::transport::ImpairStats;
 use duet_media::AudioFormat;
 use duet_signaling::UserName;
 use serde_json::{json, Value};
-
-use super::Call;
 
 /// What a call measured, from this side: what it sent, what it received, and the transport.
 #[derive(Debug, Clone)]
@@ -109,46 +105,6 @@ impl CallStatus {
             ms(self.video_latency_ms, 0),
             self.freezes,
         )
-    }
-}
-
-impl Call {
-    /// The live figures: transport and receive buffers from the stack, send rates since the
-    /// previous call of this method (or since the call connected).
-    pub async fn status(&self) -> CallStatus {
-        let stats = self.stats().await;
-        let now = Instant::now();
-        let sent = self.sent();
-        let (since, before) = lock(&self.last)
-            .replace((now, sent))
-            .unwrap_or((self.connected_at, Default::default()));
-        let seconds = now.duration_since(since).as_secs_f64().max(1e-3);
-        let kbps = |bytes: u64| bytes as f64 * 8.0 / seconds / 1000.0;
-        let record = lock(&self.record);
-        let recent = record.latency_ms.values();
-        let t = &stats.transport;
-        let expected = t.packets_received + t.packets_lost;
-        CallStatus {
-            elapsed: now.duration_since(self.connected_at),
-            rtt_ms: t.rtt_ms,
-            loss_pct: if expected == 0 {
-                0.0
-            } else {
-                t.packets_lost as f64 * 100.0 / expected as f64
-            },
-            jitter_buffer_ms: stats.audio.jitter_buffer_ms,
-            audio_latency_ms: self.meter.heard().recent_ms,
-            concealed_pct: stats.audio.concealed_ratio * 100.0,
-            audio_kbps: kbps(sent.audio_bytes.saturating_sub(before.audio_bytes)),
-            video_kbps: kbps(sent.video_bytes.saturating_sub(before.video_bytes)),
-            video_latency_ms: (!recent.is_empty()).then(|| Percentiles::of(recent).p50),
-            frames_shown: record.shown,
-            freezes: stats.video.freeze_count,
-            echo_return_loss_enhancement_db: self
-                .audio_processing()
-                .and_then(|(_, s)| s.echo_return_loss_enhancement),
-            path: t.path.as_ref().map(|p| p.short()),
-        }
     }
 }
 

@@ -18,7 +18,7 @@ use webrtc::peer_connection::{
     RTCIceConnectionState, RTCPeerConnectionState, RTCStatsReportEntry, StatsSelector,
 };
 
-use super::{lock, Inner, StackFigures, STATS_EVERY, TICK};
+use super::inner::{lock, Inner, StackFigures, STATS_EVERY, TICK};
 use crate::call::peer;
 use crate::call::receive::{Arrival, Feedback};
 use crate::call::restart::{RestartAction, RestartPolicy};

@@ -10,8 +10,8 @@ use crate::call::pump::AudioSent;
 pub(super) use crate::call::record::lock;
 use crate::error::Error;
 use crate::frame::{AudioFrame, SAMPLE_RATE};
-use crate::loopback::ms;
 use crate::measure::audio::{estimate_delay, snr_db};
+use crate::stage::ms;
 use crate::stats::Percentiles;
 
 /// Length of one alignment window, samples (0.5 s).
