@@ -519,8 +519,14 @@ fn media_flowed_both_ways(stats: &Value, report: &Value) {
     );
     let shown = report["video"]["frames_shown"].as_u64().unwrap_or(0);
     let played = report["audio"]["frames"].as_u64().unwrap_or(0);
-    assert!(shown > 0, "duet showed no picture from the browser: {report}");
-    assert!(played > 0, "duet played no audio from the browser: {report}");
+    assert!(
+        shown > 0,
+        "duet showed no picture from the browser: {report}"
+    );
+    assert!(
+        played > 0,
+        "duet played no audio from the browser: {report}"
+    );
 
     let sent = number(&report["video"]["frames_sent"]);
     let decoded = number(&video["framesDecoded"]);

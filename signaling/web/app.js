@@ -378,7 +378,7 @@ async function showStats(c) {
       now.packets += s.packetsReceived || 0;
     }
   }
-  const rows = [['RTT', rtt === null ? '–' : `${rtt.toFixed(0)} ms`]];
+  const rows = [['RTT', rtt === null ? '–' : `${rtt.toFixed(rtt < 10 ? 1 : 0)} ms`]];
   if (lastSample) {
     const seconds = (now.t - lastSample.t) / 1000;
     const lost = now.lost - lastSample.lost;
