@@ -554,6 +554,36 @@ fn media_flowed_both_ways(stats: &Value, report: &Value) {
     );
 }
 
+/// Checks what the call negotiated, from the browser's side: Opus and H.264 constrained baseline
+/// (42e01f, packetization-mode 1) in use as the browser's statistics name them, and prints the
+/// DTLS roles of both descriptions.
+fn negotiated_opus_and_h264(browser: &Browser, call: &str, stats: &Value) {
+    for (kind, mime) in [("audio", "audio/opus"), ("video", "video/H264")] {
+        let codec_id = &inbound(stats, kind)["codecId"];
+        let codec = stats
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|s| s["type"] == "codec" && &s["id"] == codec_id)
+            })
+            .unwrap_or_else(|| panic!("no codec {codec_id} in the browser's statistics"));
+        assert_eq!(codec["mimeType"], json!(mime), "{codec}");
+        if kind == "video" {
+            let fmtp = codec["sdpFmtpLine"].as_str().unwrap_or_default();
+            assert!(
+                fmtp.contains("profile-level-id=42e01f") && fmtp.contains("packetization-mode=1"),
+                "H.264 as negotiated: {fmtp}"
+            );
+        }
+    }
+    let setup = browser.eval(&format!(
+        "const pc = {call}.peerConnection;
+         const role = (d) => (d.sdp.match(/a=setup:(\\w+)/) || [])[1];
+         return `browser ${{role(pc.currentLocalDescription)}}, duet ${{role(pc.currentRemoteDescription)}}`;"
+    ));
+    eprintln!("DTLS setup: {setup}");
+}
+
 /// Loads duet.js into the page and logs in as `user`; the page's `t` holds the client and the
 /// fake camera's stream.
 fn duet_js_login(browser: &Browser, user: &str, token: &str) {
@@ -613,6 +643,7 @@ fn the_browser_calls_native_duet() {
 
     std::thread::sleep(Duration::from_secs(10));
     let stats = call_stats(&browser, "t.call");
+    negotiated_opus_and_h264(&browser, "t.call", &stats);
     browser.eval("t.call.hangUp()");
     let (status, stdout, stderr) = bob.finish(Duration::from_secs(20));
     assert!(status.success(), "duet answer: {status:?}\n{stderr}");
@@ -660,6 +691,7 @@ fn native_duet_calls_the_web_client() {
          }, 100);",
     );
     std::thread::sleep(Duration::from_secs(5));
+    negotiated_opus_and_h264(&browser, "duet.call", &call_stats(&browser, "duet.call"));
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-call.png");
     browser.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());
