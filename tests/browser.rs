@@ -668,6 +668,19 @@ fn native_duet_calls_the_web_client() {
         WAIT,
     );
 
+    // Declined in the browser: duet says so.
+    let bob = world.call("bob", "alice", &["--seconds", "8"]);
+    browser.wait_for(
+        "the first incoming call",
+        "return !document.getElementById('incoming').hidden",
+        Duration::from_secs(20),
+    );
+    browser.click("#decline-call");
+    let (status, _, stderr) = bob.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(3), "duet call, declined: {stderr}");
+    assert!(stderr.contains("declined"), "{stderr}");
+    assert_eq!(browser.eval("return duet.call"), Value::Null);
+
     let bob = world.call("bob", "alice", &["--seconds", "8", "--json"]);
     browser.wait_for(
         "the incoming call",
