@@ -542,8 +542,8 @@ fn media_flowed_both_ways(stats: &Value, report: &Value) {
     );
     eprintln!(
         "duet: {shown} pictures shown ({} decoded), latency source {}, {played} audio frames \
-         played, audio concealed {:.3} % (concealed_ratio), jitter buffer {} ms, current delay \
-         p95 {} ms, latency source {}",
+         played, audio concealed {:.3} % (concealed_ratio), jitter_buffer_ms {}, \
+         current_delay_ms p95 {}, latency source {}",
         report["video"]["frames_decoded"],
         report["video"]["latency_source"],
         100.0 * number(&report["audio"]["concealed_ratio"]),
