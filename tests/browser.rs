@@ -1,6 +1,8 @@
 //! The web client in headless Chromium, driven through chromedriver's W3C WebDriver API, against
 //! a real `duet serve`, with a native duet client on the other side: sign-in, chat both ways with
-//! delivery receipts, presence, and chat shown as text.
+//! delivery receipts, presence, and chat shown as text; and calls both ways between duet.js in the
+//! browser (Chromium's fake camera and microphone) and native `duet call` / `duet answer`, with
+//! media flowing as both sides' statistics show.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (scripts/setup.sh installs them; the
 //! `DUET_CHROMIUM` and `DUET_CHROMEDRIVER` variables name other binaries). Without them the test
@@ -173,6 +175,12 @@ impl Browser {
             "--disable-component-update",
             "--disable-sync",
             "--window-size=1000,640",
+            // Calls: the fake camera and microphone, granted without asking; remote audio plays
+            // without a click; host candidates carry addresses rather than mDNS `.local` names.
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required",
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
         ]
         .map(String::from)
         .into_iter()
@@ -237,6 +245,16 @@ impl Browser {
         )
     }
 
+    /// Runs `script` (a function body whose last argument is the callback to call with the
+    /// result) in the page and returns what it passes to the callback.
+    fn eval_async(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
     /// Evaluates `script` until it returns `true`; panics with `what` after `within`.
     fn wait_for(&self, what: &str, script: &str, within: Duration) -> Duration {
         let start = Instant::now();
@@ -291,17 +309,24 @@ fn next_event(
     })
 }
 
-#[test]
-fn the_web_client_chats_with_a_native_contact() {
-    let browser = match Browser::start() {
-        Ok(b) => b,
+/// A headless Chromium, or `None` (the test is skipped, saying why) when there is none outside CI.
+fn browser_or_skip() -> Option<Browser> {
+    match Browser::start() {
+        Ok(b) => Some(b),
         Err(why) if std::env::var_os("CI").is_some() => {
             panic!("the browser test needs headless Chromium: {why}")
         }
         Err(why) => {
             eprintln!("skipping the browser test: {why}");
-            return;
+            None
         }
+    }
+}
+
+#[test]
+fn the_web_client_chats_with_a_native_contact() {
+    let Some(browser) = browser_or_skip() else {
+        return;
     };
     let world = World::new(&["alice", "bob", "carol"]);
     let page = world.url.replacen("ws://", "http://", 1);
@@ -462,4 +487,238 @@ fn the_web_client_chats_with_a_native_contact() {
         json!(world.token("alice"))
     );
     rt.block_on(bob.close());
+}
+
+/// The browser's `inbound-rtp` statistics of `kind` (`audio` or `video`).
+fn inbound<'a>(stats: &'a Value, kind: &str) -> &'a Value {
+    stats
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|s| s["type"] == "inbound-rtp" && s["kind"] == kind)
+        })
+        .unwrap_or_else(|| panic!("no inbound {kind} in the browser's statistics: {stats}"))
+}
+
+fn number(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// Asserts that media flowed both ways, from the browser's statistics (taken just before the end
+/// of the call) and duet's report, and prints the figures that compare them.
+fn media_flowed_both_ways(stats: &Value, report: &Value) {
+    let audio = inbound(stats, "audio");
+    let video = inbound(stats, "video");
+    assert!(
+        number(&audio["packetsReceived"]) > 0.0 && number(&audio["totalSamplesReceived"]) > 0.0,
+        "the browser got no audio: {audio}"
+    );
+    assert!(
+        number(&video["packetsReceived"]) > 0.0 && number(&video["framesDecoded"]) > 0.0,
+        "the browser decoded no video: {video}"
+    );
+    let shown = report["video"]["frames_shown"].as_u64().unwrap_or(0);
+    let played = report["audio"]["frames"].as_u64().unwrap_or(0);
+    assert!(
+        shown > 0,
+        "duet showed no picture from the browser: {report}"
+    );
+    assert!(
+        played > 0,
+        "duet played no audio from the browser: {report}"
+    );
+
+    let sent = number(&report["video"]["frames_sent"]);
+    let decoded = number(&video["framesDecoded"]);
+    let browser_concealed =
+        number(&audio["concealedSamples"]) / number(&audio["totalSamplesReceived"]);
+    eprintln!(
+        "browser: {decoded} frames decoded of duet's {sent} sent ({:.1} %), {} x {}, \
+         audio concealed {:.3} % (concealedSamples / totalSamplesReceived)",
+        100.0 * decoded / sent.max(1.0),
+        video["frameWidth"],
+        video["frameHeight"],
+        100.0 * browser_concealed,
+    );
+    eprintln!(
+        "duet: {shown} pictures shown ({} decoded), latency source {}, {played} audio frames \
+         played, audio concealed {:.3} % (concealed_ratio), jitter_buffer_ms {}, \
+         current_delay_ms p95 {}, latency source {}",
+        report["video"]["frames_decoded"],
+        report["video"]["latency_source"],
+        100.0 * number(&report["audio"]["concealed_ratio"]),
+        report["audio"]["jitter_buffer_ms"],
+        report["audio"]["current_delay_ms"]["p95"],
+        report["audio"]["latency_source"],
+    );
+    assert!(
+        decoded >= 0.8 * sent,
+        "the browser decoded {decoded} of {sent} frames duet sent"
+    );
+}
+
+/// Checks what the call negotiated, from the browser's side: Opus and H.264 constrained baseline
+/// (42e01f, packetization-mode 1) in use as the browser's statistics name them, and prints the
+/// DTLS roles of both descriptions.
+fn negotiated_opus_and_h264(browser: &Browser, call: &str, stats: &Value) {
+    for (kind, mime) in [("audio", "audio/opus"), ("video", "video/H264")] {
+        let codec_id = &inbound(stats, kind)["codecId"];
+        let codec = stats
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|s| s["type"] == "codec" && &s["id"] == codec_id)
+            })
+            .unwrap_or_else(|| panic!("no codec {codec_id} in the browser's statistics"));
+        assert_eq!(codec["mimeType"], json!(mime), "{codec}");
+        if kind == "video" {
+            let fmtp = codec["sdpFmtpLine"].as_str().unwrap_or_default();
+            assert!(
+                fmtp.contains("profile-level-id=42e01f") && fmtp.contains("packetization-mode=1"),
+                "H.264 as negotiated: {fmtp}"
+            );
+        }
+    }
+    let setup = browser.eval(&format!(
+        "const pc = {call}.peerConnection;
+         const role = (d) => (d.sdp.match(/a=setup:(\\w+)/) || [])[1];
+         return `browser ${{role(pc.currentLocalDescription)}}, duet ${{role(pc.currentRemoteDescription)}}`;"
+    ));
+    eprintln!("DTLS setup: {setup}");
+}
+
+/// Loads duet.js into the page and logs in as `user`; the page's `t` holds the client and the
+/// fake camera's stream.
+fn duet_js_login(browser: &Browser, user: &str, token: &str) {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         (async () => {{
+           const {{ Duet }} = await import('/duet.js');
+           const client = await Duet.connect({{ user: {user}, token: {token} }});
+           const stream = await navigator.mediaDevices.getUserMedia(
+             {{ audio: true, video: {{ width: 320, height: 240 }} }});
+           window.t = {{ client, stream, result: null, call: null }};
+           return 'ok';
+         }})().then(done, (e) => done(`failed: ${{e.message}}`));",
+        user = json!(user),
+        token = json!(token),
+    );
+    assert_eq!(browser.eval_async(&script), json!("ok"));
+}
+
+/// The call's statistics, from the browser's getStats.
+fn call_stats(browser: &Browser, call: &str) -> Value {
+    browser.eval_async(&format!(
+        "const done = arguments[arguments.length - 1];
+         {call}.stats().then(done, (e) => done(`failed: ${{e.message}}`));"
+    ))
+}
+
+#[test]
+fn the_browser_calls_native_duet() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let world = World::new(&["alice", "bob"]);
+    let page = world.url.replacen("ws://", "http://", 1);
+    let bob = world.answer("bob", &["--auto", "--json"]);
+    browser.goto(&page);
+    duet_js_login(&browser, "alice", &world.token("alice"));
+
+    let started = Instant::now();
+    browser.eval(
+        "t.client.call('bob', { stream: t.stream }).then((call) => {
+           const video = document.createElement('video');
+           video.autoplay = true;
+           video.srcObject = call.remoteStream;
+           document.body.append(video);
+           t.call = call;
+           t.result = 'connected';
+         }, (e) => { t.result = `failed: ${e.code}: ${e.message}`; });",
+    );
+    browser.wait_for(
+        "the call connected",
+        "return t.result !== null",
+        Duration::from_secs(25),
+    );
+    assert_eq!(browser.eval("return t.result"), json!("connected"));
+    eprintln!("connected {:?} after calling", started.elapsed());
+
+    std::thread::sleep(Duration::from_secs(10));
+    let stats = call_stats(&browser, "t.call");
+    negotiated_opus_and_h264(&browser, "t.call", &stats);
+    browser.eval("t.call.hangUp()");
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(20));
+    assert!(status.success(), "duet answer: {status:?}\n{stderr}");
+    assert!(stderr.contains("the peer hung up"), "{stderr}");
+    media_flowed_both_ways(&stats, &common::json(&stdout));
+}
+
+#[test]
+fn native_duet_calls_the_web_client() {
+    let Some(browser) = browser_or_skip() else {
+        return;
+    };
+    let world = World::new(&["alice", "bob"]);
+    let page = world.url.replacen("ws://", "http://", 1);
+    browser.goto(&page);
+    browser.type_into("#user", "alice");
+    browser.type_into("#token", &world.token("alice"));
+    browser.click("#signin-button");
+    browser.wait_for(
+        "bob online in alice's contact list",
+        "return !!document.querySelector('#contacts li[data-user=\"bob\"]')",
+        WAIT,
+    );
+
+    // Declined in the browser: duet says so.
+    let bob = world.call("bob", "alice", &["--seconds", "8"]);
+    browser.wait_for(
+        "the first incoming call",
+        "return !document.getElementById('incoming').hidden",
+        Duration::from_secs(20),
+    );
+    browser.click("#decline-call");
+    let (status, _, stderr) = bob.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(3), "duet call, declined: {stderr}");
+    assert!(stderr.contains("declined"), "{stderr}");
+    assert_eq!(browser.eval("return duet.call"), Value::Null);
+
+    let bob = world.call("bob", "alice", &["--seconds", "8", "--json"]);
+    browser.wait_for(
+        "the incoming call",
+        "return !document.getElementById('incoming').hidden \
+         && document.getElementById('incoming-text').textContent.includes('bob is calling')",
+        Duration::from_secs(20),
+    );
+    browser.click("#accept-call");
+    browser.wait_for(
+        "the call connected",
+        "return !!duet.call && duet.call.state === 'connected'",
+        Duration::from_secs(20),
+    );
+    // The statistics as they were last before bob hangs up: read every 100 ms until the end.
+    browser.eval(
+        "const call = duet.call;
+         window.lastStats = null;
+         const timer = setInterval(() => {
+           if (call.state !== 'connected') { clearInterval(timer); return; }
+           call.stats().then((s) => { if (call.state === 'connected') window.lastStats = s; });
+         }, 100);",
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    negotiated_opus_and_h264(&browser, "duet.call", &call_stats(&browser, "duet.call"));
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-call.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(30));
+    assert!(status.success(), "duet call: {status:?}\n{stderr}");
+    browser.wait_for(
+        "the call view closed after bob hung up",
+        "return document.getElementById('call-view').hidden && !duet.call",
+        WAIT,
+    );
+    let stats = browser.eval("return window.lastStats");
+    media_flowed_both_ways(&stats, &common::json(&stdout));
 }

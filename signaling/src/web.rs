@@ -1,6 +1,6 @@
 //! What a browser gets from the signaling server besides its WebSocket: the web client at `/`
-//! and `duet.js` (the JavaScript API to duet's signaling) at `/duet.js`, both compiled into the
-//! binary, and the browser rules around them.
+//! and `duet.js` (the JavaScript API to duet's signaling and calls) at `/duet.js`, both
+//! compiled into the binary, and the browser rules around them.
 //!
 //! - Every page carries a Content-Security-Policy that allows scripts, styles and connections
 //!   only from the server's own origin: no inline script, no foreign origin.

@@ -1,4 +1,4 @@
-// duet's web client: sign in, contacts with presence, chat with delivery receipts.
+// duet's web client: sign in, contacts with presence, chat with delivery receipts, calls.
 // Everything from the network is shown with textContent, never as HTML.
 
 import { Duet } from '/duet.js';
@@ -13,6 +13,12 @@ let signingOut = false;
 /** name -> [{ mine, id, text, state }] */
 const conversations = new Map();
 const typingTimers = new Map();
+/** The call going on (a DuetCall), the one ringing here (an IncomingCall), the camera stream. */
+let call = null;
+let incoming = null;
+let localStream = null;
+let statsTimer = null;
+let lastSample = null;
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -107,6 +113,7 @@ function started() {
     conversation(n.from).push({ mine: false, id: '', text: `${n.from} nudged you`, state: 'event' });
     if (n.from === current) renderMessages();
   });
+  client.on('incomingCall', ringing);
   client.on('closed', (c) => {
     const why = c.error ? c.error.message : 'the connection to the server was lost';
     showError('signin-error', signingOut ? null : new Error(`Signed out: ${why}`));
@@ -139,6 +146,7 @@ function contactItem(c) {
   const li = el('li', 'contact');
   li.dataset.user = c.user;
   if (c.user === current) li.classList.add('active');
+  if (c.link === 'accepted' && !c.blocked && c.status !== 'offline') li.classList.add('callable');
   if (unread.has(c.user)) li.classList.add('unread');
   const status = c.blocked ? 'offline' : c.status;
   li.append(el('span', `dot ${status}`));
@@ -152,6 +160,10 @@ function contactItem(c) {
   li.append(text);
   if (c.blocked) {
     li.append(button('Unblock', 'small', () => act(() => client.unblockContact(c.user))));
+  } else if (c.link === 'accepted' && c.status !== 'offline') {
+    const b = button('Call', 'small call', () => startCall(c.user));
+    b.disabled = Boolean(call || incoming);
+    li.append(b);
   } else if (c.link === 'incoming') {
     li.append(button('Accept', 'small', () => act(() => client.acceptContact(c.user))));
     li.append(button('Decline', 'small ghost', () => act(() => client.declineContact(c.user))));
@@ -226,6 +238,164 @@ async function send(text) {
   if (to === current) renderMessages();
 }
 
+// ----- calls -----
+
+async function camera(video) {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video: video ? { width: 640, height: 480 } : false });
+  } catch (err) {
+    showError('call-error', new Error(`No camera or microphone (${err.name}): the call only receives.`));
+    return null;
+  }
+}
+
+function stopCamera() {
+  if (localStream) for (const t of localStream.getTracks()) t.stop();
+  localStream = null;
+  $('self-video').srcObject = null;
+}
+
+async function startCall(name) {
+  if (call || incoming) return;
+  showError('call-error', null);
+  localStream = await camera(true);
+  $('self-video').srcObject = localStream;
+  showCall(`Calling ${name}…`);
+  const abort = new AbortController();
+  const placeholder = { peer: name, hangUp: () => abort.abort() };
+  call = placeholder;
+  renderContacts();
+  try {
+    call = await client.call(name, { stream: localStream, video: true, signal: abort.signal });
+  } catch (err) {
+    if (call === placeholder) {
+      call = null;
+      callOver(err.message);
+    }
+    return;
+  }
+  inCall();
+}
+
+function ringing(inc) {
+  if (call || incoming) {
+    inc.busy().catch(() => {});
+    return;
+  }
+  incoming = inc;
+  $('incoming-text').textContent = `${inc.from} is calling you (${inc.video ? 'video' : 'audio'})`;
+  $('incoming').hidden = false;
+  renderContacts();
+  inc.on('ended', (e) => {
+    if (incoming !== inc) return;
+    incoming = null;
+    $('incoming').hidden = true;
+    showError('call-error', new Error(`Missed call from ${inc.from}: ${e.reason}`));
+    renderContacts();
+  });
+}
+
+async function acceptCall() {
+  const inc = incoming;
+  if (!inc) return;
+  incoming = null;
+  $('incoming').hidden = true;
+  showError('call-error', null);
+  localStream = await camera(inc.video);
+  $('self-video').srcObject = localStream;
+  showCall(`Connecting to ${inc.from}…`);
+  const placeholder = { peer: inc.from, hangUp: () => inc.call && inc.call.hangUp() };
+  call = placeholder;
+  try {
+    call = await inc.accept({ stream: localStream });
+  } catch (err) {
+    if (call === placeholder) {
+      call = null;
+      callOver(err.message);
+    }
+    return;
+  }
+  inCall();
+}
+
+function declineCall() {
+  const inc = incoming;
+  if (!inc) return;
+  incoming = null;
+  $('incoming').hidden = true;
+  renderContacts();
+  inc.decline().catch((err) => showError('call-error', err));
+}
+
+function showCall(status) {
+  $('call-status').textContent = status;
+  $('call-stats').replaceChildren();
+  $('call-view').hidden = false;
+}
+
+function inCall() {
+  const c = call;
+  $('remote-video').srcObject = c.remoteStream;
+  $('call-status').textContent = `In a call with ${c.peer}`;
+  c.on('ended', (e) => {
+    if (call !== c) return;
+    call = null;
+    callOver(e.remote ? `Call ended: ${e.reason}` : null);
+  });
+  lastSample = null;
+  statsTimer = setInterval(() => showStats(c), 1000);
+  renderContacts();
+}
+
+function callOver(message) {
+  clearInterval(statsTimer);
+  statsTimer = null;
+  stopCamera();
+  $('remote-video').srcObject = null;
+  $('call-view').hidden = true;
+  showError('call-error', message ? new Error(message) : null);
+  renderContacts();
+}
+
+/** RTT, loss and bitrates from the browser's getStats, once a second. */
+async function showStats(c) {
+  let stats;
+  try {
+    stats = await c.stats();
+  } catch (_) {
+    return;
+  }
+  const now = { t: performance.now(), sent: 0, received: 0, lost: 0, packets: 0 };
+  let rtt = null;
+  for (const s of stats) {
+    if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined) {
+      rtt = s.currentRoundTripTime * 1000;
+    } else if (s.type === 'outbound-rtp') {
+      now.sent += s.bytesSent || 0;
+    } else if (s.type === 'inbound-rtp') {
+      now.received += s.bytesReceived || 0;
+      now.lost += Math.max(0, s.packetsLost || 0);
+      now.packets += s.packetsReceived || 0;
+    }
+  }
+  const rows = [['RTT', rtt === null ? '–' : `${rtt.toFixed(rtt < 10 ? 1 : 0)} ms`]];
+  if (lastSample) {
+    const seconds = (now.t - lastSample.t) / 1000;
+    const lost = now.lost - lastSample.lost;
+    const expected = lost + now.packets - lastSample.packets;
+    rows.push(['loss', expected > 0 ? `${((100 * lost) / expected).toFixed(1)} %` : '–']);
+    rows.push(['in', `${((8 * (now.received - lastSample.received)) / seconds / 1000).toFixed(0)} kbit/s`]);
+    rows.push(['out', `${((8 * (now.sent - lastSample.sent)) / seconds / 1000).toFixed(0)} kbit/s`]);
+  }
+  lastSample = now;
+  if (call !== c) return;
+  $('call-stats').replaceChildren(...rows.map(([name, value]) => {
+    const row = el('div');
+    row.append(el('dt', null, name), el('dd', null, value));
+    return row;
+  }));
+}
+
 // ----- wiring -----
 
 $('signin').addEventListener('submit', (e) => {
@@ -254,6 +424,18 @@ $('add-form').addEventListener('submit', (e) => {
     $('add-name').value = '';
   });
 });
+$('call-peer').addEventListener('click', () => {
+  if (current) startCall(current);
+});
+$('accept-call').addEventListener('click', acceptCall);
+$('decline-call').addEventListener('click', declineCall);
+$('hangup').addEventListener('click', () => {
+  const c = call;
+  if (!c) return;
+  call = null;
+  c.hangUp();
+  callOver(null);
+});
 $('block').addEventListener('click', () => {
   const name = current;
   act(async () => {
@@ -279,6 +461,12 @@ $('composer').addEventListener('submit', (e) => {
   $('message').value = '';
   typingSent = 0;
   send(text);
+});
+
+// For the console: the client and the call going on.
+globalThis.duet = Object.freeze({
+  get client() { return client; },
+  get call() { return call; },
 });
 
 restore();

@@ -1,10 +1,14 @@
-// duet.js: duet's signaling for the browser (contacts, presence, chat with receipts), speaking
-// the protocol of signaling/PROTOCOL.md over a WebSocket to `duet serve`.
+// duet.js: duet for the browser (contacts, presence, chat with receipts, calls), speaking the
+// protocol of signaling/PROTOCOL.md over a WebSocket to `duet serve`, with calls carried by the
+// browser's RTCPeerConnection and set up through the same JSON signals as duet-media's `Signal`.
 //
 //   import { Duet } from '/duet.js';
 //   const client = await Duet.connect({ user: 'alice', token });
 //   client.on('chat', (m) => console.log(m.from, m.text));
 //   await client.chat('bob', 'lunch?');
+//   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+//   const call = await client.call('bob', { stream });
+//   video.srcObject = call.remoteStream;
 //
 // Plain modern JavaScript, no build step.
 
@@ -13,6 +17,15 @@ const PING_EVERY_MS = 30000;
 const LOGIN_TIMEOUT_MS = 10000;
 const REQUEST_TIMEOUT_MS = 10000;
 const STATUSES = ['online', 'away', 'busy', 'invisible'];
+/** How long a placed call rings by default. */
+const RING_MS = 30000;
+/** How long an answered call may take to connect. */
+const CONNECT_TIMEOUT_MS = 20000;
+/** Signals and states kept for an invitation no call has claimed yet, and how many invitations. */
+const PARKED_PER_ID = 64;
+const PARKED_IDS = 64;
+/** The invitation states after which nothing more happens. */
+const FINAL_STATES = ['declined', 'busy', 'cancelled', 'expired', 'hung_up'];
 
 /** An error from duet: `code` is the protocol's error code (`bad_credentials`, `not_contact`, ...). */
 export class DuetError extends Error {
@@ -38,10 +51,353 @@ function socketUrl(server) {
   return url.href;
 }
 
+/** What has events: `on(name, handler)`. */
+class Emitter {
+  constructor() {
+    this._handlers = new Map();
+  }
+
+  /** Calls `handler(event)` for every event named `name`; returns a function that stops it. */
+  on(name, handler) {
+    if (!this._handlers.has(name)) this._handlers.set(name, new Set());
+    this._handlers.get(name).add(handler);
+    return () => this._handlers.get(name).delete(handler);
+  }
+
+  _emit(name, event) {
+    const handlers = this._handlers.get(name);
+    if (!handlers) return;
+    for (const h of [...handlers]) {
+      try {
+        h(event);
+      } catch (e) {
+        console.error(`duet: a ${name} handler failed`, e);
+      }
+    }
+  }
+}
+
 function randomId() {
   const bytes = new Uint8Array(8);
   crypto.getRandomValues(bytes);
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Runs `f`, ignoring a connection that has closed meanwhile. */
+function quietly(f) {
+  try {
+    f();
+  } catch (_) {
+    /* the connection closed: nothing to tell */
+  }
+}
+
+/**
+ * A call with a contact, carried by the browser's RTCPeerConnection. Made by `client.call` (which
+ * resolves with it once it is connected) or `incomingCall.accept`.
+ *
+ * - `peer` is the contact, `id` the invitation, `video` whether the call carries video;
+ * - `remoteStream` is a MediaStream that gets the contact's audio and video tracks as they come;
+ * - `localStream` is the stream this side sends (or null: this side only receives);
+ * - `state` is `connecting`, `connected` or `ended`; `endReason` says why it ended;
+ * - events: `connected`; `track` (a remote MediaStreamTrack); `ended` `{ reason, remote }`, once,
+ *   where `remote` is true when the contact (or the server) ended it.
+ *
+ * Its signals are duet-media's `Signal`s as JSON: `{"type": "offer" | "answer", "sdp"}`,
+ * `{"type": "candidate", "candidate", "sdp_mid", "sdp_mline_index"}` and `{"type": "end", "reason"}`;
+ * other types are ignored.
+ */
+export class DuetCall extends Emitter {
+  constructor(client, id, peer, video, stream, caller) {
+    super();
+    this.id = id;
+    this.peer = peer;
+    this.video = video;
+    this.caller = caller;
+    this.localStream = stream || null;
+    this.remoteStream = new MediaStream();
+    this.state = 'connecting';
+    this.endReason = null;
+    this._client = client;
+    this._pc = null;
+    this._timer = null;
+    this._queue = Promise.resolve();
+    this._remoteSet = false;
+    this._early = [];
+    this._described = false;
+    this._held = [];
+    this._answered = false;
+    this.connected = new Promise((resolve, reject) => {
+      this._resolve = resolve;
+      this._reject = reject;
+    });
+    // A caller that never awaits `connected` must not see an unhandled rejection.
+    this.connected.catch(() => {});
+  }
+
+  /** The RTCPeerConnection underneath (null until the call is answered). */
+  get peerConnection() {
+    return this._pc;
+  }
+
+  /** The browser's statistics of the call (`RTCPeerConnection.getStats`), as plain objects. */
+  async stats() {
+    if (!this._pc) return [];
+    const report = await this._pc.getStats();
+    return [...report.values()].map((s) => ({ ...s }));
+  }
+
+  /** Hangs up (or cancels the call while it rings); `ended` follows. */
+  hangUp(reason = 'hang-up') {
+    if (this.state === 'ended') return;
+    if (this._answered) {
+      this._signal({ type: 'end', reason });
+      quietly(() => this._client._send({ type: 'hangup', id: this.id, reason }));
+    } else if (this.caller) {
+      quietly(() => this._client._send({ type: 'cancel', id: this.id }));
+    }
+    this._end(reason, false, 'hung_up');
+  }
+
+  /** The invitation was answered: set up the connection (the caller also makes the offer). */
+  _answer() {
+    if (this._answered || this.state === 'ended') return;
+    this._answered = true;
+    const pc = new RTCPeerConnection({
+      iceServers: this._client.iceServers,
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+    });
+    this._pc = pc;
+    pc.onicecandidate = (e) => {
+      if (!e.candidate || !e.candidate.candidate) return;
+      const signal = { type: 'candidate', candidate: e.candidate.candidate };
+      if (e.candidate.sdpMid != null) signal.sdp_mid = e.candidate.sdpMid;
+      if (e.candidate.sdpMLineIndex != null) signal.sdp_mline_index = e.candidate.sdpMLineIndex;
+      if (this._described) this._signal(signal);
+      else this._held.push(signal);
+    };
+    pc.ontrack = (e) => {
+      this.remoteStream.addTrack(e.track);
+      this._emit('track', e.track);
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected' && this.state === 'connecting') {
+        this.state = 'connected';
+        clearTimeout(this._timer);
+        this._emit('connected', {});
+        this._resolve(this);
+      } else if (pc.connectionState === 'failed') {
+        this._giveUp('the connection failed', 'connection_failed');
+      }
+    };
+    this._timer = setTimeout(
+      () => this._giveUp(`not connected after ${CONNECT_TIMEOUT_MS / 1000} s`, 'no_path'),
+      CONNECT_TIMEOUT_MS,
+    );
+    if (this.caller) this._serial(() => this._offer());
+  }
+
+  /** Our tracks, and a receive-only transceiver for each medium we do not send. */
+  _addMedia() {
+    const kinds = this.video ? ['audio', 'video'] : ['audio'];
+    for (const kind of kinds) {
+      const track = this.localStream
+        ? this.localStream.getTracks().find((t) => t.kind === kind && t.readyState === 'live')
+        : undefined;
+      if (track) this._pc.addTrack(track, this.localStream);
+      else if (this.caller) this._pc.addTransceiver(kind, { direction: 'recvonly' });
+    }
+  }
+
+  async _offer() {
+    this._addMedia();
+    await this._pc.setLocalDescription(await this._pc.createOffer());
+    this._describe({ type: 'offer', sdp: this._pc.localDescription.sdp });
+  }
+
+  /** Sends our description, then the candidates found meanwhile. */
+  _describe(signal) {
+    this._signal(signal);
+    this._described = true;
+    for (const held of this._held.splice(0)) this._signal(held);
+  }
+
+  _signal(signal) {
+    if (this.state === 'ended') return;
+    quietly(() => this._client._send({ type: 'signal', call: this.id, signal }));
+  }
+
+  /** Runs the steps of the negotiation one after the other. */
+  _serial(step) {
+    this._queue = this._queue.then(step).catch((e) => {
+      console.error('duet: call negotiation failed', e);
+      this._giveUp(`negotiation failed: ${e.message || e}`, 'negotiation_failed');
+    });
+  }
+
+  /** A signal from the peer. */
+  _onSignal(signal) {
+    if (!signal || typeof signal !== 'object') return;
+    switch (signal.type) {
+      case 'end':
+        this._end(String(signal.reason || 'hang-up'), true, 'hung_up');
+        break;
+      case 'offer':
+        if (this.caller) return;
+        this._serial(async () => {
+          await this._pc.setRemoteDescription({ type: 'offer', sdp: String(signal.sdp) });
+          await this._remoteDescribed();
+          this._addMedia();
+          await this._pc.setLocalDescription(await this._pc.createAnswer());
+          this._describe({ type: 'answer', sdp: this._pc.localDescription.sdp });
+        });
+        break;
+      case 'answer':
+        if (!this.caller) return;
+        this._serial(async () => {
+          await this._pc.setRemoteDescription({ type: 'answer', sdp: String(signal.sdp) });
+          await this._remoteDescribed();
+        });
+        break;
+      case 'candidate': {
+        const init = {
+          candidate: String(signal.candidate || ''),
+          sdpMid: signal.sdp_mid ?? null,
+          sdpMLineIndex: signal.sdp_mline_index ?? (signal.sdp_mid == null ? 0 : null),
+        };
+        this._serial(async () => {
+          if (this._remoteSet) await this._addCandidate(init);
+          else if (this._early.length < PARKED_PER_ID) this._early.push(init);
+        });
+        break;
+      }
+      default:
+        // A signal this version does not know: ignored.
+        break;
+    }
+  }
+
+  async _remoteDescribed() {
+    this._remoteSet = true;
+    for (const init of this._early.splice(0)) await this._addCandidate(init);
+  }
+
+  async _addCandidate(init) {
+    if (this.state === 'ended') return;
+    try {
+      await this._pc.addIceCandidate(init);
+    } catch (e) {
+      console.warn(`duet: the peer's ICE candidate ${init.candidate} is not usable: ${e.message}`);
+    }
+  }
+
+  /** A state of the invitation, from the server. */
+  _onState(state, reason) {
+    if (state === 'accepted') {
+      this._answer();
+    } else if (state === 'ringing') {
+      this._client._emit('ringing', { id: this.id, to: this.peer });
+    } else if (FINAL_STATES.includes(state)) {
+      const text = {
+        declined: `${this.peer} declined the call`,
+        busy: `${this.peer} is in another call`,
+        expired: `${this.peer} did not answer`,
+        cancelled: 'the call was cancelled',
+        hung_up: `${this.peer} hung up`,
+      }[state];
+      const code = state === 'expired' ? 'no_answer' : state;
+      this._end(reason ? `${text} (${reason})` : text, true, code);
+    }
+  }
+
+  /** Ends the call because this side cannot go on; tells the peer. */
+  _giveUp(reason, code) {
+    if (this.state === 'ended') return;
+    if (this.state === 'connecting') {
+      this._signal({ type: 'end', reason });
+      quietly(() => this._client._send({ type: 'hangup', id: this.id, reason }));
+    }
+    this._end(reason, false, code);
+  }
+
+  _end(reason, remote, code) {
+    if (this.state === 'ended') return;
+    const connected = this.state === 'connected';
+    this.state = 'ended';
+    this.endReason = reason;
+    clearTimeout(this._timer);
+    if (this._pc) this._pc.close();
+    this._client._release(this.id, this);
+    if (!connected) this._reject(new DuetError(code, reason));
+    this._emit('ended', { reason, remote });
+  }
+}
+
+/**
+ * A call ringing here: `client.on('incomingCall', (incoming) => ...)`. `from` is the caller, `id`
+ * the invitation, `video` whether it asks for video. Answer with `accept({ stream })` (resolves
+ * with the connected `DuetCall`), `decline(reason)` or `busy()`. Its `ended` event
+ * `{ reason }` says the caller gave up or the invitation expired before an answer.
+ */
+export class IncomingCall extends Emitter {
+  constructor(client, msg) {
+    super();
+    this.from = msg.from;
+    this.id = msg.id;
+    this.video = msg.invitation.media === 'video';
+    this.expiresMs = msg.expires_ms ?? null;
+    this.answered = false;
+    /** The call, once accepted. */
+    this.call = null;
+    this._client = client;
+  }
+
+  /** Accepts, sending `stream` (or nothing); resolves with the call once it is connected. */
+  async accept({ stream = null } = {}) {
+    this._answering();
+    const call = new DuetCall(this._client, this.id, this.from, this.video, stream, false);
+    this.call = call;
+    this._client._claim(this.id, call);
+    try {
+      await this._client._request({ type: 'accept', id: this.id });
+    } catch (e) {
+      call._end(e.message, false, e.code || 'not_allowed');
+      throw e;
+    }
+    call._answer();
+    return call.connected;
+  }
+
+  /** Declines, with an optional reason the caller sees. */
+  async decline(reason = undefined) {
+    this._answering();
+    this._client._release(this.id, this);
+    const msg = { type: 'decline', id: this.id };
+    if (reason !== undefined) msg.reason = String(reason);
+    await this._client._request(msg);
+  }
+
+  /** Answers that this side is busy. */
+  async busy() {
+    this._answering();
+    this._client._release(this.id, this);
+    await this._client._request({ type: 'busy', id: this.id });
+  }
+
+  _answering() {
+    if (this.answered) throw new DuetError('not_allowed', 'this call was already answered');
+    this.answered = true;
+  }
+
+  _onSignal() {}
+
+  _onState(state, reason) {
+    if (FINAL_STATES.includes(state)) {
+      this._client._release(this.id, this);
+      this._emit('ended', { reason: reason || `the call was ${state.replace('_', ' ')}` });
+    }
+  }
 }
 
 /**
@@ -54,12 +410,15 @@ function randomId() {
  * - `contact`: `{ user, change, contact }`, where `change` is `request`, `accepted`, `declined`,
  *   `removed` or `list` (the whole list was read again) and `contact` the entry now (or null);
  * - `typing`: `{ from, active }`; `nudge`: `{ from }`;
+ * - `incomingCall`: an `IncomingCall` to accept or decline; `ringing`: `{ id, to }`, a call
+ *   placed from here rings at the contact;
  * - `error`: a `DuetError` the server sent that answers no request;
  * - `closed`: `{ code, reason, error }` once the connection is over (`error` is the `DuetError`
  *   that ended it, such as `replaced`, or null).
  */
-export class DuetClient {
+export class DuetClient extends Emitter {
   constructor(ws, user) {
+    super();
     this.user = user;
     this.status = 'online';
     this.note = '';
@@ -68,20 +427,51 @@ export class DuetClient {
     this._ws = ws;
     this._nextRid = 1;
     this._pending = new Map();
-    this._handlers = new Map();
     this._seen = new Set();
     this._confirm = 0;
     this._confirmQueued = false;
     this._fatal = null;
     this._closed = false;
     this._ping = null;
+    /** The STUN and TURN servers the server names, as RTCIceServer objects. */
+    this.iceServers = [];
+    this._calls = new Map();
+    this._parked = new Map();
   }
 
-  /** Calls `handler(event)` for every event named `name`; returns a function that stops it. */
-  on(name, handler) {
-    if (!this._handlers.has(name)) this._handlers.set(name, new Set());
-    this._handlers.get(name).add(handler);
-    return () => this._handlers.get(name).delete(handler);
+  /**
+   * Calls contact `name`, sending `stream` (a MediaStream, or null to only receive). The call
+   * carries video when `video` is true (by default: when `stream` has a video track). Resolves
+   * with the `DuetCall` once it is connected; rejects with a `DuetError` whose code says why not:
+   * `offline`, `not_contact`, `declined`, `busy`, `no_answer`, `cancelled` (by `signal`, an
+   * AbortSignal), `no_path`, ...
+   */
+  async call(name, { stream = null, video = undefined, ringMs = RING_MS, signal = undefined } = {}) {
+    const withVideo = video ?? (stream ? stream.getVideoTracks().length > 0 : true);
+    const contact = this.contacts.get(name);
+    if (contact && contact.link === 'accepted' && !contact.blocked && contact.status === 'offline') {
+      throw new DuetError('offline', `${name} is offline`);
+    }
+    if (signal && signal.aborted) throw new DuetError('cancelled', 'the call was cancelled');
+    const reply = await this._request({
+      type: 'invite',
+      to: name,
+      invitation: { kind: 'call', media: withVideo ? 'video' : 'audio' },
+      expires_ms: ringMs,
+    });
+    const call = new DuetCall(this, reply.id, name, withVideo, stream, true);
+    this._claim(reply.id, call);
+    // The server expires the invitation after `ringMs`; this covers a server that does not.
+    const noAnswer = setTimeout(() => {
+      if (!call._answered) {
+        quietly(() => this._send({ type: 'cancel', id: call.id }));
+        call._end(`${name} did not answer`, false, 'no_answer');
+      }
+    }, ringMs + 3000);
+    call.on('connected', () => clearTimeout(noAnswer));
+    call.on('ended', () => clearTimeout(noAnswer));
+    if (signal) signal.addEventListener('abort', () => call.hangUp('cancelled'), { once: true });
+    return call.connected;
   }
 
   /** Sends `text` to contact `name`; resolves with `{ id, seq }` once the server has taken it. */
@@ -131,6 +521,39 @@ export class DuetClient {
   /** Nudges `name` (at most once every 5 s). */
   nudge(name) { return this._request({ type: 'nudge', to: name }); }
 
+  /** Routes the invitation `id`'s states and signals to `owner`, first those that came early. */
+  _claim(id, owner) {
+    this._calls.set(id, owner);
+    const parked = this._parked.get(id) || [];
+    this._parked.delete(id);
+    for (const item of parked) this._deliver(owner, item);
+  }
+
+  /** `owner` is done with invitation `id`. */
+  _release(id, owner) {
+    if (this._calls.get(id) === owner) this._calls.delete(id);
+  }
+
+  _route(id, item) {
+    const owner = this._calls.get(id);
+    if (owner) {
+      this._deliver(owner, item);
+      return;
+    }
+    // The reply to our own invite can come after its first state: keep a few for a while.
+    if (!this._parked.has(id)) {
+      if (this._parked.size >= PARKED_IDS) this._parked.delete(this._parked.keys().next().value);
+      this._parked.set(id, []);
+    }
+    const kept = this._parked.get(id);
+    if (kept.length < PARKED_PER_ID) kept.push(item);
+  }
+
+  _deliver(owner, item) {
+    if (item.signal !== undefined) owner._onSignal(item.signal);
+    else owner._onState(item.state, item.reason);
+  }
+
   /** Closes the connection; `closed` follows. */
   close() {
     this._ws.close(1000, 'bye');
@@ -139,18 +562,6 @@ export class DuetClient {
   async _contactChange(type, name) {
     await this._request({ type, user: name });
     await this.refreshContacts();
-  }
-
-  _emit(name, event) {
-    const handlers = this._handlers.get(name);
-    if (!handlers) return;
-    for (const h of [...handlers]) {
-      try {
-        h(event);
-      } catch (e) {
-        console.error(`duet: a ${name} handler failed`, e);
-      }
-    }
   }
 
   _send(msg) {
@@ -246,6 +657,23 @@ export class DuetClient {
       case 'nudge':
         this._emit('nudge', { from: msg.from });
         break;
+      case 'invitation':
+        if (msg.invitation && msg.invitation.kind === 'call') {
+          const incoming = new IncomingCall(this, msg);
+          this._claim(msg.id, incoming);
+          quietly(() => this._send({ type: 'ringing', id: msg.id }));
+          this._emit('incomingCall', incoming);
+        }
+        break;
+      case 'invite_state':
+        this._route(msg.id, { state: msg.state, reason: msg.reason ?? null });
+        break;
+      case 'signal':
+        this._route(msg.call, { signal: msg.signal });
+        break;
+      case 'ice_servers':
+        if (Array.isArray(msg.servers)) this.iceServers = msg.servers;
+        break;
       case 'error': {
         const err = new DuetError(msg.code, msg.message);
         if (['replaced', 'closing', 'too_large', 'unauthenticated'].includes(msg.code)) this._fatal = err;
@@ -253,7 +681,7 @@ export class DuetClient {
         break;
       }
       default:
-        // Invitations, signals, pongs: not handled by this client.
+        // File and folder invitations, pongs: not handled by this client.
         break;
     }
   }
@@ -346,5 +774,7 @@ export function connect({ server, user, token, status, note } = {}) {
 }
 
 /** duet's browser API. */
-export const Duet = { connect, DuetError, DuetClient };
+export const Duet = {
+  connect, DuetError, DuetClient, DuetCall, IncomingCall,
+};
 export default Duet;
