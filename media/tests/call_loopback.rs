@@ -119,7 +119,9 @@ fn lost_packets_are_recovered_under_the_real_stack() {
     let playout = network.audio.unwrap();
     assert!(playout.concealed_ratio < 0.05, "{playout:?}");
     // W3C identities: concealed samples are among those received, and the mean wait
-    // (jitterBufferDelay / jitterBufferEmittedCount) stays within a frame of the mean target.
+    // (jitterBufferDelay / jitterBufferEmittedCount) is never more than a frame above the mean
+    // target. It may stay below it: under loss the target rises during the call, and the
+    // buffer grows towards it by stretching audio, not at once.
     let j = &playout.jitter;
     assert!(j.concealed_samples <= j.total_samples_received, "{j:?}");
     assert!(j.jitter_buffer_emitted_count > 0, "{j:?}");
@@ -127,7 +129,7 @@ fn lost_packets_are_recovered_under_the_real_stack() {
     let target = j.jitter_buffer_target_delay * 1000.0 / j.jitter_buffer_emitted_count as f64;
     assert_eq!(playout.jitter_buffer_ms, Some(mean));
     assert!(
-        (mean - target).abs() <= 20.0,
+        mean > 0.0 && mean <= target + 20.0,
         "mean {mean} ms, target {target} ms"
     );
 }
