@@ -256,7 +256,13 @@ fn state_and_quarantine_files_are_never_offered() {
     write(&a, "inbox/zero\u{200b}width.txt", b"zero-width", t(0));
     f.rescan();
     let offered = |f: &Folders| -> Vec<String> {
-        f.pair.a.engine.index().live().map(|e| e.path.clone()).collect()
+        f.pair
+            .a
+            .engine
+            .index()
+            .live()
+            .map(|e| e.path.clone())
+            .collect()
     };
     assert_eq!(offered(&f), ["ok.txt"]);
     assert_eq!(tree(&b).into_keys().collect::<Vec<_>>(), ["ok.txt"]);

@@ -306,7 +306,10 @@ mod tests {
         let mut route = routes.open(id, RouteKind::Data);
         for i in 0..(4 * ROUTE_CAPACITY as u64) {
             routes.deliver_signal(id, serde_json::json!(i));
-            assert_eq!(route.recv().await, Some(CallMsg::Signal(serde_json::json!(i))));
+            assert_eq!(
+                route.recv().await,
+                Some(CallMsg::Signal(serde_json::json!(i)))
+            );
         }
         routes.close_all("bye");
         assert_eq!(route.recv().await, Some(CallMsg::Closed("bye".into())));
