@@ -239,6 +239,8 @@ fuzz_target!(|input: Input| {
     if input.steps.len() > 16 {
         return;
     }
+    // Made outside the runtime: making it blocks on the runtime.
+    duet_offer();
     runtime().block_on(async {
         let config = config(input.audio, input.video);
         let (session, mut events) = CallSession::new(config, CallSinks::default())
