@@ -177,9 +177,10 @@ fn duet_offer() -> &'static str {
     static OFFER: OnceLock<String> = OnceLock::new();
     OFFER.get_or_init(|| {
         runtime().block_on(async {
-            let (session, mut events) = CallSession::new(config(Some(false), true), CallSinks::default())
-                .await
-                .expect("session");
+            let (session, mut events) =
+                CallSession::new(config(Some(false), true), CallSinks::default())
+                    .await
+                    .expect("session");
             session.start().await.expect("offer");
             let Some(CallEvent::Signal(Signal::Offer { sdp })) = events.recv().await else {
                 panic!("the first event is the offer");
@@ -238,6 +239,8 @@ fuzz_target!(|input: Input| {
     if input.steps.len() > 16 {
         return;
     }
+    // Made outside the runtime: making it blocks on the runtime.
+    duet_offer();
     runtime().block_on(async {
         let config = config(input.audio, input.video);
         let (session, mut events) = CallSession::new(config, CallSinks::default())

@@ -241,6 +241,56 @@ fn rescan_due(f: &mut Folders, debounce: &mut Debouncer, at: Instant) {
     f.pair.settle();
 }
 
+/// Files under duet's state folder or a quarantine folder (at any depth), and files whose
+/// names carry bidi or zero-width characters, are never indexed nor offered: not by a full
+/// scan, and not when the watcher reports their paths.
+#[test]
+fn state_and_quarantine_files_are_never_offered() {
+    let mut f = folders();
+    let (a, b) = (f.dir_a.path().to_path_buf(), f.dir_b.path().to_path_buf());
+    write(&a, "ok.txt", b"shared", t(0));
+    write(&a, ".duet-quarantine/0123.part", b"unchecked", t(0));
+    write(&a, "inbox/.duet-quarantine/4567.held", b"flagged", t(0));
+    write(&a, ".duet/notes.txt", b"duet's own", t(0));
+    write(&a, "inbox/invoice\u{202e}fdp.exe", b"bidi", t(0));
+    write(&a, "inbox/zero\u{200b}width.txt", b"zero-width", t(0));
+    f.rescan();
+    let offered = |f: &Folders| -> Vec<String> {
+        f.pair
+            .a
+            .engine
+            .index()
+            .live()
+            .map(|e| e.path.clone())
+            .collect()
+    };
+    assert_eq!(offered(&f), ["ok.txt"]);
+    assert_eq!(tree(&b).into_keys().collect::<Vec<_>>(), ["ok.txt"]);
+    assert!(!b.join(".duet-quarantine").exists() && !b.join("inbox").exists());
+
+    // What a watcher reports under those names scans as nothing, without failing the batch.
+    let reported: Vec<String> = [
+        ".duet-quarantine/0123.part",
+        "inbox/.duet-quarantine",
+        "inbox/.duet-quarantine/4567.held",
+        ".duet/notes.txt",
+        "inbox/zero\u{200b}width.txt",
+        "inbox",
+    ]
+    .map(String::from)
+    .to_vec();
+    write(&a, "inbox/.duet-quarantine/89ab.part", b"more", t(60));
+    let scan = Folder::scan_paths(&f.pair.a.disk, f.pair.a.engine.index(), &reported)
+        .expect("a watcher's batch scans");
+    assert_eq!(scan.roots, ["inbox"]);
+    assert!(scan.files.is_empty(), "{:?}", scan.files);
+    let now = f.pair.now;
+    f.pair.a.engine.handle_scan(now, scan);
+    f.pair.settle();
+    assert_eq!(offered(&f), ["ok.txt"]);
+    assert_eq!(tree(&b).into_keys().collect::<Vec<_>>(), ["ok.txt"]);
+}
+
 #[test]
 fn watcher_notices_changes_and_renames() {
     let mut f = folders();

@@ -26,6 +26,13 @@ use crate::Error;
 
 type Ws = WebSocketStream<tls::Stream>;
 
+/// How long a chat message the server dropped as rate limited waits before it is sent again.
+/// The server's bucket refills meanwhile, and one refusal a second stays far below what gets a
+/// connection closed as flooding.
+pub const RATE_LIMITED_PAUSE: Duration = Duration::from_secs(1);
+/// How long a chat message keeps being sent again while the server drops it as rate limited.
+pub const RATE_LIMITED_GIVE_UP: Duration = Duration::from_secs(120);
+
 /// How to reach and log in to a server. Its `Debug` output leaves the token out.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -243,15 +250,33 @@ impl SignalingClient {
     }
 
     /// Sends a chat message with the given id (unique per sender) and waits for the ack.
+    ///
+    /// A message the server drops for going over its rate limit (a `rate_limited` error with
+    /// this request's id) is sent again, with the same id, after a pause that lets the server's
+    /// bucket refill ([`RATE_LIMITED_PAUSE`], doubling while refused again): sending lines as
+    /// fast as they are acknowledged goes at the server's pace and loses none. It gives up
+    /// with that error after [`RATE_LIMITED_GIVE_UP`].
     pub async fn chat_with_id(&self, to: &UserName, id: &str, text: &str) -> Result<u64, Error> {
         let body = ClientMessage::Chat {
             to: to.clone(),
             id: id.to_owned(),
             text: text.to_owned(),
         };
-        match self.request(body).await? {
-            ServerMessage::Ack { seq, .. } => Ok(seq),
-            other => Err(Error::Protocol(format!("expected ack, got {other:?}"))),
+        let started = tokio::time::Instant::now();
+        let mut pause = RATE_LIMITED_PAUSE;
+        loop {
+            match self.request(body.clone()).await {
+                Ok(ServerMessage::Ack { seq, .. }) => return Ok(seq),
+                Ok(other) => return Err(Error::Protocol(format!("expected ack, got {other:?}"))),
+                Err(e)
+                    if e.code() == Some(ErrorCode::RateLimited)
+                        && started.elapsed() + pause <= RATE_LIMITED_GIVE_UP =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RATE_LIMITED_PAUSE * 8);
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -406,11 +406,20 @@ async fn serve_conn(shared: Arc<Shared>, mut ws: WebSocket, peer: SocketAddr) {
                                 shared.with_hub(|hub, _| hub.reject(id, None, ErrorCode::Malformed, message));
                             }
                         },
-                        Verdict::Drop { notify: true } => {
-                            let message = "too many messages; dropping them";
-                            shared.with_hub(|hub, _| hub.reject(id, None, ErrorCode::RateLimited, message));
+                        Verdict::Drop { notify } => {
+                            // A dropped request is answered by its id, so that its sender knows
+                            // to send it again; other frames get one notice per run of drops.
+                            // Either way no more goes out than came in, and a client that keeps
+                            // going is closed.
+                            let rid = match &msg {
+                                Message::Text(text) => request_id(text.as_str()),
+                                _ => None,
+                            };
+                            if rid.is_some() || notify {
+                                let message = "too many messages; dropping them";
+                                shared.with_hub(|hub, _| hub.reject(id, rid, ErrorCode::RateLimited, message));
+                            }
                         }
-                        Verdict::Drop { notify: false } => {}
                         Verdict::Disconnect => {
                             let message = "flooding; closing the connection";
                             shared.with_hub(|hub, _| hub.reject(id, None, ErrorCode::RateLimited, message));
@@ -457,5 +466,33 @@ fn is_too_large(e: axum::Error) -> bool {
     match e.into_inner().downcast::<WsError>() {
         Ok(e) => matches!(*e, WsError::Capacity(CapacityError::MessageTooLong { .. })),
         Err(_) => false,
+    }
+}
+
+/// The request id of a text frame, if it is a JSON object with a numeric `rid`; the rest of
+/// the frame is not looked at.
+fn request_id(text: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Rid {
+        #[serde(default)]
+        rid: Option<u64>,
+    }
+    serde_json::from_str::<Rid>(text).ok()?.rid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id;
+
+    #[test]
+    fn a_dropped_frame_is_named_by_its_request_id_when_it_has_one() {
+        assert_eq!(
+            request_id(r#"{"type":"chat","rid":7,"to":"bob","id":"x","text":"hi"}"#),
+            Some(7)
+        );
+        assert_eq!(request_id(r#"{"type":"ping"}"#), None);
+        assert_eq!(request_id(r#"{"type":"ping","rid":-1}"#), None);
+        assert_eq!(request_id("not json"), None);
+        assert_eq!(request_id("[1,2]"), None);
     }
 }

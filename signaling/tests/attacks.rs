@@ -243,20 +243,26 @@ async fn a_flooding_client_is_limited_then_closed_and_others_are_unaffected() {
         }
     }
     let _ = a.ws.flush().await;
-    let (mut pongs, mut limited) = (0, 0);
+    let (mut pongs, mut named, mut notices) = (0, 0, 0);
     while let Some(m) = a.try_recv(WAIT).await {
         match m {
             ServerMessage::Pong { .. } => pongs += 1,
-            m if error_code(&m) == Some(ErrorCode::RateLimited) => limited += 1,
+            ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                rid,
+                ..
+            } => match rid {
+                Some(_) => named += 1,
+                None => notices += 1,
+            },
             m => panic!("{m:?}"),
         }
     }
     // The burst of 100 less the hello, plus what refilled meanwhile.
     assert!((99..=110).contains(&pongs), "{pongs} pongs");
-    assert_eq!(
-        limited, 2,
-        "one notice when dropping starts, one when closing"
-    );
+    // Each dropped request is answered by its id, up to the 200th drop, which closes.
+    assert_eq!(named, 199, "dropped requests answered");
+    assert_eq!(notices, 1, "one notice when closing");
     assert!(bping(&mut b).await < Duration::from_millis(200));
 }
 

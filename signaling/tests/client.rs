@@ -192,3 +192,59 @@ async fn a_long_backlog_is_confirmed_in_batches_and_arrives_whole_and_in_order()
     assert!(store.undelivered(&name("bob")).unwrap().is_empty());
     assert!(store.undelivered(&name("alice")).unwrap().is_empty());
 }
+
+/// Chat sent as fast as acks come back to a server whose rate limit is low (as `duet serve
+/// --rate 20` sets it), while the recipient is away: the messages the server drops are named
+/// by their request id and sent again, so every one is acknowledged and arrives once, in
+/// order, and the connection is never closed as flooding.
+#[tokio::test]
+async fn chat_faster_than_the_rate_limit_is_paced_not_lost() {
+    let ts = TestServer::start_with(&["alice", "bob"], |c| {
+        c.limits.rate.rate = 20.0;
+        c.limits.rate.burst = 40;
+        c.limits.rate.flood_drops = 80;
+    })
+    .await;
+    let (a, mut ae) = client(&ts, "alice").await;
+    {
+        let (b, mut be) = client(&ts, "bob").await;
+        a.request(ClientMessage::ContactAdd { user: name("bob") })
+            .await
+            .unwrap();
+        next(&mut be, |e| {
+            matches!(e, Event::Message(ServerMessage::ContactRequest { .. }))
+        })
+        .await;
+        b.request(ClientMessage::ContactAccept {
+            user: name("alice"),
+        })
+        .await
+        .unwrap();
+        b.close().await;
+    }
+    let started = tokio::time::Instant::now();
+    let mut seqs = Vec::new();
+    for i in 0..100 {
+        seqs.push(a.chat(&name("bob"), &format!("line {i}")).await.unwrap());
+    }
+    // The limit held: 100 frames cannot pass a bucket of 40 refilled at 20 a second in less
+    // than 3 s (unlimited, they take far less on a loopback).
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let (_b, mut be) = client(&ts, "bob").await;
+    let mut texts = Vec::new();
+    while texts.len() < 100 {
+        if let Event::Message(ServerMessage::Chat { text, .. }) = next(&mut be, is_chat).await {
+            texts.push(text);
+        }
+    }
+    let want: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
+    assert_eq!(texts, want);
+    // alice was never disconnected.
+    while let Some(event) = ae.try_recv() {
+        assert!(
+            !matches!(event, Event::Disconnected { .. } | Event::Closed { .. }),
+            "{event:?}"
+        );
+    }
+}

@@ -237,6 +237,8 @@ pub(super) async fn place(
             },
             // The callee sends nothing before it accepts.
             Some(CallMsg::Signal(_)) => {}
+            // The invitation is cancelled as `cancel` drops.
+            Some(CallMsg::Overflow(reason)) => return Err(CallError::Signaling(reason)),
             Some(CallMsg::Closed(reason)) => {
                 return Err(CallError::Signaling(format!(
                     "the connection to the server closed: {reason}"
@@ -543,6 +545,10 @@ async fn inbound(
                 return;
             }
             Some(CallMsg::State(..)) => {}
+            Some(CallMsg::Overflow(reason)) => {
+                session.hang_up(&reason);
+                return;
+            }
             // The server is gone, but the media path is peer to peer: the call goes on.
             Some(CallMsg::Closed(_)) | None => return,
         }
@@ -758,5 +764,50 @@ impl Call {
                 .and_then(|(_, s)| s.echo_return_loss_enhancement),
             path: t.path.as_ref().map(|p| p.short()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::route::{overflow_reason, Routes, ROUTE_CAPACITY};
+
+    /// A peer that floods a live call with signals faster than the call takes them: the
+    /// call's channel never holds more than its capacity, nothing panics, and the call ends
+    /// with a reason that says why.
+    #[tokio::test]
+    async fn a_flood_of_signals_ends_the_call_with_its_reason() {
+        let config = CallConfig::new(Some(call_audio_format()), false);
+        let (session, _events) = CallSession::new(config, CallSinks::default())
+            .await
+            .expect("a session on 127.0.0.1");
+        let session = Arc::new(session);
+        let routes = Arc::new(Routes::default());
+        let id = InviteId(1);
+        let route = routes.open(id, RouteKind::Call);
+        let (_ended_tx, ended_rx) = watch::channel(None);
+        let task = tokio::spawn(inbound(route, Arc::downgrade(&session), ended_rx));
+        let candidate = Signal::Candidate {
+            candidate: "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host".into(),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+        };
+        let candidate = serde_json::to_value(candidate).expect("a signal");
+        for _ in 0..20_000 {
+            routes.deliver_signal(id, candidate.clone());
+            let queued = routes.queued(id).expect("the call holds its route");
+            assert!(queued <= ROUTE_CAPACITY, "{queued} signals queued");
+        }
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the call stops reading its route")
+            .expect("no panic");
+        assert_eq!(
+            session.end_reason(),
+            Some(EndReason::HungUp(overflow_reason()))
+        );
+        assert_eq!(routes.queued(id), None, "the route was given up");
+        let session = Arc::try_unwrap(session).expect("the only holder");
+        session.close().await.expect("close");
     }
 }

@@ -134,6 +134,10 @@ async fn inbound(mut route: Route, link: Weak<DataLink>) {
                 return;
             }
             CallMsg::State(..) => {}
+            CallMsg::Overflow(reason) => {
+                link.hang_up(&reason);
+                return;
+            }
             CallMsg::Closed(_) => return,
         }
         if link.end_reason().is_some() {

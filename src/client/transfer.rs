@@ -334,6 +334,7 @@ pub(super) async fn wait_accepted(route: &mut Route, ttl: Duration) -> Result<()
                 return Err(CallError::Signaling(format!("the offer ended ({state:?})")))
             }
             Some(CallMsg::State(..) | CallMsg::Signal(_)) => {}
+            Some(CallMsg::Overflow(reason)) => return Err(CallError::Signaling(reason)),
             None | Some(CallMsg::Closed(_)) => {
                 return Err(CallError::Signaling(
                     "the connection to the server closed".into(),

@@ -127,14 +127,20 @@ impl Folder {
     }
 
     /// Scans files or subfolders, e.g. the paths a watcher reported, as one scan. A path
-    /// that no longer exists is part of the scan with no file (its files have vanished).
+    /// that no longer exists is part of the scan with no file (its files have vanished). A
+    /// path that is never synced (inside [`STATE_DIR`] or a quarantine folder, or an unsafe
+    /// name, see [`check`]) is left out of the scan: nothing under it is found or vanishes.
     pub fn scan_paths(&self, previous: &Index, paths: &[String]) -> Result<Scan> {
         if paths.iter().any(String::is_empty) {
             return self.scan(previous);
         }
         let mut found = BTreeMap::new();
+        let mut roots = Vec::with_capacity(paths.len());
         for rel in paths {
-            let full = self.resolve(rel)?;
+            let Ok(full) = self.resolve(rel) else {
+                continue;
+            };
+            roots.push(rel.clone());
             let mut files = Vec::new();
             match fs::symlink_metadata(&full) {
                 Ok(meta) if meta.is_dir() => self.walk(&full, rel, previous, &mut files),
@@ -148,7 +154,7 @@ impl Folder {
             found.extend(files.into_iter().map(|f| (f.path.clone(), f)));
         }
         Ok(Scan {
-            roots: paths.to_vec(),
+            roots,
             files: found.into_values().collect(),
         })
     }
