@@ -74,7 +74,9 @@ impl H264Packetizer {
     /// order, replacing the contents of `out`. The last payload is the one whose RTP packet
     /// carries the marker bit; all of them carry the access unit's timestamp.
     ///
-    /// Fails when `access_unit` holds no NAL unit.
+    /// Fails when `access_unit` holds no NAL unit, or a NAL unit that no receiver in
+    /// packetization-mode 1 takes (the forbidden bit set, or type 0 or 24-31); `out` is then
+    /// empty.
     pub fn packetize(&mut self, access_unit: &[u8], out: &mut Vec<Bytes>) -> Result<(), Error> {
         out.clear();
         // Room for every payload at once, so that nothing reallocates in between.
@@ -82,6 +84,13 @@ impl H264Packetizer {
         self.buf.reserve(access_unit.len() + 2 * fragments + 64);
         let mut open = Open::None;
         for nal in nal_units(access_unit).filter(|nal| !nal.is_empty()) {
+            if !is_plain_header(nal[0]) {
+                self.buf.clear();
+                out.clear();
+                return Err(malformed(
+                    "access unit holds a NAL unit with the forbidden bit or a type outside 1-23",
+                ));
+            }
             if nal.len() > self.mtu {
                 self.flush(open, out);
                 open = Open::None;
@@ -324,6 +333,12 @@ impl H264Depacketizer {
     }
 }
 
+/// Whether a NAL unit header is one a single NAL unit packet or a STAP-A may carry: the
+/// forbidden bit clear and a type from 1 to 23.
+fn is_plain_header(header: u8) -> bool {
+    header & F_BIT == 0 && (1..=23).contains(&(header & 0x1F))
+}
+
 /// Splits the first NAL unit off the entries of a STAP-A.
 fn stap_entry(rest: &[u8]) -> Result<(&[u8], &[u8]), Error> {
     let [hi, lo, tail @ ..] = rest else {
@@ -335,7 +350,7 @@ fn stap_entry(rest: &[u8]) -> Result<(&[u8], &[u8]), Error> {
     }
     let (nal, next) = tail.split_at(size);
     match nal.first() {
-        Some(h) if h & F_BIT == 0 && (1..=23).contains(&(h & 0x1F)) => Ok((nal, next)),
+        Some(&h) if is_plain_header(h) => Ok((nal, next)),
         _ => Err(malformed("STAP-A entry is not a plain NAL unit")),
     }
 }
@@ -433,6 +448,30 @@ mod tests {
         assert_eq!(payloads[0].len(), 1 + 3 * 2 + 12 + 4 + 40);
         assert_eq!(out, au);
         assert!(is_keyframe_payload(&payloads[0]) && opens_access_unit(&payloads[0]));
+    }
+
+    #[test]
+    fn a_nal_unit_no_receiver_takes_is_refused_not_sent() {
+        let mut packetizer = H264Packetizer::new(1200).unwrap();
+        let mut out = Vec::new();
+        // A start code inside a slice leaves a NAL unit of type 0 behind it; the forbidden
+        // bit and the aggregation types are refused too, alone or beside good units.
+        for bad in [
+            annex_b(&[&[0x01, 0x01], &[0x00, 0xdb, 0xdb]]),
+            annex_b(&[&nal(0x67, 8), &nal(0xe5, 20)]),
+            annex_b(&[&nal(0x78, 9)]),
+        ] {
+            assert!(packetizer.packetize(&bad, &mut out).is_err(), "{bad:?}");
+            assert!(out.is_empty());
+        }
+        // The packetizer is whole afterwards.
+        let au = annex_b(&[&nal(0x67, 8), &nal(0x68, 4), &nal(0x65, 30)]);
+        packetizer.packetize(&au, &mut out).unwrap();
+        let mut again = Vec::new();
+        H264Depacketizer::new()
+            .assemble(out.iter().map(|p| &p[..]), &mut again)
+            .unwrap();
+        assert_eq!(again, au);
     }
 
     #[test]

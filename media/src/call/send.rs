@@ -247,7 +247,11 @@ impl MediaSender {
             payloads,
             ..
         } = &mut *tx;
-        packetizer.packetize(&frame.data, payloads)?;
+        if packetizer.packetize(&frame.data, payloads).is_err() {
+            // An access unit no receiver would take is not sent: dropped and counted.
+            self.state.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
         let count = tx.payloads.len();
         for i in 0..count {
             let Some(payload) = tx.payloads.get(i).cloned() else {
