@@ -230,10 +230,11 @@ async fn garbage_media_from_the_peer_is_dropped_and_counted_then_media_resumes()
             let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             assert!(sender.send_audio(&bytes, 960).unwrap());
             if i % 2 == 0 {
-                // Start codes, then random NAL units of up to 3 kB.
-                video.data = vec![0, 0, 0, 1];
+                // A start code and a keyframe slice header, then up to 3 kB of random odd
+                // bytes: no start code hides in them, so the packetizer sends it all.
+                video.data = vec![0, 0, 0, 1, 0x65];
                 let len = 1 + (next() % 3000) as usize;
-                video.data.extend((0..len).map(|_| next() as u8));
+                video.data.extend((0..len).map(|_| next() as u8 | 1));
                 video.capture = Instant::now();
                 assert!(sender.send_video(&video).unwrap());
             }
