@@ -18,6 +18,17 @@ fn duet(args: &[&str]) -> Output {
         .expect("run duet")
 }
 
+/// `duet ARGS`, which must succeed.
+fn duet_ok(args: &[&str]) -> Output {
+    let out = duet(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Asserts that `args` fail with exactly one line on stderr that contains `needle`.
 fn fails_naming(args: &[&str], needle: &str) {
     let out = duet(args);
@@ -38,7 +49,7 @@ fn fails_naming(args: &[&str], needle: &str) {
 
 #[test]
 fn loopback_reports_every_stage_as_json() {
-    let out = duet(&[
+    let out = duet_ok(&[
         "loopback",
         "--seconds",
         "2",
@@ -48,11 +59,6 @@ fn loopback_reports_every_stage_as_json() {
         "--video-kbps",
         "300",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     let audio = &report["audio"];
     let video = &report["video"];
@@ -99,7 +105,7 @@ fn loopback_writes_what_it_decoded() {
     std::fs::create_dir_all(&dir).unwrap();
     let wav = dir.join("out.wav");
     let y4m = dir.join("out.y4m");
-    let out = duet(&[
+    let out = duet_ok(&[
         "loopback",
         "--seconds",
         "1",
@@ -114,11 +120,6 @@ fn loopback_writes_what_it_decoded() {
         "--save-video",
         y4m.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("loopback ran"), "{summary}");
     // 1 s of 48 kHz mono 16-bit, give or take the last frames in flight.
@@ -144,7 +145,7 @@ fn loopback_writes_getstats_lines_over_webrtc_and_direct() {
     let dir = std::env::temp_dir().join(format!("duet-loopback-stats-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let webrtc = dir.join("webrtc.jsonl");
-    let out = duet(&[
+    duet_ok(&[
         "loopback",
         "--transport",
         "webrtc",
@@ -158,11 +159,6 @@ fn loopback_writes_getstats_lines_over_webrtc_and_direct() {
         "--stats",
         webrtc.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let lines = stats_lines(&webrtc);
     assert!(lines.len() >= 3, "{lines:?}");
     for line in &lines {
@@ -177,7 +173,7 @@ fn loopback_writes_getstats_lines_over_webrtc_and_direct() {
     assert_eq!(latency["videoLatencySource"], "stamps", "{latency}");
 
     let direct = dir.join("direct.jsonl");
-    let out = duet(&[
+    duet_ok(&[
         "loopback",
         "--seconds",
         "3",
@@ -189,11 +185,6 @@ fn loopback_writes_getstats_lines_over_webrtc_and_direct() {
         "--stats",
         direct.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let lines = stats_lines(&direct);
     assert!(lines.len() >= 2, "{lines:?}");
     let last = lines.last().unwrap();
@@ -249,12 +240,7 @@ fn bad_input_ends_with_one_line_naming_it() {
 
 #[test]
 fn devices_lists_what_alsa_offers_and_says_when_there_is_no_camera() {
-    let out = duet(&["devices"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = duet_ok(&["devices"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Audio inputs:"), "{text}");
     assert!(text.contains("Audio outputs:"), "{text}");
@@ -265,7 +251,7 @@ fn devices_lists_what_alsa_offers_and_says_when_there_is_no_camera() {
 
 #[test]
 fn a_loopback_in_a_room_hears_its_own_echo_and_cancels_it_by_default() {
-    let out = duet(&[
+    let out = duet_ok(&[
         "loopback",
         "--room",
         "--seconds",
@@ -274,11 +260,6 @@ fn a_loopback_in_a_room_hears_its_own_echo_and_cancels_it_by_default() {
         "160x120",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let audio = &report["audio"];
     let room = &audio["room"];
