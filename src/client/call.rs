@@ -28,10 +28,10 @@ use duet_signaling::protocol::{CallMedia, ClientMessage, Invitation, InviteId, I
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
+use super::account::{Account, Notice};
 use super::error::CallError;
 use super::invited::Invited;
 use super::route::{CallMsg, Route, RouteKind};
-use super::{Client, ClientEvent, DEFAULT_RING};
 
 mod report;
 
@@ -66,6 +66,9 @@ pub struct CallOptions {
     /// microphone), off for synthetic and file sources.
     pub audio_processing: Option<ProcessingConfig>,
 }
+
+/// How long a call rings before it counts as unanswered, by default.
+pub const DEFAULT_RING: Duration = Duration::from_secs(30);
 
 impl Default for CallOptions {
     /// A video call that sends nothing, rings 30 s and connects within 20 s.
@@ -145,12 +148,12 @@ impl IncomingCall {
         self.invited.accept().await?;
         let video = self.has_video();
         let Invited {
-            client,
+            account,
             from,
             route,
             ..
         } = self.invited;
-        establish(&client, route, from, options, Role::Callee, video).await
+        establish(&account, route, from, options, Role::Callee, video).await
     }
 
     /// Declines, with an optional reason the caller sees.
@@ -184,7 +187,7 @@ impl Drop for CancelOnDrop {
 
 /// Places a call; see [`Client::call`].
 pub(super) async fn place(
-    client: &Client,
+    account: &Account,
     to: &str,
     options: CallOptions,
 ) -> Result<Call, CallError> {
@@ -195,11 +198,11 @@ pub(super) async fn place(
         CallMedia::Audio
     };
     let invitation = Invitation::Call { media };
-    let (id, mut route) = client
+    let (id, mut route) = account
         .invite_contact(&to, invitation, options.ring, RouteKind::Call, false)
         .await?;
     let mut cancel = CancelOnDrop {
-        signaling: client.signaling.clone(),
+        signaling: account.signaling.clone(),
         id,
         armed: true,
     };
@@ -213,7 +216,7 @@ pub(super) async fn place(
         match msg {
             Some(CallMsg::State(state, reason)) => match state {
                 InviteState::Invited => {}
-                InviteState::Ringing => client.emit(ClientEvent::Ringing { id, to: to.clone() }),
+                InviteState::Ringing => account.notify(Notice::Ringing { id, to: to.clone() }),
                 InviteState::Accepted => break,
                 InviteState::Declined => {
                     cancel.armed = false;
@@ -253,7 +256,7 @@ pub(super) async fn place(
     }
     cancel.armed = false;
     let video = media == CallMedia::Video;
-    establish(client, route, to, options, Role::Caller, video).await
+    establish(account, route, to, options, Role::Caller, video).await
 }
 
 /// Which side of the call this is.
@@ -276,7 +279,7 @@ fn call_audio_format() -> AudioFormat {
 /// Sets up the WebRTC session of an accepted call, relays its signals, waits until it is
 /// connected, and starts sending.
 async fn establish(
-    client: &Client,
+    account: &Account,
     route: Route,
     peer: UserName,
     options: CallOptions,
@@ -285,7 +288,7 @@ async fn establish(
 ) -> Result<Call, CallError> {
     let id = route.id();
     let rss_start = duet_media::loopback::rss_mb();
-    let ice = client.ice_setup().await;
+    let ice = account.ice_setup().await;
     let CallOptions {
         mut media,
         audio_sink,
@@ -319,7 +322,7 @@ async fn establish(
         .as_ref()
         .map_or(call_audio_format(), |a| a.opus.format);
     let mut config = CallConfig::new(Some(format), video);
-    config.bind = SocketAddr::new(bind.unwrap_or_else(|| client.bind()), 0);
+    config.bind = SocketAddr::new(bind.unwrap_or_else(|| account.bind()), 0);
     config.ice = ice.clone();
     config.connect_timeout = connect_timeout;
     config.silence_timeout = silence_timeout;
@@ -372,7 +375,7 @@ async fn establish(
     let (connected_tx, mut connected_rx) = watch::channel(false);
     tokio::spawn(outbound(
         events,
-        client.signaling.clone(),
+        account.signaling.clone(),
         id,
         ended_tx,
         connected_tx,

@@ -5,13 +5,13 @@
 use duet_signaling::protocol::{ClientMessage, ErrorCode, InviteId};
 use duet_signaling::UserName;
 
+use super::account::Account;
 use super::error::CallError;
 use super::route::Route;
-use super::Client;
 
 /// An invitation from a contact, not answered yet.
 pub(super) struct Invited {
-    pub(super) client: Client,
+    pub(super) account: Account,
     pub(super) from: UserName,
     pub(super) id: InviteId,
     pub(super) route: Route,
@@ -38,7 +38,7 @@ impl Invited {
     }
 
     async fn answer(&self, answer: ClientMessage) -> Result<(), CallError> {
-        match self.client.signaling.request(answer).await {
+        match self.account.signaling.request(answer).await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(ErrorCode::NoSuchInvitation) => Err(CallError::Signaling(
                 format!("the invitation from {} is no longer waiting", self.from),

@@ -10,9 +10,9 @@ use duet_media::link::{DataLink, LinkConfig, LinkEvent, LinkEvents};
 use duet_signaling::client::SignalingClient;
 use duet_signaling::protocol::{ClientMessage, InviteId};
 
+use super::account::Account;
 use super::error::TransferError;
 use super::route::{CallMsg, Route};
-use super::Client;
 
 /// How long a link may take to open.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -29,15 +29,15 @@ pub(crate) enum LinkRole {
 /// Sets up the link of an accepted invitation, relays its signals, and waits until its data
 /// channel is open.
 pub(crate) async fn open_link(
-    client: &Client,
+    account: &Account,
     route: Route,
     role: LinkRole,
 ) -> Result<Arc<DataLink>, TransferError> {
     let id = route.id();
-    let ice = client.ice_setup().await;
+    let ice = account.ice_setup().await;
     let config = LinkConfig {
         connect_timeout: OPEN_TIMEOUT,
-        bind: std::net::SocketAddr::new(client.bind(), 0),
+        bind: std::net::SocketAddr::new(account.bind(), 0),
         ice: ice.clone(),
         ..LinkConfig::default()
     };
@@ -54,7 +54,7 @@ pub(crate) async fn open_link(
         .map_err(|e| TransferError::Lost(format!("cannot set up the data link: {e}")))?;
     let link = Arc::new(link);
     let (open_tx, open_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(outbound(events, client.signaling.clone(), id, open_tx));
+    tokio::spawn(outbound(events, account.signaling.clone(), id, open_tx));
     tokio::spawn(inbound(route, Arc::downgrade(&link)));
     if role == LinkRole::Offer {
         link.start()

@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+mod account;
 mod call;
 mod error;
 mod invited;
@@ -36,23 +37,23 @@ mod share;
 mod transfer;
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use duet_media::ice::IceSetup;
 pub use duet_signaling::tls::ClientTls;
 
 use duet_signaling::client::{Event, Events, SignalingClient};
 use duet_signaling::protocol::{
-    CallMedia, ClientMessage, Contact, ContactChange, ErrorCode, Invitation, InviteId, InviteState,
-    Link, ServerMessage, Shown, Status,
+    CallMedia, ClientMessage, Contact, ContactChange, Invitation, InviteId, InviteState,
+    ServerMessage, Shown, Status,
 };
 use duet_signaling::UserName;
 use tokio::sync::mpsc;
 
-pub use call::{Call, CallOptions, CallReport, CallStatus, IncomingCall};
+use account::{Account, Notice, Notify};
+pub use call::{Call, CallOptions, CallReport, CallStatus, IncomingCall, DEFAULT_RING};
 pub use error::{CallError, TransferError};
-use route::{RouteKind, Routes};
+use route::RouteKind;
 pub use share::{
     describe as describe_folder_change, FolderInvitation, ShareOptions, ShareSession, ShareSummary,
 };
@@ -234,17 +235,14 @@ impl ClientEvents {
 /// Cheap to clone; every clone is the same connection.
 #[derive(Clone)]
 pub struct Client {
-    signaling: SignalingClient,
-    routes: Arc<Routes>,
+    account: Account,
     events: mpsc::UnboundedSender<ClientEvent>,
-    relay_only: bool,
-    bind: IpAddr,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("user", self.signaling.user())
+            .field("user", self.account.user())
             .finish_non_exhaustive()
     }
 }
@@ -266,12 +264,24 @@ impl Client {
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let bind = config.bind.unwrap_or_else(|| default_bind(&config.server));
+        let notices = tx.clone();
+        let notify: Notify = Arc::new(move |notice| {
+            let _ = notices.send(match notice {
+                Notice::Ringing { id, to } => ClientEvent::Ringing { id, to },
+                Notice::FolderChanged {
+                    folder,
+                    peer,
+                    event,
+                } => ClientEvent::FolderChanged {
+                    folder,
+                    peer,
+                    event,
+                },
+            });
+        });
         let client = Client {
-            signaling,
-            routes: Arc::new(Routes::default()),
+            account: Account::new(signaling, notify, config.relay_only, bind),
             events: tx,
-            relay_only: config.relay_only,
-            bind,
         };
         tokio::spawn(client.clone().route(server_events));
         Ok((client, ClientEvents(rx)))
@@ -279,55 +289,24 @@ impl Client {
 
     /// The account this client is logged in as.
     pub fn user(&self) -> &UserName {
-        self.signaling.user()
-    }
-
-    /// Where a new call or link gathers candidates: the ICE servers the server hands out
-    /// (fresh TURN credentials), and relay-only if this client was set up so. A server that
-    /// cannot be asked leaves host candidates only.
-    pub(crate) async fn ice_setup(&self) -> IceSetup {
-        let servers = match self.signaling.ice_servers().await {
-            Ok(servers) => servers,
-            Err(e) => {
-                tracing::warn!("no ICE servers from the signaling server: {e}");
-                Vec::new()
-            }
-        };
-        IceSetup {
-            servers: servers
-                .into_iter()
-                .map(|s| duet_media::ice::IceServer {
-                    urls: s.urls,
-                    username: s.username.unwrap_or_default(),
-                    credential: s.credential.unwrap_or_default(),
-                })
-                .collect(),
-            relay_only: self.relay_only,
-        }
-    }
-
-    /// The address calls and links bind.
-    pub(crate) fn bind(&self) -> IpAddr {
-        self.bind
+        self.account.user()
     }
 
     /// The signaling connection underneath, for messages this facade does not wrap.
     pub fn signaling(&self) -> &SignalingClient {
-        &self.signaling
+        &self.account.signaling
     }
 
     /// The contact list with everyone's presence.
     pub async fn contacts(&self) -> anyhow::Result<Vec<Contact>> {
-        match self.signaling.request(ClientMessage::ContactList).await? {
-            ServerMessage::Contacts { contacts, .. } => Ok(contacts),
-            other => anyhow::bail!("expected the contact list, got {other:?}"),
-        }
+        self.account.contacts().await
     }
 
     /// Asks `user` to become a contact (or accepts their request if they asked first).
     pub async fn add_contact(&self, user: &str) -> anyhow::Result<()> {
         let user = UserName::new(user)?;
-        self.signaling
+        self.account
+            .signaling
             .request(ClientMessage::ContactAdd { user })
             .await?;
         Ok(())
@@ -336,7 +315,8 @@ impl Client {
     /// Accepts `user`'s contact request.
     pub async fn accept_contact(&self, user: &str) -> anyhow::Result<()> {
         let user = UserName::new(user)?;
-        self.signaling
+        self.account
+            .signaling
             .request(ClientMessage::ContactAccept { user })
             .await?;
         Ok(())
@@ -345,7 +325,8 @@ impl Client {
     /// Declines `user`'s contact request.
     pub async fn decline_contact(&self, user: &str) -> anyhow::Result<()> {
         let user = UserName::new(user)?;
-        self.signaling
+        self.account
+            .signaling
             .request(ClientMessage::ContactDecline { user })
             .await?;
         Ok(())
@@ -354,7 +335,8 @@ impl Client {
     /// Blocks `user`: they see us offline and cannot reach us; they are not told.
     pub async fn block(&self, user: &str) -> anyhow::Result<()> {
         let user = UserName::new(user)?;
-        self.signaling
+        self.account
+            .signaling
             .request(ClientMessage::ContactBlock { user })
             .await?;
         Ok(())
@@ -363,7 +345,8 @@ impl Client {
     /// Undoes a block.
     pub async fn unblock(&self, user: &str) -> anyhow::Result<()> {
         let user = UserName::new(user)?;
-        self.signaling
+        self.account
+            .signaling
             .request(ClientMessage::ContactUnblock { user })
             .await?;
         Ok(())
@@ -372,7 +355,8 @@ impl Client {
     /// Ends a contact relationship, or withdraws a request.
     pub async fn remove_contact(&self, user: &str) -> anyhow::Result<()> {
         let user = UserName::new(user)?;
-        self.signaling
+        self.account
+            .signaling
             .request(ClientMessage::ContactRemove { user })
             .await?;
         Ok(())
@@ -381,13 +365,16 @@ impl Client {
     /// Shakes a contact's window.
     pub async fn nudge(&self, to: &str) -> anyhow::Result<()> {
         let to = UserName::new(to)?;
-        self.signaling.request(ClientMessage::Nudge { to }).await?;
+        self.account
+            .signaling
+            .request(ClientMessage::Nudge { to })
+            .await?;
         Ok(())
     }
 
     /// Sets status and personal message.
     pub async fn set_presence(&self, status: Status, note: Option<String>) -> anyhow::Result<()> {
-        self.signaling.set_presence(status, note).await?;
+        self.account.signaling.set_presence(status, note).await?;
         Ok(())
     }
 
@@ -395,26 +382,30 @@ impl Client {
     /// number. A [`ClientEvent::Receipt`] follows when the contact's client has it.
     pub async fn chat(&self, to: &str, text: &str) -> anyhow::Result<u64> {
         let to = UserName::new(to)?;
-        Ok(self.signaling.chat(&to, text).await?)
+        Ok(self.account.signaling.chat(&to, text).await?)
     }
 
     /// Invites a contact to share a folder called `name`; returns the invitation.
     pub async fn invite_folder(&self, to: &str, name: &str) -> anyhow::Result<InviteId> {
         let to = UserName::new(to)?;
         let invitation = Invitation::Folder { name: name.into() };
-        Ok(self.signaling.invite(&to, invitation).await?)
+        Ok(self.account.signaling.invite(&to, invitation).await?)
     }
 
     /// Accepts an invitation (a folder share or a file offer; calls are accepted through
     /// [`IncomingCall::accept`]).
     pub async fn accept(&self, id: InviteId) -> anyhow::Result<()> {
-        self.signaling.request(ClientMessage::Accept { id }).await?;
+        self.account
+            .signaling
+            .request(ClientMessage::Accept { id })
+            .await?;
         Ok(())
     }
 
     /// Declines an invitation.
     pub async fn decline(&self, id: InviteId, reason: Option<String>) -> anyhow::Result<()> {
-        self.signaling
+        self.account
+            .signaling
             .request(ClientMessage::Decline { id, reason })
             .await?;
         Ok(())
@@ -424,53 +415,34 @@ impl Client {
     /// connects the call (ICE, DTLS-SRTP) and starts sending `options`' media. Returns the live
     /// call, or why there is none (offline, declined, busy, no answer...).
     pub async fn call(&self, to: &str, options: CallOptions) -> Result<Call, CallError> {
-        call::place(self, to, options).await
+        call::place(&self.account, to, options).await
     }
 
-    /// Checks that `to` is a contact (and online, unless `offline_ok`), invites them for
-    /// `ttl`, and claims the invitation's route.
-    pub(crate) async fn invite_contact(
+    /// Offers the file at `path` to `to`; once they accept, sends it peer to peer. Returns as
+    /// soon as the data starts to flow (or with why it cannot).
+    pub async fn send_file(&self, to: &str, path: &Path) -> Result<Transfer, TransferError> {
+        transfer::send_file(&self.account, to, path).await
+    }
+
+    /// Invites `to` to share the folder `dir` (under its own name); once they join, keeps the
+    /// two folders equal until the session is stopped or the link ends.
+    pub async fn share_folder(
         &self,
-        to: &UserName,
-        invitation: Invitation,
-        ttl: Duration,
-        kind: RouteKind,
-        offline_ok: bool,
-    ) -> Result<(InviteId, route::Route), CallError> {
-        let contacts = self
-            .contacts()
-            .await
-            .map_err(|e| CallError::Signaling(format!("{e:#}")))?;
-        match check_callee(&contacts, to) {
-            Err(CallError::Offline(_)) if offline_ok => {}
-            other => other?,
-        }
-        let invite = ClientMessage::Invite {
-            to: to.clone(),
-            invitation,
-            expires_ms: Some(ttl.as_millis().try_into().unwrap_or(u64::MAX)),
-        };
-        match self.signaling.request(invite).await {
-            Ok(ServerMessage::Invited { id, .. }) => Ok((id, self.routes.open(id, kind))),
-            Ok(other) => Err(CallError::Signaling(format!("unexpected reply {other:?}"))),
-            Err(e) => Err(match e.code() {
-                Some(ErrorCode::PeerOffline) => CallError::Offline(to.clone()),
-                Some(ErrorCode::NotContact | ErrorCode::Blocked) => {
-                    CallError::NotContact(to.clone())
-                }
-                _ => CallError::Signaling(e.to_string()),
-            }),
-        }
+        to: &str,
+        dir: &Path,
+        options: ShareOptions,
+    ) -> Result<ShareSession, TransferError> {
+        share::share_folder(&self.account, to, dir, options).await
     }
 
     /// Whether a call of this client is set up or going on.
     pub fn in_call(&self) -> bool {
-        self.routes.active_calls() > 0
+        self.account.routes.active_calls() > 0
     }
 
     /// Logs out and closes the connection.
     pub async fn close(&self) {
-        self.signaling.close().await;
+        self.account.signaling.close().await;
     }
 
     fn emit(&self, event: ClientEvent) {
@@ -486,7 +458,7 @@ impl Client {
                 Event::Disconnected { reason } => self.emit(ClientEvent::Disconnected { reason }),
                 Event::Reconnected => self.emit(ClientEvent::Reconnected),
                 Event::Closed { reason } => {
-                    self.routes.close_all(&reason);
+                    self.account.routes.close_all(&reason);
                     self.emit(ClientEvent::Closed { reason });
                 }
             }
@@ -515,6 +487,7 @@ impl Client {
                             tracing::warn!("refused a file offer from {from}: {e}");
                             let reason = Some(format!("refused: {e}"));
                             let _ = self
+                                .account
                                 .signaling
                                 .send(ClientMessage::Decline { id, reason })
                                 .await;
@@ -528,13 +501,13 @@ impl Client {
                 }
             },
             ServerMessage::InviteState { id, state, reason } => {
-                if self.routes.deliver_state(id, state, reason.clone()) {
+                if self.account.routes.deliver_state(id, state, reason.clone()) {
                     return;
                 }
                 ClientEvent::Invitation { id, state, reason }
             }
             ServerMessage::Signal { call, signal, .. } => {
-                self.routes.deliver_signal(call, signal);
+                self.account.routes.deliver_signal(call, signal);
                 return;
             }
             ServerMessage::Presence { from, status, note } => ClientEvent::Presence {
@@ -561,42 +534,32 @@ impl Client {
     /// A call arrives: busy if we are in one, else ringing and an event for the app.
     async fn incoming_call(&self, from: UserName, id: InviteId, media: CallMedia) {
         if self.in_call() {
-            let _ = self.signaling.send(ClientMessage::Busy { id }).await;
+            let _ = self
+                .account
+                .signaling
+                .send(ClientMessage::Busy { id })
+                .await;
             return;
         }
         let invited = self.invited(from, id, RouteKind::Call);
-        let _ = self.signaling.send(ClientMessage::Ringing { id }).await;
+        let _ = self
+            .account
+            .signaling
+            .send(ClientMessage::Ringing { id })
+            .await;
         self.emit(ClientEvent::IncomingCall(IncomingCall::new(invited, media)));
     }
 
     /// An invitation from `from`, its route claimed so that nothing sent for it is lost.
     fn invited(&self, from: UserName, id: InviteId, kind: RouteKind) -> invited::Invited {
         invited::Invited {
-            client: self.clone(),
+            account: self.account.clone(),
             from,
             id,
-            route: self.routes.open(id, kind),
+            route: self.account.routes.open(id, kind),
         }
     }
 }
-
-/// Whether `contacts` lets us call `user`: an accepted, unblocked contact who is not offline.
-fn check_callee(contacts: &[Contact], user: &UserName) -> Result<(), CallError> {
-    let contact = contacts
-        .iter()
-        .find(|c| &c.user == user)
-        .ok_or_else(|| CallError::NotContact(user.clone()))?;
-    if contact.link != Link::Accepted || contact.blocked {
-        return Err(CallError::NotContact(user.clone()));
-    }
-    if contact.status == Shown::Offline {
-        return Err(CallError::Offline(user.clone()));
-    }
-    Ok(())
-}
-
-/// How long a call rings before it counts as unanswered, by default.
-pub const DEFAULT_RING: Duration = Duration::from_secs(30);
 
 /// Loopback when the server is on this machine (tests, demos), else every interface.
 fn default_bind(server: &str) -> IpAddr {
@@ -623,39 +586,6 @@ fn default_bind(server: &str) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn contact(name: &str, link: Link, status: Shown) -> Contact {
-        Contact {
-            user: UserName::new(name).unwrap(),
-            link,
-            blocked: false,
-            status,
-            note: String::new(),
-        }
-    }
-
-    #[test]
-    fn only_online_contacts_can_be_called() {
-        let list = [
-            contact("bob", Link::Accepted, Shown::Online),
-            contact("carol", Link::Accepted, Shown::Offline),
-            contact("dave", Link::Outgoing, Shown::Offline),
-        ];
-        let name = |n: &str| UserName::new(n).unwrap();
-        assert!(check_callee(&list, &name("bob")).is_ok());
-        assert!(matches!(
-            check_callee(&list, &name("carol")),
-            Err(CallError::Offline(_))
-        ));
-        assert!(matches!(
-            check_callee(&list, &name("dave")),
-            Err(CallError::NotContact(_))
-        ));
-        assert!(matches!(
-            check_callee(&list, &name("erin")),
-            Err(CallError::NotContact(_))
-        ));
-    }
 
     #[test]
     fn calls_bind_loopback_only_for_a_server_on_loopback() {

@@ -20,12 +20,12 @@ use duet_signaling::protocol::{Invitation, InviteId};
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
+use super::account::{Account, Notice};
 use super::error::CallError;
 use super::error::TransferError;
 use super::invited::Invited;
 use super::link::{open_link, LinkRole};
 use super::route::RouteKind;
-use super::{Client, ClientEvent};
 
 /// How long a folder invitation waits for an answer.
 const INVITE_TTL: Duration = Duration::from_secs(300);
@@ -97,14 +97,14 @@ impl FolderInvitation {
         let folder = Folder::open(dir)?;
         self.invited.accept().await?;
         let Invited {
-            client,
+            account,
             from,
             route,
             ..
         } = self.invited;
-        let link = open_link(&client, route, LinkRole::Answer).await?;
+        let link = open_link(&account, route, LinkRole::Answer).await?;
         Ok(ShareSession::start(
-            client.clone(),
+            account.clone(),
             link,
             folder,
             self.name,
@@ -119,39 +119,36 @@ impl FolderInvitation {
     }
 }
 
-impl Client {
-    /// Invites `to` to share the folder `dir` (under its own name); once they join, keeps the
-    /// two folders equal until the session is stopped or the link ends.
-    pub async fn share_folder(
-        &self,
-        to: &str,
-        dir: &Path,
-        options: ShareOptions,
-    ) -> Result<ShareSession, TransferError> {
-        let to = UserName::new(to).map_err(|e| CallError::Setup(e.to_string()))?;
-        let folder = Folder::open(dir)?;
-        let name = dir
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "shared".into());
-        // The contact may be offline: the invitation waits for their next login.
-        let invitation = Invitation::Folder { name: name.clone() };
-        let (_, mut route) = self
-            .invite_contact(&to, invitation, INVITE_TTL, RouteKind::Data, true)
-            .await?;
-        super::transfer::wait_accepted(&mut route, INVITE_TTL).await?;
-        let link = open_link(self, route, LinkRole::Offer).await?;
-        Ok(ShareSession::start(
-            self.clone(),
-            link,
-            folder,
-            name,
-            to,
-            options,
-        ))
-    }
+/// Invites `to` to share the folder `dir`; see [`Client::share_folder`](super::Client::share_folder).
+pub(super) async fn share_folder(
+    account: &Account,
+    to: &str,
+    dir: &Path,
+    options: ShareOptions,
+) -> Result<ShareSession, TransferError> {
+    let to = UserName::new(to).map_err(|e| CallError::Setup(e.to_string()))?;
+    let folder = Folder::open(dir)?;
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "shared".into());
+    // The contact may be offline: the invitation waits for their next login.
+    let invitation = Invitation::Folder { name: name.clone() };
+    let (_, mut route) = account
+        .invite_contact(&to, invitation, INVITE_TTL, RouteKind::Data, true)
+        .await?;
+    super::transfer::wait_accepted(&mut route, INVITE_TTL).await?;
+    let link = open_link(account, route, LinkRole::Offer).await?;
+    Ok(ShareSession::start(
+        account.clone(),
+        link,
+        folder,
+        name,
+        to,
+        options,
+    ))
 }
 
 /// What a sync session did.
@@ -179,7 +176,7 @@ pub struct ShareSession {
 
 impl ShareSession {
     fn start(
-        client: Client,
+        account: Account,
         link: Arc<DataLink>,
         folder: Folder,
         name: String,
@@ -187,9 +184,9 @@ impl ShareSession {
         options: ShareOptions,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let me = client.user().to_string();
+        let me = account.user().to_string();
         let task = tokio::spawn(sync(
-            client,
+            account,
             link,
             folder,
             name.clone(),
@@ -233,7 +230,7 @@ impl ShareSession {
 
 /// The sync loop: scans and watcher in, engine in the middle, link and disk out.
 async fn sync(
-    client: Client,
+    account: Account,
     link: Arc<DataLink>,
     folder: Folder,
     name: String,
@@ -267,7 +264,7 @@ async fn sync(
         }
         tokio::task::block_in_place(|| apply(&folder, &mut engine, options.scanner.as_ref()));
         while let Some(event) = engine.poll_event() {
-            client.emit(ClientEvent::FolderChanged {
+            account.notify(Notice::FolderChanged {
                 folder: name.clone(),
                 peer: peer.clone(),
                 event,

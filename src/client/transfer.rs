@@ -21,11 +21,11 @@ use duet_signaling::protocol::{Invitation, InviteId, InviteState};
 use duet_signaling::UserName;
 use tokio::sync::watch;
 
+use super::account::Account;
 use super::error::{CallError, TransferError};
 use super::invited::Invited;
 use super::link::{open_link, LinkRole};
 use super::route::{CallMsg, Route, RouteKind};
-use super::Client;
 
 /// How long an offer waits for an answer.
 const OFFER_TTL: Duration = Duration::from_secs(300);
@@ -133,12 +133,12 @@ type PathSlot = Arc<std::sync::Mutex<Option<CandidatePath>>>;
 
 /// Opens the link and notes the path it took.
 async fn open_noting_path(
-    client: &Client,
+    account: &Account,
     route: super::route::Route,
     role: LinkRole,
     slot: &PathSlot,
 ) -> Result<Arc<DataLink>, TransferError> {
-    let link = open_link(client, route, role).await?;
+    let link = open_link(account, route, role).await?;
     let path = link.refresh_path().await;
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = path;
     Ok(link)
@@ -251,12 +251,12 @@ impl IncomingFile {
             total: self.offer.size,
             ..Progress::default()
         });
-        let Invited { client, route, .. } = self.invited;
+        let Invited { account, route, .. } = self.invited;
         let scanner = options.scanner.clone();
         let path = PathSlot::default();
         let slot = path.clone();
         let task = tokio::spawn(async move {
-            let link = open_noting_path(&client, route, LinkRole::Answer, &slot).await?;
+            let link = open_noting_path(&account, route, LinkRole::Answer, &slot).await?;
             receive(link, incoming, receiver, scanner, progress_tx).await
         });
         Ok(Transfer {
@@ -278,42 +278,43 @@ pub(super) fn offer_of(name: &str, size: u64, sha256: &str) -> Result<Offer, due
     Offer::new(name, size, Hash256::from_hex(sha256)?)
 }
 
-impl Client {
-    /// Offers the file at `path` to `to`; once they accept, sends it peer to peer. Returns as
-    /// soon as the data starts to flow (or with why it cannot).
-    pub async fn send_file(&self, to: &str, path: &Path) -> Result<Transfer, TransferError> {
-        let to = UserName::new(to).map_err(|e| CallError::Setup(e.to_string()))?;
-        let path = path.to_owned();
-        let outgoing = tokio::task::spawn_blocking(move || Outgoing::open(&path))
-            .await
-            .map_err(|e| TransferError::Lost(e.to_string()))??;
-        let offer = outgoing.offer()?;
-        let invitation = Invitation::File {
-            name: offer.name().to_string(),
-            size: offer.size,
-            sha256: offer.sha256.to_hex(),
-        };
-        let (_, mut route) = self
-            .invite_contact(&to, invitation, OFFER_TTL, RouteKind::Data, false)
-            .await?;
-        wait_accepted(&mut route, OFFER_TTL).await?;
-        let (progress_tx, progress) = watch::channel(Progress {
-            total: offer.size,
-            ..Progress::default()
-        });
-        let client = self.clone();
-        let path = PathSlot::default();
-        let slot = path.clone();
-        let task = tokio::spawn(async move {
-            let link = open_noting_path(&client, route, LinkRole::Offer, &slot).await?;
-            send(link, outgoing, progress_tx).await
-        });
-        Ok(Transfer {
-            progress,
-            path,
-            task,
-        })
-    }
+/// Offers the file at `path` to `to`; see [`Client::send_file`](super::Client::send_file).
+pub(super) async fn send_file(
+    account: &Account,
+    to: &str,
+    path: &Path,
+) -> Result<Transfer, TransferError> {
+    let to = UserName::new(to).map_err(|e| CallError::Setup(e.to_string()))?;
+    let path = path.to_owned();
+    let outgoing = tokio::task::spawn_blocking(move || Outgoing::open(&path))
+        .await
+        .map_err(|e| TransferError::Lost(e.to_string()))??;
+    let offer = outgoing.offer()?;
+    let invitation = Invitation::File {
+        name: offer.name().to_string(),
+        size: offer.size,
+        sha256: offer.sha256.to_hex(),
+    };
+    let (_, mut route) = account
+        .invite_contact(&to, invitation, OFFER_TTL, RouteKind::Data, false)
+        .await?;
+    wait_accepted(&mut route, OFFER_TTL).await?;
+    let (progress_tx, progress) = watch::channel(Progress {
+        total: offer.size,
+        ..Progress::default()
+    });
+    let account = account.clone();
+    let path = PathSlot::default();
+    let slot = path.clone();
+    let task = tokio::spawn(async move {
+        let link = open_noting_path(&account, route, LinkRole::Offer, &slot).await?;
+        send(link, outgoing, progress_tx).await
+    });
+    Ok(Transfer {
+        progress,
+        path,
+        task,
+    })
 }
 
 /// Waits for the answer to an offer or invitation that expires after `ttl`.
