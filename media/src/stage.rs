@@ -17,6 +17,53 @@ pub(crate) fn sleep_until(deadline: Instant) {
     }
 }
 
+/// What scheduling an audio thread got from [`prioritize_audio`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Granted {
+    /// Real-time round-robin scheduling.
+    Realtime,
+    /// A raised priority (nice -10).
+    Raised,
+    /// The scheduling it had (the system refused a change).
+    Unchanged,
+}
+
+/// Real-time priority asked for audio threads (1 to 99): low among real-time threads, above
+/// every normal one.
+const AUDIO_REALTIME_PRIORITY: u8 = 10;
+/// The `ThreadPriorityValue` the crate maps to nice -10 under normal scheduling.
+const AUDIO_RAISED: u8 = 74;
+
+/// Gives the calling audio thread (sending or playing audio every 10 to 20 ms, where a thread
+/// kept waiting is a late packet or a gap at the speaker) precedence over the rest of the
+/// machine: real-time round-robin scheduling, as the audio threads of libwebrtc and of the
+/// sound servers have, or else a raised priority. Both need privileges (root, `CAP_SYS_NICE`,
+/// or an `RLIMIT_RTPRIO` / `RLIMIT_NICE` the user was granted); without them the thread keeps
+/// what it has. Called once, when the thread starts.
+pub(crate) fn prioritize_audio() -> Granted {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        RealtimeThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+    };
+    let set = |value: u8, policy: ThreadSchedulePolicy| {
+        ThreadPriorityValue::try_from(value).is_ok_and(|value| {
+            let priority = ThreadPriority::Crossplatform(value);
+            set_thread_priority_and_policy(thread_native_id(), priority, policy).is_ok()
+        })
+    };
+    let realtime = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::RoundRobin);
+    let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+    let granted = if set(AUDIO_REALTIME_PRIORITY, realtime) {
+        Granted::Realtime
+    } else if set(AUDIO_RAISED, normal) {
+        Granted::Raised
+    } else {
+        Granted::Unchanged
+    };
+    tracing::debug!("audio thread scheduling: {granted:?}");
+    granted
+}
+
 /// Starts one stage of a path on a thread of its own, named `name`.
 pub(crate) fn spawn<T: Send + 'static>(
     name: &str,

@@ -408,6 +408,7 @@ pub(crate) fn spawn_audio<O: AudioOutlet>(
         mut first_sent,
     } = plan;
     stage::spawn("duet-audio-send", move || {
+        stage::prioritize_audio();
         let mut pacer = Pacer::new(source.is_live(), &window, frame_len);
         let mut out = AudioSent {
             encode_us: Samples::with_capacity(expected),

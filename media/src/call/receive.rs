@@ -19,6 +19,7 @@ use crate::frame::{AudioFormat, AudioFrame, FrameDuration, VideoFrame};
 use crate::jitter::audio::{AudioJitterConfig, AudioPlayout};
 use crate::jitter::video::{FreezeDetector, VideoJitterBuffer, VideoJitterConfig, VideoOutput};
 use crate::rtp::RtpPacket;
+use crate::stage;
 use crate::stats::Samples;
 use crate::video::VideoSink;
 
@@ -136,6 +137,7 @@ pub(crate) fn spawn_audio(
     thread::Builder::new()
         .name("call-audio".into())
         .spawn(move || {
+            stage::prioritize_audio();
             let mut frame = AudioFrame::silent(period_format, Instant::now());
             let mut next = Instant::now() + PERIOD;
             let mut periods: u64 = 0;

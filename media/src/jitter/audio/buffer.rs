@@ -77,7 +77,7 @@ pub struct AudioJitterBuffer {
     /// Samples concealed since audio from a packet was last played.
     generated: u64,
     since_stretch: u32,
-    /// Running share of frames whose packet was missing when due.
+    /// Running share of frames whose packet was missing when due and never came (lost).
     missing: f64,
     /// The target holds one frame more for FEC.
     fec_margin: bool,
@@ -209,14 +209,19 @@ impl AudioJitterBuffer {
         let position = self.position.unwrap_or(0);
         let target = self.target_samples();
 
+        // Frames concealed in place of a packet that then came: it was late, not lost.
+        let mut late_frames = 0;
         let playout = match self.packets.front() {
-            Some(e) if e.ts <= position => match self.take(now) {
-                Some((packet, _)) => Playout::Decode {
-                    packet,
-                    stretch: self.decide_stretch(target),
-                },
-                None => self.conceal(),
-            },
+            Some(e) if e.ts <= position => {
+                late_frames = self.generated / f;
+                match self.take(now) {
+                    Some((packet, _)) => Playout::Decode {
+                        packet,
+                        stretch: self.decide_stretch(target),
+                    },
+                    None => self.conceal(),
+                }
+            }
             Some(e) => {
                 let remaining = (e.ts - position).saturating_sub(self.generated);
                 let next_has_fec = self.config.fec && packet_has_fec(&e.packet.payload);
@@ -254,6 +259,9 @@ impl AudioJitterBuffer {
         };
         self.missing =
             self.missing * (1.0 - MISSING_WEIGHT) + if missing { MISSING_WEIGHT } else { 0.0 };
+        // The FEC margin is for losses: a late packet takes back what its concealment added
+        // (lateness raises the delay quantile instead).
+        self.missing = (self.missing - MISSING_WEIGHT * late_frames as f64).max(0.0);
         if self.missing > FEC_MARGIN_ON {
             self.fec_margin = true;
         } else if self.missing < FEC_MARGIN_OFF {
@@ -285,9 +293,9 @@ impl AudioJitterBuffer {
     /// The delay the buffer aims at: the 95th percentile of relative arrival delay over the
     /// last seconds, plus one frame, within the configured bounds.
     ///
-    /// When the stream carries FEC and packets have recently been missing when due, the target
-    /// holds one frame more, so that the packet after a lost one is usually there in time to
-    /// rebuild it.
+    /// When the stream carries FEC and packets have recently been lost (missing when due and
+    /// never come: a late packet counts in the quantile, not here), the target holds one frame
+    /// more, so that the packet after a lost one is usually there in time to rebuild it.
     pub fn target_delay(&self) -> Duration {
         samples_to_duration(self.target_samples())
     }

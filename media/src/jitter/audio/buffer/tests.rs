@@ -165,6 +165,34 @@ fn a_late_packet_is_still_played_and_the_delay_grows() {
     assert!(b.target_delay() > Duration::from_millis(22));
 }
 
+/// Packet 4 comes 15 ms after its frame was concealed (late), or never (lost); the target
+/// it leaves behind, with and without FEC in the stream.
+fn target_after(payload: &[u8], four_comes: bool) -> Duration {
+    let (mut b, start) = playing(payload);
+    assert!(matches!(b.pop(ms(start, 82)), Playout::Conceal { .. }));
+    if four_comes {
+        b.insert(ms(start, 97), packet(4, 3840, payload));
+    }
+    b.insert(ms(start, 100), packet(5, 4800, payload));
+    let want = if four_comes { 4 } else { 5 };
+    assert_eq!(seq_of(&b.pop(ms(start, 102))), Some(want));
+    b.target_delay()
+}
+
+#[test]
+fn a_late_packet_is_not_taken_for_a_lost_one() {
+    // A lost packet in a stream with FEC keeps a frame more buffered, for the next packet's
+    // FEC to be there in time...
+    let lost = target_after(&WITH_FEC, false);
+    assert_eq!(
+        lost,
+        target_after(&NO_FEC, false) + Duration::from_millis(20)
+    );
+    // ...a late one does not: its delay is in the quantile, and that is all.
+    let late = target_after(&WITH_FEC, true);
+    assert_eq!(late, target_after(&NO_FEC, true));
+}
+
 #[test]
 fn duplicates_and_other_streams() {
     let (mut b, start) = playing(&NO_FEC);
