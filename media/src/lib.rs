@@ -38,6 +38,7 @@ pub mod error;
 pub mod frame;
 pub mod ice;
 pub mod jitter;
+pub mod keyframe;
 pub mod link;
 pub mod loopback;
 pub mod measure;

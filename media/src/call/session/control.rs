@@ -243,7 +243,7 @@ impl Inner {
         let stack = lock(&self.stack).clone();
         let audio = self.receive.audio_stats();
         let video = self.receive.video_stats();
-        let decoder_plis = self.receive.decoder_plis.load(Ordering::Relaxed);
+        let plis_sent = self.receive.plis_sent.load(Ordering::Relaxed);
         // Bitrate adaptation's state, read under one lock.
         let (estimate_bps, video_target_kbps, quality_limitation) = match &*lock(&self.adapt) {
             Some(a) => (
@@ -266,7 +266,7 @@ impl Inner {
                 retransmitted: self.tap.retransmitted(),
                 nack_count: video.jitter.nack_count,
                 nacks_received: self.tap.nacks_received(),
-                pli_count: video.jitter.pli_count + decoder_plis,
+                pli_count: plis_sent,
                 plis_received: self.tap.keyframe_requests(),
                 target_kbps: estimate_bps
                     .or(self.tap.target_bps())
