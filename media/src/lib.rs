@@ -45,6 +45,7 @@ pub mod measure;
 mod negotiate;
 pub mod packetize;
 pub mod red;
+pub mod retransmit;
 pub(crate) mod rng;
 pub mod rtp;
 pub(crate) mod stage;
