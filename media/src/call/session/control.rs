@@ -193,6 +193,9 @@ impl Inner {
         if let Some(bps) = self.tap.target_bps() {
             adapter.controller.on_estimate(now, bps);
         }
+        adapter
+            .controller
+            .on_repair_sent(now, self.tap.retransmitted_sent().1);
         adapter.controller.handle_timeout(now);
         while let Some(change) = adapter.controller.poll_output() {
             self.send.reconfigure(change, adapter.controller.targets());
