@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
     Attribute, AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket,
@@ -19,6 +19,9 @@ use rtc::shared::error::Error as RtcError;
 use rtc::shared::TransportContext;
 
 use super::tap::TapState;
+
+/// Round-trip samples whose minimum paces the answers to repeated requests.
+const RTT_SAMPLES: usize = 8;
 use crate::retransmit::{RetransmitConfig, Retransmitter, Rtx};
 
 /// Answers NACKs for the local streams (see the module docs).
@@ -26,6 +29,11 @@ pub(crate) struct RtxResponder {
     tap: Arc<TapState>,
     config: RetransmitConfig,
     streams: HashMap<u32, Retransmitter>,
+    /// The latest round-trip samples (and how many the tap had taken at the last one): a
+    /// packet is answered once per the shortest of them, since a single sample inflated by
+    /// jitter would refuse a repeated request that is genuine.
+    rtts: VecDeque<Duration>,
+    rtt_samples: u64,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }
@@ -37,16 +45,27 @@ impl RtxResponder {
             tap,
             config,
             streams: HashMap::new(),
+            rtts: VecDeque::with_capacity(RTT_SAMPLES),
+            rtt_samples: 0,
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
         }
     }
 
     fn on_nack(&mut self, now: Instant, nack: &TransportLayerNack) {
+        if let (Some(rtt), samples) = self.tap.rtt() {
+            if samples != self.rtt_samples {
+                self.rtt_samples = samples;
+                if self.rtts.len() == RTT_SAMPLES {
+                    self.rtts.pop_front();
+                }
+                self.rtts.push_back(rtt);
+            }
+        }
         let Some(stream) = self.streams.get_mut(&nack.media_ssrc) else {
             return;
         };
-        if let (Some(rtt), _) = self.tap.rtt() {
+        if let Some(&rtt) = self.rtts.iter().min() {
             stream.set_rtt(rtt);
         }
         if let Some(bps) = self.tap.target_bps() {
@@ -153,7 +172,6 @@ mod tests {
     use bytes::Bytes;
     use rtc::interceptor::RTCPFeedback;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::NackPair;
-    use std::time::Duration;
 
     fn rtp(seq: u16) -> rtc::rtp::Packet {
         rtc::rtp::Packet {
