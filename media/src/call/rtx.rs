@@ -95,6 +95,7 @@ impl RtxResponder {
             after.bytes - before.bytes,
             (after.too_recent + after.too_old + after.over_budget + after.unknown)
                 - (before.too_recent + before.too_old + before.over_budget + before.unknown),
+            stream.rtx().is_some(),
         );
     }
 }
@@ -241,6 +242,7 @@ mod tests {
         }
         assert_eq!(resent, vec![101, 103]);
         assert_eq!(tap.retransmitted_sent(), (2, 20));
+        assert_eq!(tap.rtx_sent(), 2);
         // The same NACK again at once crossed the answer: nothing is sent twice.
         responder
             .handle_read(tagged(at, Packet::Rtcp(vec![Box::new(nack)])))

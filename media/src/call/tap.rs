@@ -44,6 +44,8 @@ pub(crate) struct TapState {
     /// Packets and payload bytes sent again in answer to NACKs.
     retransmitted: AtomicU64,
     retransmitted_bytes: AtomicU64,
+    /// Those of them sent in an RTX stream, which the stack counts under no stream of ours.
+    rtx_sent: AtomicU64,
     /// Requested packets not sent again (too recent, too old, over budget or unknown).
     retransmissions_refused: AtomicU64,
     /// Packets of the peer's RTX streams received.
@@ -75,6 +77,7 @@ impl TapState {
             nacks_received: AtomicU64::new(0),
             retransmitted: AtomicU64::new(0),
             retransmitted_bytes: AtomicU64::new(0),
+            rtx_sent: AtomicU64::new(0),
             retransmissions_refused: AtomicU64::new(0),
             rtx_received: AtomicU64::new(0),
             remote_rtx: AtomicBool::new(false),
@@ -120,8 +123,16 @@ impl TapState {
         self.retransmissions_refused.load(Ordering::Relaxed)
     }
 
-    /// Records what the NACK responder sent again and refused.
-    pub(crate) fn on_retransmitted(&self, packets: u64, bytes: u64, refused: u64) {
+    /// Packets sent again in an RTX stream.
+    pub(crate) fn rtx_sent(&self) -> u64 {
+        self.rtx_sent.load(Ordering::Relaxed)
+    }
+
+    /// Records what the NACK responder sent again (in an RTX stream or not) and refused.
+    pub(crate) fn on_retransmitted(&self, packets: u64, bytes: u64, refused: u64, rtx: bool) {
+        if rtx {
+            self.rtx_sent.fetch_add(packets, Ordering::Relaxed);
+        }
         self.retransmitted.fetch_add(packets, Ordering::Relaxed);
         self.retransmitted_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.retransmissions_refused

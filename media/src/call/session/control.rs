@@ -259,7 +259,7 @@ impl Inner {
         CallStats {
             transport: TransportStats {
                 rtt_ms: self.rtt_ms(),
-                packets_sent: stack.packets_sent,
+                packets_sent: stack.packets_sent + self.tap.rtx_sent(),
                 bytes_sent: stack.bytes_sent,
                 packets_received: stack.packets_received,
                 bytes_received: stack.bytes_received,
@@ -281,7 +281,9 @@ impl Inner {
                 video_target_kbps,
                 quality_limitation,
                 audio_packets_sent: stack.audio_packets_sent,
-                video_packets_sent: stack.video_packets_sent,
+                // W3C counts retransmissions among a stream's packets; the stack counts
+                // those sent in the RTX stream under no stream.
+                video_packets_sent: stack.video_packets_sent + self.tap.rtx_sent(),
                 frames_not_sent: self.send.dropped(),
                 path: stack.path,
                 ice_restarts: lock(&self.negotiation).restarts(),
