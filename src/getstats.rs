@@ -162,6 +162,12 @@ pub fn report(i: &Inputs<'_>, timestamp: f64) -> Value {
                 "frameHeight": (v.size.1 > 0).then_some(v.size.1),
             }),
         );
+        // Only with an RTX stream can a retransmission be told from an original (W3C).
+        if let (Some(rtx), Some(Value::Object(iv))) =
+            (received.retransmitted_received, out.out.get_mut("IV"))
+        {
+            iv.insert("retransmittedPacketsReceived".into(), json!(rtx));
+        }
     }
     out.add(
         "OA",
@@ -187,6 +193,7 @@ pub fn report(i: &Inputs<'_>, timestamp: f64) -> Value {
                 "packetsSent": t.video_packets_sent,
                 "bytesSent": i.sent.video_bytes,
                 "retransmittedPacketsSent": t.retransmitted,
+                "retransmittedBytesSent": t.retransmitted_bytes,
                 "framesEncoded": i.sent.video_frames,
                 "keyFramesEncoded": i.sent.keyframes,
                 "totalEncodeTime": i.sent.video_encode_us as f64 / 1e6,

@@ -74,6 +74,8 @@ const FEC_OFF: f64 = 0.005;
 const AUDIO_INTERVAL: Duration = Duration::from_secs(1);
 /// A bigger picture needs this much more than its threshold.
 const STEP_UP_MARGIN: f64 = 1.2;
+/// The repair rate is smoothed over about this long.
+const REPAIR_SMOOTHING: Duration = Duration::from_secs(1);
 /// How often [`BitrateController::handle_timeout`] wants to run.
 const TICK: Duration = Duration::from_millis(200);
 /// Picture heights and the video bitrate each needs.
@@ -240,6 +242,10 @@ pub struct BitrateController {
     next_tick: Instant,
     /// The latest time passed in.
     latest: Instant,
+    /// Repair traffic (retransmissions): the cumulative bytes last fed and when.
+    repair_sample: Option<(Instant, u64)>,
+    /// Its smoothed rate, bit/s, taken off the video's share.
+    repair_bps: f64,
 }
 
 /// The fraction lost of an RTCP receiver report (an 8-bit fixed-point number) as 0 to 1.
@@ -287,6 +293,8 @@ impl BitrateController {
             pending_audio: None,
             next_tick: now + TICK,
             latest: now,
+            repair_sample: None,
+            repair_bps: 0.0,
             config,
         })
     }
@@ -327,6 +335,31 @@ impl BitrateController {
     pub fn on_estimate(&mut self, now: Instant, bps: u64) {
         self.transport = Some((now, bps as f64));
         self.update(now);
+    }
+
+    /// Feeds the repair traffic sent so far (retransmissions), cumulative payload bytes: its
+    /// rate, smoothed over about a second, is taken off the video encoder's share, so that
+    /// media and repairs together stay within the estimate.
+    pub fn on_repair_sent(&mut self, now: Instant, total_bytes: u64) {
+        match self.repair_sample {
+            Some((at, bytes)) => {
+                let elapsed = now.saturating_duration_since(at);
+                if elapsed < TICK {
+                    return;
+                }
+                let rate = total_bytes.saturating_sub(bytes) as f64 * 8.0 / elapsed.as_secs_f64();
+                let alpha = (elapsed.as_secs_f64() / REPAIR_SMOOTHING.as_secs_f64()).min(1.0);
+                self.repair_bps += alpha * (rate - self.repair_bps);
+                self.repair_sample = Some((now, total_bytes));
+            }
+            None => self.repair_sample = Some((now, total_bytes)),
+        }
+        self.update(now);
+    }
+
+    /// The smoothed rate of repair traffic, bit/s.
+    pub fn repair_bps(&self) -> u64 {
+        self.repair_bps as u64
     }
 
     /// Runs the periodic part (growth, rate-limited changes). Call it at
@@ -474,7 +507,11 @@ impl BitrateController {
     }
 
     fn update_video(&mut self, now: Instant, total: f64) {
-        let bps = video_share(&self.config, total, self.applied.audio_bps);
+        let bps = video_share(
+            &self.config,
+            total - self.repair_bps,
+            self.applied.audio_bps,
+        );
         let mut rung = self.rung.min(self.ladder.len().saturating_sub(1));
         while rung + 1 < self.ladder.len() && bps < self.ladder[rung].1 {
             rung += 1;
@@ -563,6 +600,36 @@ mod tests {
         assert!(c.targets().video_size.1 < 480, "{:?}", c.targets());
         assert_eq!(c.quality_limitation(), QualityLimitation::Bandwidth);
         assert_eq!(c.quality_limitation().as_str(), "bandwidth");
+    }
+
+    #[test]
+    fn repairs_are_taken_off_the_video_share() {
+        let t0 = Instant::now();
+        let config = AdaptConfig {
+            reconfigure_interval: Duration::from_millis(500),
+            ..AdaptConfig::default()
+        };
+        let mut with = BitrateController::new(config.clone(), t0).unwrap();
+        let mut without = BitrateController::new(config, t0).unwrap();
+        // 5% loss holds the estimate; 200 kbit/s of retransmissions go out on one side.
+        for i in 1..=50u64 {
+            let now = t0 + Duration::from_millis(100 * i);
+            for c in [&mut with, &mut without] {
+                c.on_estimate(now, 800_000);
+                c.on_receiver_report(now, 0.05, Some(Duration::from_millis(40)));
+            }
+            with.on_repair_sent(now, 2_500 * i);
+        }
+        assert!(
+            (with.repair_bps() as f64 - 200_000.0).abs() < 20_000.0,
+            "{}",
+            with.repair_bps()
+        );
+        let (a, b) = (with.targets().video_bps, without.targets().video_bps);
+        assert!(
+            b > a && (b - a) as f64 > 150_000.0,
+            "with repairs {a}, without {b}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The loopback over WebRTC with seeded loss under the real stack: lost video packets are
-//! NACKed and retransmitted, pictures keep coming with readable stamps, and the report carries
-//! the transport's and the receive buffers' figures.
+//! NACKed and retransmitted in the RTX stream, pictures keep coming with readable stamps, and
+//! the report carries the transport's and the receive buffers' figures; on a clean link
+//! nothing is sent twice.
 
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,14 @@ fn lost_packets_are_recovered_under_the_real_stack() {
     assert!(impairment.dropped_loss > 0, "{impairment:?}");
     let t = &network.transport;
     assert!(t.nack_count > 0 && t.retransmitted > 0, "{t:?}");
+    // Retransmissions travel in the RTX stream (RFC 4588) and repair what was lost: the
+    // receiver counts the RTX packets that reached it, at most those sent.
+    assert!(
+        t.retransmitted_received
+            .is_some_and(|n| n > 0 && n <= t.retransmitted),
+        "{t:?}"
+    );
+    assert!(t.retransmitted_bytes > t.retransmitted * 10, "{t:?}");
     assert!(t.rtt_ms.is_some_and(|rtt| rtt < 50.0), "{t:?}");
     // A lossy path that still carries packets is no path down: ICE is not restarted.
     assert_eq!(t.ice_restarts, 0, "{t:?}");
@@ -132,4 +141,45 @@ fn lost_packets_are_recovered_under_the_real_stack() {
         mean > 0.0 && mean <= target + 20.0,
         "mean {mean} ms, target {target} ms"
     );
+}
+
+fn video_only(start: Instant, duration: Duration) -> LoopbackConfig {
+    LoopbackConfig {
+        start,
+        duration,
+        audio: None,
+        video: Some(VideoLoop {
+            source: Box::new(TestPattern::new(320, 240, 30, start).unwrap()),
+            sink: Box::new(NullVideoSink::default()),
+            h264: H264Config {
+                width: 320,
+                height: 240,
+                bitrate_bps: 500_000,
+                fps: 30.0,
+                keyframe_interval: 0,
+            },
+        }),
+    }
+}
+
+#[test]
+fn a_clean_link_sends_nothing_twice() {
+    let start = Instant::now();
+    let report = webrtc::run(
+        video_only(start, Duration::from_millis(2000)),
+        WebrtcOptions::default(),
+    )
+    .unwrap();
+    let network = report.network.expect("a WebRTC run reports its network");
+    let t = &network.transport;
+    assert!(t.packets_sent > 100, "{t:?}");
+    assert_eq!(
+        (t.nack_count, t.retransmitted, t.retransmitted_bytes),
+        (0, 0, 0),
+        "{t:?}"
+    );
+    // The RTX stream was negotiated, so its count exists, and it is zero.
+    assert_eq!(t.retransmitted_received, Some(0), "{t:?}");
+    let video = report.video.unwrap();
+    assert_eq!(video.frames_shown, video.frames_sent, "{video:?}");
 }

@@ -55,10 +55,29 @@ async fn the_offer_carries_opus_with_fec_and_constrained_baseline_h264() {
         !lines(&sdp, "a=ssrc:").is_empty(),
         "our SSRCs are announced"
     );
+    // Retransmissions in their own stream (RFC 4588), paired with H.264 as Chrome pairs them.
+    assert_eq!(
+        lines(&sdp, "a=rtpmap:103 "),
+        ["a=rtpmap:103 rtx/90000"],
+        "{sdp}"
+    );
+    assert_eq!(lines(&sdp, "a=fmtp:103 "), ["a=fmtp:103 apt=102"], "{sdp}");
+    let fid = lines(&sdp, "a=ssrc-group:FID ");
+    assert_eq!(fid.len(), 1, "{sdp}");
+    let ssrcs: Vec<&str> = fid[0].split(' ').skip(1).collect();
+    assert_eq!(ssrcs.len(), 2, "{fid:?}");
+    assert_ne!(ssrcs[0], ssrcs[1]);
+    for ssrc in ssrcs {
+        assert!(
+            !lines(&sdp, &format!("a=ssrc:{ssrc} ")).is_empty(),
+            "{ssrc} announced: {sdp}"
+        );
+    }
     session.hang_up("done");
 }
 
-/// A browser's offer, trimmed: its own payload types (109 Opus, 106 H.264), VP8 besides.
+/// A browser's offer, trimmed: its own payload types (109 Opus, 106 H.264 with RTX 107), VP8,
+/// RED and ULPFEC (with RED's RTX) besides.
 const BROWSER_OFFER: &str = "v=0\r
 o=- 4611731400430051336 2 IN IP4 127.0.0.1\r
 s=-\r
@@ -83,7 +102,7 @@ a=rtcp-fb:109 transport-cc\r
 a=fmtp:109 minptime=10;useinbandfec=1\r
 a=rtpmap:0 PCMU/8000\r
 a=ssrc:1111 cname:browser\r
-m=video 9 UDP/TLS/RTP/SAVPF 96 106 107\r
+m=video 9 UDP/TLS/RTP/SAVPF 96 106 107 112 113 114\r
 c=IN IP4 0.0.0.0\r
 a=rtcp:9 IN IP4 0.0.0.0\r
 a=ice-ufrag:Wz4a\r
@@ -107,6 +126,10 @@ a=rtcp-fb:106 nack pli\r
 a=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r
 a=rtpmap:107 rtx/90000\r
 a=fmtp:107 apt=106\r
+a=rtpmap:112 red/90000\r
+a=rtpmap:113 rtx/90000\r
+a=fmtp:113 apt=112\r
+a=rtpmap:114 ulpfec/90000\r
 a=ssrc:2222 cname:browser\r
 ";
 
@@ -144,6 +167,26 @@ async fn a_browser_offer_is_answered_with_its_payload_types() {
     );
     // Our tracks send in the browser's sections.
     assert_eq!(lines(&sdp, "a=sendrecv").len(), 2, "{sdp}");
+    // The browser's RTX format is accepted with its own payload type and association, and our
+    // retransmission stream is announced beside our video.
+    assert_eq!(
+        lines(&sdp, "a=rtpmap:107 "),
+        ["a=rtpmap:107 rtx/90000"],
+        "{sdp}"
+    );
+    assert_eq!(lines(&sdp, "a=fmtp:107 "), ["a=fmtp:107 apt=106"], "{sdp}");
+    assert!(
+        lines(&sdp, "a=rtpmap:103 ").is_empty(),
+        "only the offered formats: {sdp}"
+    );
+    assert_eq!(lines(&sdp, "a=ssrc-group:FID ").len(), 1, "{sdp}");
+    // RED and ULPFEC for video are declined, and so is the RTX of RED.
+    for pt in [112, 113, 114] {
+        assert!(
+            lines(&sdp, &format!("a=rtpmap:{pt} ")).is_empty(),
+            "{pt}: {sdp}"
+        );
+    }
     session.hang_up("done");
 }
 

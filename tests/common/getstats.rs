@@ -44,6 +44,7 @@ const VIDEO_OUTBOUND: &[&str] = &[
     "packetsSent",
     "bytesSent",
     "retransmittedPacketsSent",
+    "retransmittedBytesSent",
     "framesEncoded",
     "keyFramesEncoded",
     "totalEncodeTime",
@@ -144,6 +145,14 @@ pub fn assert_call_line(line: &Value, video: bool, settled: bool) {
     }
     if num(iv, "pauseCount") == 0.0 {
         assert_eq!(num(iv, "totalPausesDuration"), 0.0, "{iv}");
+    }
+    // Present only with an RTX stream; its packets are among those received.
+    if let Some(rtx) = iv.get("retransmittedPacketsReceived") {
+        assert!(rtx.as_f64().unwrap_or(-1.0) >= 0.0, "{iv}");
+        assert!(
+            num(iv, "retransmittedPacketsReceived") <= num(iv, "packetsReceived"),
+            "{iv}"
+        );
     }
     let ov = object(line, "OV", "outbound-rtp");
     has_all(ov, VIDEO_OUTBOUND);

@@ -34,6 +34,7 @@ pub mod pump;
 mod receive;
 pub mod record;
 pub mod restart;
+mod rtx;
 mod send;
 mod session;
 pub mod signal;

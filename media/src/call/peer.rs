@@ -1,38 +1,49 @@
 //! Setting up the WebRTC stack for a call: the codecs offered (Opus with in-band FEC, H.264
-//! constrained baseline in packetization mode 1, as a browser offers them), the interceptor
-//! chain (NACK responder, RTCP reports, transport-wide congestion control and duet's taps),
+//! constrained baseline in packetization mode 1 with its RTX format, as a browser offers them),
+//! the interceptor chain (NACK responder answering in RTX, RTCP reports, transport-wide congestion control and duet's taps),
 //! and the local tracks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rtc::interceptor::{
-    CongestionControlBuilder, Gcc, NackResponderBuilder, ReceiverReportBuilder, Registry,
-    SenderReportBuilder, Slot, TwccReceiverBuilder, TwccSenderBuilder,
+    CongestionControlBuilder, Gcc, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot,
+    TwccReceiverBuilder, TwccSenderBuilder,
 };
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX,
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RTCRtpRtxParameters, RtpCodecKind,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, SettingEngineBuilder};
 use webrtc::runtime::Runtime;
 
+use super::rtx::RtxResponder;
 use super::tap::{AppTap, TapState, WireTap};
 use crate::error::Error;
 use crate::frame::Channels;
 use crate::ice::IceSetup;
 use crate::negotiate::{EventForwarder, PeerEvent};
+use crate::retransmit::RetransmitConfig;
 
 /// Payload type duet offers for Opus.
 pub(crate) const OPUS_PT: u8 = 111;
 /// Payload type duet offers for H.264.
 pub(crate) const H264_PT: u8 = 102;
+/// Payload type duet offers for H.264 retransmissions (RFC 4588), as Chrome pairs them.
+pub(crate) const RTX_PT: u8 = 103;
+/// The RTX format: retransmissions of the H.264 payload type.
+const RTX_FMTP: &str = "apt=102";
+/// The video RTX SSRC is the media SSRC with its top bit flipped: even like it (never an
+/// audio SSRC, which is odd) and never equal to it.
+pub(crate) fn rtx_ssrc(video_ssrc: u32) -> u32 {
+    video_ssrc ^ 0x8000_0000
+}
 /// Opus parameters: in-band FEC on, 10 ms frames allowed (RFC 7587).
 const OPUS_FMTP: &str = "minptime=10;useinbandfec=1";
 /// H.264 constrained baseline, level 3.1, FU-A and STAP-A allowed (RFC 6184).
@@ -104,6 +115,21 @@ fn media_engine(channels: Option<Channels>) -> Result<MediaEngine, Error> {
             RtpCodecKind::Video,
         )
         .map_err(call_error)?;
+    engine
+        .register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_RTX.into(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: RTX_FMTP.into(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: RTX_PT,
+            },
+            RtpCodecKind::Video,
+        )
+        .map_err(call_error)?;
     for (typ, parameter) in [("nack", ""), ("nack", "pli"), ("ccm", "fir")] {
         engine.register_feedback(
             RTCPFeedback {
@@ -154,7 +180,8 @@ fn h264_codec() -> RTCRtpCodec {
     }
 }
 
-/// The interceptor chain: the stack's NACK responder (the send history that answers NACKs),
+/// The interceptor chain: duet's NACK responder (the send history that answers NACKs, in
+/// RTX when negotiated),
 /// sender and receiver reports, transport-wide congestion control (numbering what leaves,
 /// reporting what arrives, and the GCC estimator), and duet's two taps. NACKs for received
 /// video come from duet's own video jitter buffer, so the stack's NACK generator is left out.
@@ -167,7 +194,10 @@ fn interceptors(tap: Arc<TapState>, (min, start, max): (u32, u32, u32)) -> Regis
             CongestionControlBuilder::new(gcc).build(),
         )
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())
-        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackResponder,
+            RtxResponder::new(tap.clone(), RetransmitConfig::default()),
+        )
         .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build())
         .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
         .with(Slot::SenderReport, SenderReportBuilder::new().build())
@@ -180,6 +210,7 @@ pub(crate) fn local_track(
     ssrc: u32,
     channels: Option<Channels>,
 ) -> Arc<TrackLocalStaticRTP> {
+    let mut rtx = None;
     let (name, codec) = match kind {
         RtpCodecKind::Audio => {
             let fmtp = match channels {
@@ -188,7 +219,12 @@ pub(crate) fn local_track(
             };
             ("audio", opus_codec(fmtp))
         }
-        _ => ("video", h264_codec()),
+        _ => {
+            rtx = Some(RTCRtpRtxParameters {
+                ssrc: rtx_ssrc(ssrc),
+            });
+            ("video", h264_codec())
+        }
     };
     let track = MediaStreamTrack::new(
         format!("duet-{ssrc:08x}"),
@@ -198,6 +234,7 @@ pub(crate) fn local_track(
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {
                 ssrc: Some(ssrc),
+                rtx,
                 ..Default::default()
             },
             codec,

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, FrameDuration, VideoFrame};
 use crate::jitter::audio::{AudioJitterConfig, AudioPlayout};
 use crate::jitter::video::{FreezeDetector, VideoJitterBuffer, VideoJitterConfig, VideoOutput};
+use crate::keyframe::KeyframeRequests;
 use crate::rtp::RtpPacket;
 use crate::stage;
 use crate::stats::Samples;
@@ -31,8 +32,10 @@ const DELAY_SAMPLE_PERIODS: u64 = 10;
 const DELAY_SAMPLES: usize = 36_000;
 /// The video thread wakes at least this often to look at the stop flag.
 const VIDEO_IDLE: Duration = Duration::from_millis(50);
-/// Shortest interval between two keyframe requests the decoder causes.
-const DECODER_PLI_INTERVAL: Duration = Duration::from_millis(300);
+/// Shortest interval between two keyframe requests, whatever the round trip.
+const PLI_FLOOR: Duration = Duration::from_millis(50);
+/// The round trip assumed before one is measured.
+const INITIAL_RTT: Duration = Duration::from_millis(100);
 
 /// One received RTP packet and when it arrived.
 #[derive(Debug)]
@@ -59,8 +62,8 @@ pub(crate) struct ReceiveShared {
     pub rtt_us: AtomicU64,
     pub audio: Mutex<AudioShared>,
     pub video: Mutex<VideoShared>,
-    /// Keyframe requests the decoder caused (beyond the jitter buffer's).
-    pub decoder_plis: AtomicU64,
+    /// Keyframe requests sent (the jitter buffer's and the decoder's, at most one per RTT).
+    pub plis_sent: AtomicU64,
 }
 
 /// The audio thread's published state.
@@ -224,7 +227,8 @@ struct VideoReceiver {
     rtt_us: u64,
     decoded: u64,
     decode_errors: u64,
-    last_decoder_pli: Option<Instant>,
+    /// The jitter buffer and the decoder ask for keyframes through one gate: once per RTT.
+    keyframes: KeyframeRequests,
     /// Freezes as the sink sees them: gaps between pictures handed to it, whatever dropped
     /// the frames in between (the jitter buffer or the decoder).
     freezes: FreezeDetector,
@@ -254,7 +258,7 @@ pub(crate) fn spawn_video(
         rtt_us: 0,
         decoded: 0,
         decode_errors: 0,
-        last_decoder_pli: None,
+        keyframes: KeyframeRequests::new(PLI_FLOOR),
         freezes: FreezeDetector::default(),
         freeze_count: 0,
         freeze_time: Duration::ZERO,
@@ -306,9 +310,7 @@ impl VideoReceiver {
                         media_ssrc: self.media_ssrc,
                         seqs,
                     }),
-                    VideoOutput::KeyframeRequest => self.send(Feedback::KeyframeRequest {
-                        media_ssrc: self.media_ssrc,
-                    }),
+                    VideoOutput::KeyframeRequest => self.request_keyframe(now),
                 }
             }
             self.publish();
@@ -348,30 +350,30 @@ impl VideoReceiver {
             }
             Ok(false) => {
                 if self.decoder.needs_keyframe() {
-                    self.decoder_pli();
+                    self.request_keyframe(Instant::now());
                 }
                 Ok(())
             }
             Err(e) if e.is_recoverable() => {
                 tracing::debug!("video frame dropped: {e}");
                 self.decode_errors += 1;
-                self.decoder_pli();
+                self.request_keyframe(Instant::now());
                 Ok(())
             }
             Err(e) => Err(e),
         }
     }
 
-    fn decoder_pli(&mut self) {
-        let now = Instant::now();
-        if self
-            .last_decoder_pli
-            .is_some_and(|t| now < t + DECODER_PLI_INTERVAL)
-        {
+    /// Sends a keyframe request unless one went out less than a round trip ago.
+    fn request_keyframe(&mut self, now: Instant) {
+        let rtt = match self.rtt_us {
+            0 => INITIAL_RTT,
+            us => Duration::from_micros(us - 1),
+        };
+        if !self.keyframes.request(now, rtt) {
             return;
         }
-        self.last_decoder_pli = Some(now);
-        self.shared.decoder_plis.fetch_add(1, Ordering::Relaxed);
+        self.shared.plis_sent.fetch_add(1, Ordering::Relaxed);
         self.send(Feedback::KeyframeRequest {
             media_ssrc: self.media_ssrc,
         });

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rtc::rtp;
@@ -16,6 +16,7 @@ use super::tap::TapState;
 use crate::adapt::{Reconfigure, Targets};
 use crate::codec::h264::EncodedVideo;
 use crate::error::Error;
+use crate::keyframe::KeyframePacer;
 use crate::packetize::H264Packetizer;
 
 /// Largest RTP payload sent: room for the IP, UDP, RTP (with extensions) and SRTP overheads.
@@ -23,6 +24,11 @@ pub(crate) const MTU_PAYLOAD: usize = 1200;
 
 /// The RTP clock of video.
 const VIDEO_CLOCK: u64 = 90_000;
+
+/// Keyframes sent in answer to requests are at least this far apart: a keyframe is several
+/// delta frames' worth of packets, and answering each request of a lossy stretch at once
+/// would add to the queue whose loss caused them.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Hands a call's encoded media to the network. Cheap to clone; every clone feeds the same
 /// session, from any thread.
@@ -47,6 +53,8 @@ pub(crate) struct SendState {
     dropped: AtomicU64,
     /// The encoder settings bitrate adaptation asks for, not yet taken.
     changes: Mutex<Changes>,
+    /// Paces the keyframes answering the peer's requests.
+    keyframes: Mutex<KeyframePacer>,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +137,7 @@ impl SendState {
             video,
             dropped: AtomicU64::new(0),
             changes: Mutex::new(Changes::default()),
+            keyframes: Mutex::new(KeyframePacer::new(KEYFRAME_INTERVAL)),
         };
         Ok((state, audio_box, video_box))
     }
@@ -252,6 +261,9 @@ impl MediaSender {
             self.state.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
+        if frame.keyframe {
+            lock(&self.state.keyframes).on_keyframe(Instant::now());
+        }
         let count = tx.payloads.len();
         for i in 0..count {
             let Some(payload) = tx.payloads.get(i).cloned() else {
@@ -277,8 +289,15 @@ impl MediaSender {
 
     /// True once after the connection came up or the peer asked for a keyframe: encode the
     /// next frame as one ([`H264Encoder::request_keyframe`](crate::codec::h264::H264Encoder::request_keyframe)).
+    /// Requests are answered at once when the last keyframe is 300 ms old or more, else
+    /// when it is; requests in between are answered by that one keyframe.
     pub fn keyframe_requested(&self) -> bool {
-        self.state.tap.take_keyframe_request()
+        let now = Instant::now();
+        let mut pacer = lock(&self.state.keyframes);
+        if self.state.tap.take_keyframe_request() {
+            pacer.on_request(now);
+        }
+        pacer.poll(now)
     }
 
     /// The congestion controller's estimate of what the path carries, bit/s, once it has one.

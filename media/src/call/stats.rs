@@ -40,8 +40,17 @@ pub struct TransportStats {
     /// Fraction of our packets the peer lost over the interval of its latest receiver report
     /// (the worst of our streams), 0 to 1.
     pub remote_fraction_lost: f64,
-    /// Packets we sent again because the peer asked (answered NACKs).
+    /// Packets we sent again because the peer asked (answered NACKs), in the RTX stream when
+    /// one was negotiated (`retransmittedPacketsSent`).
     pub retransmitted: u64,
+    /// Their payload bytes (`retransmittedBytesSent`).
+    pub retransmitted_bytes: u64,
+    /// Packets the peer asked for that were not sent again: answered less than a round trip
+    /// before, older than the peer can use, over the retransmission budget, or forgotten.
+    pub retransmissions_refused: u64,
+    /// Packets of the peer's RTX stream received (`retransmittedPacketsReceived`); `None` when
+    /// the peer sends no RTX stream, where retransmissions cannot be told from originals.
+    pub retransmitted_received: Option<u64>,
     /// NACK messages we sent for the peer's video (`nackCount`).
     pub nack_count: u64,
     /// NACK messages the peer sent for ours.

@@ -4,7 +4,7 @@
 //!
 //! - [`WireTap`], closest to the wire, sees every packet that leaves (retransmissions and sender
 //!   reports included) and every packet that arrives before anything filters it. It counts
-//!   retransmissions and the peer's NACKs, raises the keyframe flag on a PLI or FIR, notes when
+//!   the packets of the peer's RTX streams and the peer's NACKs, raises the keyframe flag on a PLI or FIR, notes when
 //!   the peer was last heard, and measures the round trip from receiver reports (RFC 3550
 //!   section 6.4.1: arrival minus the sender report's departure minus the peer's hold time).
 //! - [`AppTap`], closest to the application, reads the congestion controller's estimate off the
@@ -41,7 +41,17 @@ pub(crate) struct TapState {
     keyframe_wanted: AtomicBool,
     keyframe_requests: AtomicU64,
     nacks_received: AtomicU64,
+    /// Packets and payload bytes sent again in answer to NACKs.
     retransmitted: AtomicU64,
+    retransmitted_bytes: AtomicU64,
+    /// Those of them sent in an RTX stream, which the stack counts under no stream of ours.
+    rtx_sent: AtomicU64,
+    /// Requested packets not sent again (too recent, too old, over budget or unknown).
+    retransmissions_refused: AtomicU64,
+    /// Packets of the peer's RTX streams received.
+    rtx_received: AtomicU64,
+    /// The peer announced an RTX stream.
+    remote_rtx: AtomicBool,
     /// The congestion controller's estimate, bit/s; 0 before the first.
     target_bps: AtomicU64,
     /// When the last packet from the peer arrived, microseconds after `epoch` plus one; 0 never.
@@ -66,6 +76,11 @@ impl TapState {
             keyframe_requests: AtomicU64::new(0),
             nacks_received: AtomicU64::new(0),
             retransmitted: AtomicU64::new(0),
+            retransmitted_bytes: AtomicU64::new(0),
+            rtx_sent: AtomicU64::new(0),
+            retransmissions_refused: AtomicU64::new(0),
+            rtx_received: AtomicU64::new(0),
+            remote_rtx: AtomicBool::new(false),
             target_bps: AtomicU64::new(0),
             last_inbound_us: AtomicU64::new(0),
             rtt_us: AtomicU64::new(0),
@@ -95,9 +110,41 @@ impl TapState {
         self.nacks_received.load(Ordering::Relaxed)
     }
 
-    /// Packets sent again in answer to a NACK.
-    pub(crate) fn retransmitted(&self) -> u64 {
-        self.retransmitted.load(Ordering::Relaxed)
+    /// Packets sent again in answer to NACKs, and their payload bytes.
+    pub(crate) fn retransmitted_sent(&self) -> (u64, u64) {
+        (
+            self.retransmitted.load(Ordering::Relaxed),
+            self.retransmitted_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Requested packets that were not sent again.
+    pub(crate) fn retransmissions_refused(&self) -> u64 {
+        self.retransmissions_refused.load(Ordering::Relaxed)
+    }
+
+    /// Packets sent again in an RTX stream.
+    pub(crate) fn rtx_sent(&self) -> u64 {
+        self.rtx_sent.load(Ordering::Relaxed)
+    }
+
+    /// Records what the NACK responder sent again (in an RTX stream or not) and refused.
+    pub(crate) fn on_retransmitted(&self, packets: u64, bytes: u64, refused: u64, rtx: bool) {
+        if rtx {
+            self.rtx_sent.fetch_add(packets, Ordering::Relaxed);
+        }
+        self.retransmitted.fetch_add(packets, Ordering::Relaxed);
+        self.retransmitted_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.retransmissions_refused
+            .fetch_add(refused, Ordering::Relaxed);
+    }
+
+    /// Packets of the peer's RTX streams received (`retransmittedPacketsReceived`); `None`
+    /// when the peer announced no RTX stream, where retransmissions cannot be told apart.
+    pub(crate) fn rtx_received(&self) -> Option<u64> {
+        self.remote_rtx
+            .load(Ordering::Relaxed)
+            .then(|| self.rtx_received.load(Ordering::Relaxed))
     }
 
     /// The congestion controller's latest estimate, bit/s.
@@ -143,6 +190,8 @@ impl TapState {
 /// The tap closest to the wire (see the module docs).
 pub(crate) struct WireTap {
     state: Arc<TapState>,
+    /// SSRCs of the peer's RTX streams.
+    remote_rtx: Vec<u32>,
     /// Middle 32 bits of the NTP time of our recent sender reports, and when they left.
     sent_reports: VecDeque<(u32, Instant)>,
     read_queue: VecDeque<TaggedPacket>,
@@ -154,6 +203,7 @@ impl WireTap {
     pub(crate) fn new(state: Arc<TapState>) -> Self {
         Self {
             state,
+            remote_rtx: Vec::new(),
             sent_reports: VecDeque::with_capacity(SENT_REPORTS),
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
@@ -241,8 +291,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireTap {
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         self.state.heard(msg.now);
-        if let Packet::Rtcp(packets) = &msg.message.packet {
-            self.on_inbound_rtcp(msg.now, packets);
+        match &msg.message.packet {
+            Packet::Rtcp(packets) => self.on_inbound_rtcp(msg.now, packets),
+            // An RTX packet without the original sequence number is padding (a probe).
+            Packet::Rtp(p) if p.payload.len() >= 2 && self.remote_rtx.contains(&p.header.ssrc) => {
+                self.state.rtx_received.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
         }
         self.read_queue.push_back(msg);
         Ok(())
@@ -253,12 +308,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireTap {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        match &msg.message.packet {
-            Packet::Rtp(_) if msg.message.has(&Attribute::Retransmission) => {
-                self.state.retransmitted.fetch_add(1, Ordering::Relaxed);
-            }
-            Packet::Rtcp(packets) => self.on_outbound_rtcp(msg.now, packets),
-            _ => {}
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            self.on_outbound_rtcp(msg.now, packets);
         }
         self.write_queue.push_back(msg);
         Ok(())
@@ -272,8 +323,17 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for WireTap {
 impl Interceptor for WireTap {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, info: &StreamInfo) {
+        if let Some(rtx) = info.ssrc_rtx {
+            self.state.remote_rtx.store(true, Ordering::Relaxed);
+            if !self.remote_rtx.contains(&rtx) {
+                self.remote_rtx.push(rtx);
+            }
+        }
+    }
+    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
+        self.remote_rtx.retain(|&s| Some(s) != info.ssrc_rtx);
+    }
 }
 
 /// The tap closest to the application (see the module docs).

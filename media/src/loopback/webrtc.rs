@@ -278,6 +278,7 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
         packets_received: receiver_stats.transport.packets_received,
         nack_count: receiver_stats.transport.nack_count,
         pli_count: receiver_stats.transport.pli_count,
+        retransmitted_received: receiver_stats.transport.retransmitted_received,
         ..sender_stats.transport
     };
     let audio_report = audio_sent.map(|sent| {

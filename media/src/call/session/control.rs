@@ -193,6 +193,9 @@ impl Inner {
         if let Some(bps) = self.tap.target_bps() {
             adapter.controller.on_estimate(now, bps);
         }
+        adapter
+            .controller
+            .on_repair_sent(now, self.tap.retransmitted_sent().1);
         adapter.controller.handle_timeout(now);
         while let Some(change) = adapter.controller.poll_output() {
             self.send.reconfigure(change, adapter.controller.targets());
@@ -243,7 +246,7 @@ impl Inner {
         let stack = lock(&self.stack).clone();
         let audio = self.receive.audio_stats();
         let video = self.receive.video_stats();
-        let decoder_plis = self.receive.decoder_plis.load(Ordering::Relaxed);
+        let plis_sent = self.receive.plis_sent.load(Ordering::Relaxed);
         // Bitrate adaptation's state, read under one lock.
         let (estimate_bps, video_target_kbps, quality_limitation) = match &*lock(&self.adapt) {
             Some(a) => (
@@ -256,17 +259,20 @@ impl Inner {
         CallStats {
             transport: TransportStats {
                 rtt_ms: self.rtt_ms(),
-                packets_sent: stack.packets_sent,
+                packets_sent: stack.packets_sent + self.tap.rtx_sent(),
                 bytes_sent: stack.bytes_sent,
                 packets_received: stack.packets_received,
                 bytes_received: stack.bytes_received,
                 packets_lost: stack.packets_lost,
                 remote_packets_lost: stack.remote_packets_lost,
                 remote_fraction_lost: self.tap.loss().1,
-                retransmitted: self.tap.retransmitted(),
+                retransmitted: self.tap.retransmitted_sent().0,
+                retransmitted_bytes: self.tap.retransmitted_sent().1,
+                retransmissions_refused: self.tap.retransmissions_refused(),
+                retransmitted_received: self.tap.rtx_received(),
                 nack_count: video.jitter.nack_count,
                 nacks_received: self.tap.nacks_received(),
-                pli_count: video.jitter.pli_count + decoder_plis,
+                pli_count: plis_sent,
                 plis_received: self.tap.keyframe_requests(),
                 target_kbps: estimate_bps
                     .or(self.tap.target_bps())
@@ -275,7 +281,9 @@ impl Inner {
                 video_target_kbps,
                 quality_limitation,
                 audio_packets_sent: stack.audio_packets_sent,
-                video_packets_sent: stack.video_packets_sent,
+                // W3C counts retransmissions among a stream's packets; the stack counts
+                // those sent in the RTX stream under no stream.
+                video_packets_sent: stack.video_packets_sent + self.tap.rtx_sent(),
                 frames_not_sent: self.send.dropped(),
                 path: stack.path,
                 ice_restarts: lock(&self.negotiation).restarts(),
