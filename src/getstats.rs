@@ -132,6 +132,7 @@ pub fn report(i: &Inputs<'_>, timestamp: f64) -> Value {
             "insertedSamplesForDeceleration": a.inserted_samples_for_deceleration,
             "removedSamplesForAcceleration": a.removed_samples_for_acceleration,
             "fecPacketsReceived": a.fec_packets_received,
+            "fecPacketsDiscarded": a.fec_packets_discarded,
         }),
     );
     if i.video {

@@ -1,5 +1,6 @@
-//! Setting up the WebRTC stack for a call: the codecs offered (Opus with in-band FEC, H.264
-//! constrained baseline in packetization mode 1, as a browser offers them), the interceptor
+//! Setting up the WebRTC stack for a call: the codecs offered (Opus with in-band FEC, Opus in
+//! RED for redundancy, H.264 constrained baseline in packetization mode 1, as a browser offers
+//! them), the interceptor
 //! chain (NACK responder, RTCP reports, transport-wide congestion control and duet's taps),
 //! and the local tracks.
 
@@ -31,6 +32,10 @@ use crate::negotiate::{EventForwarder, PeerEvent};
 
 /// Payload type duet offers for Opus.
 pub(crate) const OPUS_PT: u8 = 111;
+/// Payload type duet offers for Opus in RED (RFC 2198), as Chrome does.
+pub(crate) const RED_PT: u8 = 63;
+/// The RED media type, as Chrome writes it in `a=rtpmap`.
+const MIME_TYPE_RED: &str = "audio/red";
 /// Payload type duet offers for H.264.
 pub(crate) const H264_PT: u8 = 102;
 /// Opus parameters: in-band FEC on, 10 ms frames allowed (RFC 7587).
@@ -50,6 +55,8 @@ pub(crate) struct PeerSetup {
     pub bind: SocketAddr,
     pub ice: IceSetup,
     pub channels: Option<Channels>,
+    /// Offer and accept Opus in RED.
+    pub red: bool,
     pub bitrate: (u32, u32, u32),
     pub runtime: Option<Arc<dyn Runtime>>,
 }
@@ -60,7 +67,7 @@ pub(crate) async fn connect(
     tap: Arc<TapState>,
     events: UnboundedSender<PeerEvent>,
 ) -> Result<Arc<dyn PeerConnection>, Error> {
-    let engine = media_engine(setup.channels)?;
+    let engine = media_engine(setup.channels, setup.red)?;
     let registry = interceptors(tap, setup.bitrate);
     let settings = SettingEngineBuilder::new()
         .with_include_loopback_candidate(setup.bind.ip().is_loopback())
@@ -79,8 +86,9 @@ pub(crate) async fn connect(
     Ok(Arc::new(pc))
 }
 
-/// Opus and H.264 as duet sends them, with the feedback each supports.
-fn media_engine(channels: Option<Channels>) -> Result<MediaEngine, Error> {
+/// Opus (and Opus in RED when `red`) and H.264 as duet sends them, with the feedback each
+/// supports.
+fn media_engine(channels: Option<Channels>, red: bool) -> Result<MediaEngine, Error> {
     let mut engine = MediaEngine::default();
     let fmtp = match channels {
         Some(Channels::Stereo) => format!("{OPUS_FMTP};stereo=1;sprop-stereo=1"),
@@ -95,6 +103,17 @@ fn media_engine(channels: Option<Channels>) -> Result<MediaEngine, Error> {
             RtpCodecKind::Audio,
         )
         .map_err(call_error)?;
+    if red {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: red_codec(),
+                    payload_type: RED_PT,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(call_error)?;
+    }
     engine
         .register_codec(
             RTCRtpCodecParameters {
@@ -140,6 +159,18 @@ fn opus_codec(fmtp: String) -> RTCRtpCodec {
         clock_rate: 48_000,
         channels: 2,
         sdp_fmtp_line: fmtp,
+        rtcp_feedback: vec![],
+    }
+}
+
+/// RED carrying Opus: `a=rtpmap:63 red/48000/2`, `a=fmtp:63 111/111` (the Opus payload type
+/// for the primary and the redundant blocks).
+fn red_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_RED.into(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: format!("{OPUS_PT}/{OPUS_PT}"),
         rtcp_feedback: vec![],
     }
 }
@@ -207,11 +238,21 @@ pub(crate) fn local_track(
     Arc::new(TrackLocalStaticRTP::new(track))
 }
 
-/// The payload types negotiated for Opus and H.264 on the connection's senders.
-pub(crate) async fn negotiated_payload_types(
-    pc: &Arc<dyn PeerConnection>,
-) -> (Option<u8>, Option<u8>) {
+/// The payload types negotiated on the connection's senders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Negotiated {
+    /// Opus.
+    pub audio: Option<u8>,
+    /// Opus in RED, when the peer accepted it with Opus's payload type in its `fmtp`.
+    pub red: Option<u8>,
+    /// H.264, packetization mode 1.
+    pub video: Option<u8>,
+}
+
+/// The payload types negotiated for Opus, RED and H.264 on the connection's senders.
+pub(crate) async fn negotiated_payload_types(pc: &Arc<dyn PeerConnection>) -> Negotiated {
     let (mut audio, mut video) = (None, None);
+    let mut reds = Vec::new();
     for sender in pc.get_senders().await {
         let Ok(parameters) = sender.get_parameters().await else {
             continue;
@@ -220,6 +261,8 @@ pub(crate) async fn negotiated_payload_types(
             let mime = codec.rtp_codec.mime_type.to_ascii_lowercase();
             if mime == MIME_TYPE_OPUS.to_ascii_lowercase() {
                 audio.get_or_insert(codec.payload_type);
+            } else if mime == MIME_TYPE_RED {
+                reds.push((codec.payload_type, codec.rtp_codec.sdp_fmtp_line.clone()));
             } else if mime == MIME_TYPE_H264.to_ascii_lowercase()
                 && codec
                     .rtp_codec
@@ -230,7 +273,18 @@ pub(crate) async fn negotiated_payload_types(
             }
         }
     }
-    (audio, video)
+    let red = audio.and_then(|opus| {
+        reds.iter()
+            .find(|(_, fmtp)| red_carries(fmtp, opus))
+            .map(|(pt, _)| *pt)
+    });
+    Negotiated { audio, red, video }
+}
+
+/// True when a RED `fmtp` line (`111/111`: the payload type of each block) names only `opus`.
+fn red_carries(fmtp: &str, opus: u8) -> bool {
+    let mut blocks = fmtp.trim().split('/').map(|b| b.trim().parse::<u8>());
+    blocks.next().is_some_and(|b| b == Ok(opus)) && blocks.all(|b| b == Ok(opus))
 }
 
 /// The stack's error as duet's.

@@ -53,6 +53,9 @@ pub(crate) struct TapState {
     loss_reports: AtomicU64,
     /// The fraction lost of the latest of them, in millionths (the worst of our streams).
     fraction_lost_ppm: AtomicU64,
+    /// Receiver reports about our audio stream, and the latest one's fraction lost (ppm).
+    audio_loss_reports: AtomicU64,
+    audio_fraction_lost_ppm: AtomicU64,
 }
 
 impl TapState {
@@ -72,6 +75,8 @@ impl TapState {
             rtt_samples: AtomicU64::new(0),
             loss_reports: AtomicU64::new(0),
             fraction_lost_ppm: AtomicU64::new(0),
+            audio_loss_reports: AtomicU64::new(0),
+            audio_fraction_lost_ppm: AtomicU64::new(0),
         }
     }
 
@@ -130,6 +135,14 @@ impl TapState {
     pub(crate) fn loss(&self) -> (u64, f64) {
         let count = self.loss_reports.load(Ordering::Acquire);
         let ppm = self.fraction_lost_ppm.load(Ordering::Relaxed);
+        (count, ppm as f64 / 1e6)
+    }
+
+    /// How many receiver reports about our audio stream have come, and the fraction (0 to 1)
+    /// the latest one says was lost.
+    pub(crate) fn audio_loss(&self) -> (u64, f64) {
+        let count = self.audio_loss_reports.load(Ordering::Acquire);
+        let ppm = self.audio_fraction_lost_ppm.load(Ordering::Relaxed);
         (count, ppm as f64 / 1e6)
     }
 
@@ -194,6 +207,12 @@ impl WireTap {
                 continue;
             }
             worst = Some(worst.map_or(report.fraction_lost, |w| w.max(report.fraction_lost)));
+            if self.state.video_ssrc != Some(report.ssrc) {
+                let ppm = u64::from(report.fraction_lost) * 1_000_000 / 256;
+                let state = &self.state;
+                state.audio_fraction_lost_ppm.store(ppm, Ordering::Relaxed);
+                state.audio_loss_reports.fetch_add(1, Ordering::Release);
+            }
             if report.last_sender_report == 0 {
                 continue;
             }

@@ -346,6 +346,7 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
             impairment: counters.map(|c| c.snapshot()),
             bitrate_changes: video_sent.map_or(0, |s| s.bitrate_changes),
             receiver_rtt_ms: receiver_stats.transport.rtt_ms,
+            audio_sent: sender_stats.audio_sent,
         }),
     })
 }

@@ -125,7 +125,7 @@ fn a_lost_packet_is_rebuilt_from_the_fec_of_the_next() {
     // 4 is rebuilt from 5 (both frames at once), 7 concealed, 8 rebuilt from 9.
     assert_eq!(kinds, ["s", "d0", "d1", "d2", "d3", "r5", "d6", "c", "r9"]);
     let s = b.stats();
-    assert_eq!((s.fec_packets_received, s.packets_lost), (2, 3));
+    assert_eq!((s.fec_recovered, s.packets_lost), (2, 3));
     assert_eq!((s.concealed_samples, s.concealment_events), (960, 1));
     assert_eq!(s.jitter_buffer_emitted_count, 9 * 960);
     // Frames are going missing and the stream has FEC: the target keeps a frame more.
@@ -138,7 +138,7 @@ fn once_a_lost_frame_is_concealed_the_next_packet_plays_normally() {
     assert!(matches!(b.pop(ms(start, 82)), Playout::Conceal { .. }));
     b.insert(ms(start, 100), packet(5, 4800, &WITH_FEC));
     assert!(matches!(b.pop(ms(start, 102)), Playout::Decode { .. }));
-    assert_eq!(b.stats().fec_packets_received, 0);
+    assert_eq!(b.stats().fec_recovered, 0);
 }
 
 #[test]
