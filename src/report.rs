@@ -164,7 +164,10 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
         audio.insert("fec_recovered".into(), json!(a.fec_recovered));
         audio.insert("red_recovered".into(), json!(a.red_recovered));
         audio.insert("fec_packets_received".into(), json!(a.fec_packets_received));
-        audio.insert("fec_packets_discarded".into(), json!(a.fec_packets_discarded));
+        audio.insert(
+            "fec_packets_discarded".into(),
+            json!(a.fec_packets_discarded),
+        );
         audio.insert("red_malformed".into(), json!(a.red_malformed));
         audio.insert("late_discarded".into(), json!(a.late_discarded));
     }

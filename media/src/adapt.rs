@@ -503,7 +503,10 @@ impl BitrateController {
     }
 
     fn update_video(&mut self, now: Instant, total: f64) {
-        let audio = self.applied.audio_bps.saturating_mul(1 + self.red_distance as u32);
+        let audio = self
+            .applied
+            .audio_bps
+            .saturating_mul(1 + self.red_distance as u32);
         let bps = video_share(&self.config, total, audio);
         let mut rung = self.rung.min(self.ladder.len().saturating_sub(1));
         while rung + 1 < self.ladder.len() && bps < self.ladder[rung].1 {

@@ -355,10 +355,7 @@ fn a_lost_packet_is_recovered_by_fec_better_than_by_concealment() {
         p.concealed_samples,
     );
     assert_eq!(f.packets_lost, lost.len() as i64);
-    assert!(
-        f.fec_recovered * 10 >= lost.len() as u64 * 8,
-        "{f:?}"
-    );
+    assert!(f.fec_recovered * 10 >= lost.len() as u64 * 8, "{f:?}");
     assert_eq!(
         f.concealed_samples,
         (lost.len() as u64 - f.fec_recovered) * 960

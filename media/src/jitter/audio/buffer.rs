@@ -659,15 +659,16 @@ impl AudioJitterBuffer {
     /// loss), before the configured minimum delay raises it.
     fn network_target_samples(&self) -> u64 {
         let max = duration_to_samples(self.config.max_delay);
-        // Under loss, room for what repairs a lost frame to arrive: the next packet (its FEC
-        // or a RED copy one back), or as far back as the RED copies reach.
-        let fec = self.config.fec && self.fec_recent > 0;
-        let red = if self.red_recent > 0 { self.red_span } else { 0 };
-        let extra = if self.fec_margin {
-            red.max(if fec { self.frame } else { 0 })
+        // Room for what repairs a lost frame to arrive: whenever the stream carries RED
+        // copies (a sender sends them only when it sees loss), as far back as they reach;
+        // under loss, the next packet, for its FEC.
+        let fec = self.config.fec && self.fec_recent > 0 && self.fec_margin;
+        let red = if self.red_recent > 0 {
+            self.red_span
         } else {
             0
         };
+        let extra = red.max(if fec { self.frame } else { 0 });
         (self.delay.quantile() + self.frame + extra).min(max)
     }
 
