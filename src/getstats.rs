@@ -171,7 +171,8 @@ pub fn report(i: &Inputs<'_>, timestamp: f64) -> Value {
             "kind": "audio",
             "mediaSourceId": "SA",
             "packetsSent": t.audio_packets_sent,
-            "bytesSent": i.sent.audio_bytes,
+            // RTP payload bytes as they left, RED copies included.
+            "bytesSent": i.outbound.audio_sent.payload_bytes,
         }),
     );
     if i.video {

@@ -3,6 +3,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::delay::{DelayManager, Seen, SeenWindow};
 use super::{
     duration_to_samples, samples_to_duration, AudioJitterConfig, AudioJitterStats, Playout, Stretch,
@@ -220,33 +222,29 @@ impl AudioJitterBuffer {
                 return;
             }
         };
-        // At most MAX_BLOCKS blocks: kept on the stack.
-        let mut copies = [(0u8, 0u32, 0usize, 0usize); MAX_BLOCKS];
-        let mut count = 0;
+        // At most MAX_BLOCKS blocks, kept on the stack; each a view of the payload.
+        let mut copies: [Option<(u8, u32, Bytes)>; MAX_BLOCKS] = Default::default();
         let mut primary = None;
-        let base = packet.payload.as_ptr() as usize;
-        for block in parsed.blocks() {
-            let start = block.data.as_ptr() as usize - base;
-            let range = (start, start + block.data.len());
+        for (slot, block) in copies.iter_mut().zip(parsed.blocks()) {
+            let data = packet.payload.slice_ref(block.data);
             if block.primary {
-                primary = Some((block.payload_type, range));
-            } else if count < copies.len() {
-                copies[count] = (block.payload_type, block.timestamp_offset, range.0, range.1);
-                count += 1;
+                primary = Some((block.payload_type, data));
+            } else {
+                *slot = Some((block.payload_type, block.timestamp_offset, data));
             }
         }
-        let Some((payload_type, (start, end))) = primary else {
+        let count = parsed.redundant_blocks();
+        let Some((payload_type, data)) = primary else {
             self.stats.packets_received += 1;
             self.stats.red_malformed += 1;
             return;
         };
         let (ssrc, seq, timestamp) = (packet.ssrc, packet.seq, packet.timestamp);
-        let payload = packet.payload.clone();
         self.insert(
             now,
             RtpPacket {
                 payload_type,
-                payload: payload.slice(start..end),
+                payload: data,
                 ..packet
             },
         );
@@ -256,8 +254,11 @@ impl AudioJitterBuffer {
         self.stats.fec_packets_received += 1;
         let mut used = false;
         let mut span = 0;
-        for (i, &(block_type, offset, start, end)) in copies[..count].iter().enumerate() {
-            if block_type != payload_type || end == start {
+        for (i, copy) in copies.iter_mut().take(count).enumerate() {
+            let Some((block_type, offset, data)) = copy.take() else {
+                continue;
+            };
+            if block_type != payload_type || data.is_empty() {
                 continue;
             }
             // The copies are earliest first: the last one is one packet back.
@@ -268,7 +269,7 @@ impl AudioJitterBuffer {
                 ssrc,
                 marker: false,
                 payload_type,
-                payload: payload.slice(start..end),
+                payload: data,
             };
             span = span.max(u64::from(offset));
             used |= self.fill(now, copy);

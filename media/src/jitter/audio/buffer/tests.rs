@@ -264,8 +264,9 @@ fn a_red_copy_fills_a_hole_and_gives_way_to_the_packet_itself() {
     // Packet 11 itself comes after all: it takes the copy's place, no duplicate counted.
     b.insert(ms(start, 45), packet(11, 960, &NO_FEC));
     assert_eq!((b.len(), b.stats().packets_duplicated), (3, 0));
+    // (The copies reach two frames back: the buffer waits for them before it starts.)
     let played: Vec<_> = (0..3)
-        .map(|k| b.pop(ms(start, 60 + 20 * k)))
+        .map(|k| b.pop(ms(start, 200 + 20 * k)))
         .map(|p| match p {
             Playout::Decode { packet, .. } => packet.payload.to_vec(),
             other => panic!("{other:?}"),
