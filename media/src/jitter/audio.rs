@@ -1,5 +1,6 @@
 //! The audio jitter buffer: it takes 48 kHz Opus RTP packets as they arrive (late, out of
-//! order, twice, or never) and decides, frame by frame, what to play: decode a packet, rebuild
+//! order, twice, or never), plain or in RED payloads whose copies of earlier packets stand in for
+//! lost ones, and decides, frame by frame, what to play: decode a packet (or its copy), rebuild
 //! a lost one from the FEC of the next, or conceal. Its target delay follows the measured
 //! arrival jitter, and it moves towards that target by asking for a pitch period to be removed
 //! or repeated, never by a jump.
