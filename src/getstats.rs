@@ -132,6 +132,7 @@ pub fn report(i: &Inputs<'_>, timestamp: f64) -> Value {
             "insertedSamplesForDeceleration": a.inserted_samples_for_deceleration,
             "removedSamplesForAcceleration": a.removed_samples_for_acceleration,
             "fecPacketsReceived": a.fec_packets_received,
+            "fecPacketsDiscarded": a.fec_packets_discarded,
         }),
     );
     if i.video {
@@ -176,7 +177,8 @@ pub fn report(i: &Inputs<'_>, timestamp: f64) -> Value {
             "kind": "audio",
             "mediaSourceId": "SA",
             "packetsSent": t.audio_packets_sent,
-            "bytesSent": i.sent.audio_bytes,
+            // RTP payload bytes as they left, RED copies included.
+            "bytesSent": i.outbound.audio_sent.payload_bytes,
         }),
     );
     if i.video {

@@ -101,8 +101,24 @@ pub fn to_json(report: &LoopbackReport) -> Value {
     });
     if let Some(network) = &report.network {
         add_network_json(&mut value, network);
+        add_audio_wire_json(&mut value, network, report.seconds);
     }
     value
+}
+
+/// The audio bitrate on the wire (RTP payloads, RED copies included) and the part of it spent
+/// on redundancy, kbit/s.
+fn add_audio_wire_json(value: &mut Value, n: &NetworkReport, seconds: f64) {
+    let Some(audio) = value.get_mut("audio").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let w = &n.audio_sent;
+    let kbps = |bytes: u64| r3(bytes as f64 * 8.0 / seconds.max(f64::EPSILON) / 1000.0);
+    audio.insert("wire_kbps".into(), json!(kbps(w.payload_bytes)));
+    audio.insert("redundancy_kbps".into(), json!(kbps(w.redundant_bytes)));
+    audio.insert("red_negotiated".into(), json!(w.red_negotiated));
+    audio.insert("red_packets_sent".into(), json!(w.red_packets));
+    audio.insert("red_distance".into(), json!(w.red_distance));
 }
 
 /// Adds the WebRTC transport's and receive buffers' figures to a report object.
@@ -149,6 +165,13 @@ fn add_network_json(value: &mut Value, n: &NetworkReport) {
             json!((a.concealed_ratio * 1e5).round() / 1e5),
         );
         audio.insert("fec_recovered".into(), json!(a.fec_recovered));
+        audio.insert("red_recovered".into(), json!(a.red_recovered));
+        audio.insert("fec_packets_received".into(), json!(a.fec_packets_received));
+        audio.insert(
+            "fec_packets_discarded".into(),
+            json!(a.fec_packets_discarded),
+        );
+        audio.insert("red_malformed".into(), json!(a.red_malformed));
         audio.insert("late_discarded".into(), json!(a.late_discarded));
     }
     if let (Some(v), Some(video)) = (
@@ -282,11 +305,22 @@ pub fn summary(report: &LoopbackReport) -> String {
                 .map_or("n/a".into(), |m| format!("{m:.1} ms"));
             let _ = writeln!(
                 s,
-                "  audio buffer mean {jb} (current {}), concealed {:.3}%, {} FEC-recovered, {} late",
+                "  audio buffer mean {jb} (current {}), concealed {:.3}%, {} RED-recovered, {} FEC-recovered, {} late",
                 p(&a.current_delay_ms, "ms"),
                 a.concealed_ratio * 100.0,
+                a.red_recovered,
                 a.fec_recovered,
                 a.late_discarded
+            );
+            let w = &n.audio_sent;
+            let kbps = |bytes: u64| bytes as f64 * 8.0 / report.seconds.max(f64::EPSILON) / 1000.0;
+            let _ = writeln!(
+                s,
+                "  audio sent {:.1} kbps on the wire, {:.1} kbps of it redundancy (RED {}, distance {} at the end)",
+                kbps(w.payload_bytes),
+                kbps(w.redundant_bytes),
+                if w.red_negotiated { "negotiated" } else { "not negotiated" },
+                w.red_distance
             );
         }
         if let Some(v) = &n.video {

@@ -74,6 +74,7 @@ pub(crate) fn to_json(figures: &Figures) -> Value {
             "periods_played": audio.periods_played,
             "concealed_ratio": audio.concealed_ratio,
             "fec_recovered": audio.fec_recovered,
+            "red_recovered": audio.red_recovered,
             "late_discarded": audio.late_discarded,
             "decode_errors": audio.decode_errors,
             "jitter_ms": audio.jitter.jitter * 1000.0,

@@ -14,6 +14,10 @@
 //! 500 kbps, 360p from 250 kbps, else 240p) and step up again only with 20% to spare.
 //! Opus settings are cheap to change: FEC turns on above 1% smoothed loss and off below 0.5%,
 //! the expected loss follows the smoothed loss, and the audio bitrate grows to pay for FEC.
+//! When Opus travels in RED with copies of earlier packets
+//! ([`BitrateController::set_audio_redundancy`]), Opus's own bitrate is lowered so that the
+//! packet and its copies together stay within [`RED_BUDGET`] times the audio bitrate without
+//! loss, and the video's share counts the copies.
 //!
 //! [`BitrateController`] is sans-IO: time is passed in, and its decisions are drained with
 //! [`BitrateController::poll_output`].
@@ -70,6 +74,12 @@ const LOSS_FALL: f64 = 0.2;
 /// Opus FEC thresholds on the smoothed loss.
 const FEC_ON: f64 = 0.01;
 const FEC_OFF: f64 = 0.005;
+/// With redundancy, Opus and its copies together take at most this many times
+/// [`AdaptConfig::audio_bps`].
+pub const RED_BUDGET: f64 = 2.0;
+/// Opus's bitrate is never lowered below this to make room for redundancy (wideband speech
+/// stays clear there).
+const RED_MIN_OPUS_BPS: u32 = 12_000;
 /// Opus settings (cheap encoder controls) change at most this often.
 const AUDIO_INTERVAL: Duration = Duration::from_secs(1);
 /// A bigger picture needs this much more than its threshold.
@@ -246,6 +256,8 @@ pub struct BitrateController {
     repair_sample: Option<(Instant, u64)>,
     /// Its smoothed rate, bit/s, taken off the video's share.
     repair_bps: f64,
+    /// Earlier packets each audio packet carries again (RED), 0 without redundancy.
+    red_distance: usize,
 }
 
 /// The fraction lost of an RTCP receiver report (an 8-bit fixed-point number) as 0 to 1.
@@ -295,6 +307,7 @@ impl BitrateController {
             latest: now,
             repair_sample: None,
             repair_bps: 0.0,
+            red_distance: 0,
             config,
         })
     }
@@ -327,6 +340,13 @@ impl BitrateController {
             self.rtt_min[0] = Some(self.rtt_min[0].map_or(rtt, |m| m.min(rtt)));
         }
         self.update(now);
+    }
+
+    /// Tells the controller how many earlier packets each audio packet carries again (RED,
+    /// RFC 2198): Opus's bitrate is then held to a share of [`RED_BUDGET`], and the video's
+    /// share of the total leaves room for the copies. Takes effect at the next Opus change.
+    pub fn set_audio_redundancy(&mut self, distance: usize) {
+        self.red_distance = distance;
     }
 
     /// Feeds the transport's bandwidth estimate (for instance the `webrtc` crate's
@@ -491,6 +511,15 @@ impl BitrateController {
         let extra = if fec { (3.0 * loss).min(0.5) } else { 0.0 };
         let bps = (f64::from(self.config.audio_bps) * (1.0 + extra) / 1000.0).round() as u32 * 1000;
         let bps = bps.clamp(self.config.audio_bps, self.config.audio_max_bps);
+        let bps = if self.red_distance > 0 {
+            let copies = 1.0 + self.red_distance as f64;
+            let share = (f64::from(self.config.audio_bps) * RED_BUDGET / copies / 1000.0).floor()
+                as u32
+                * 1000;
+            bps.min(share.max(RED_MIN_OPUS_BPS))
+        } else {
+            bps
+        };
         let a = self.applied;
         let changed = (bps, fec, pct) != (a.audio_bps, a.opus_fec, a.opus_expected_loss_pct);
         if changed && now.saturating_duration_since(self.last_audio_change) >= AUDIO_INTERVAL {
@@ -507,11 +536,11 @@ impl BitrateController {
     }
 
     fn update_video(&mut self, now: Instant, total: f64) {
-        let bps = video_share(
-            &self.config,
-            total - self.repair_bps,
-            self.applied.audio_bps,
-        );
+        let audio = self
+            .applied
+            .audio_bps
+            .saturating_mul(1 + self.red_distance as u32);
+        let bps = video_share(&self.config, total - self.repair_bps, audio);
         let mut rung = self.rung.min(self.ladder.len().saturating_sub(1));
         while rung + 1 < self.ladder.len() && bps < self.ladder[rung].1 {
             rung += 1;

@@ -171,6 +171,62 @@ pub fn distance_for_loss(fraction_lost: f64, current: usize) -> usize {
     wanted.min(MAX_DISTANCE)
 }
 
+/// Smoothing of the reported loss, rising faster than it falls, so that one clean report
+/// after lossy ones does not drop the redundancy. A report covers about a second of audio
+/// (50 packets), so one report alone says little: at 5% loss single reports of 10% are common.
+const LOSS_RISE: f64 = 0.3;
+const LOSS_FALL: f64 = 0.1;
+
+/// Decides the redundancy distance from the loss the peer reports (RTCP receiver reports):
+/// the reported fractions are smoothed, then [`distance_for_loss`] picks the distance with its
+/// hysteresis.
+///
+/// ```
+/// use duet_media::red::RedControl;
+///
+/// let mut control = RedControl::default();
+/// assert_eq!(control.on_report(0.0), 0);
+/// assert_eq!(control.on_report(0.2), 1);
+/// assert_eq!(control.on_report(0.2), 2);
+/// // One clean report does not take the redundancy away.
+/// assert_eq!(control.on_report(0.0), 2);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RedControl {
+    smoothed: f64,
+    distance: usize,
+}
+
+impl RedControl {
+    /// Takes the fraction lost of one receiver report (0 to 1; out of range is clamped) and
+    /// returns the distance to use from now on.
+    pub fn on_report(&mut self, fraction_lost: f64) -> usize {
+        let loss = if fraction_lost.is_finite() {
+            fraction_lost.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let alpha = if loss > self.smoothed {
+            LOSS_RISE
+        } else {
+            LOSS_FALL
+        };
+        self.smoothed += alpha * (loss - self.smoothed);
+        self.distance = distance_for_loss(self.smoothed, self.distance);
+        self.distance
+    }
+
+    /// The distance in force.
+    pub fn distance(&self) -> usize {
+        self.distance
+    }
+
+    /// The smoothed loss it decides on, 0 to 1.
+    pub fn smoothed_loss(&self) -> f64 {
+        self.smoothed
+    }
+}
+
 /// One block of a RED payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RedBlock<'a> {
@@ -371,6 +427,24 @@ mod tests {
         assert_eq!(distance_for_loss(0.2, 0), 2);
         assert_eq!(distance_for_loss(0.08, 2), 2);
         assert_eq!(distance_for_loss(0.05, 2), 1);
+    }
+
+    #[test]
+    fn control_rises_fast_and_falls_slowly() {
+        let mut c = RedControl::default();
+        assert_eq!(c.on_report(0.0), 0);
+        assert_eq!(c.on_report(0.05), 1);
+        let mut d = 0;
+        for _ in 0..3 {
+            d = c.on_report(0.25);
+        }
+        assert_eq!(d, 2);
+        // Clean reports bring it down step by step, not at once.
+        let steps: Vec<usize> = (0..40).map(|_| c.on_report(0.0)).collect();
+        assert_eq!(steps[0], 2);
+        assert!(steps.windows(2).all(|w| w[1] <= w[0]));
+        assert!(steps.contains(&1));
+        assert_eq!(*steps.last().unwrap(), 0);
     }
 
     proptest::proptest! {

@@ -253,3 +253,29 @@ fn garbage_feedback_is_clamped() {
     let t = sim.control.targets();
     assert!(t.video_bps >= 100_000 && t.opus_expected_loss_pct <= 100);
 }
+
+#[test]
+fn redundancy_keeps_opus_and_its_copies_within_the_budget() {
+    use duet_media::adapt::RED_BUDGET;
+    let config = AdaptConfig::default();
+    let base = config.audio_bps;
+    let mut sim = Sim::new(config);
+    // 20% loss with two copies a packet: Opus gives way so the three fit the budget.
+    sim.control.set_audio_redundancy(2);
+    sim.run(5, |_| 0.2, MS(40), None);
+    let t = sim.control.targets();
+    assert!(t.opus_fec, "{t:?}");
+    assert!(
+        f64::from(t.audio_bps) * 3.0 <= RED_BUDGET * f64::from(base),
+        "{t:?}"
+    );
+    assert!(t.audio_bps >= 12_000, "{t:?}");
+    // One copy: Opus keeps the bitrate it has without loss.
+    sim.control.set_audio_redundancy(1);
+    sim.run(3, |_| 0.05, MS(40), None);
+    assert_eq!(sim.control.targets().audio_bps, base);
+    // None: FEC's extra bitrate is back.
+    sim.control.set_audio_redundancy(0);
+    sim.run(3, |_| 0.05, MS(40), None);
+    assert!(sim.control.targets().audio_bps > base);
+}

@@ -183,3 +183,69 @@ fn a_clean_link_sends_nothing_twice() {
     let video = report.video.unwrap();
     assert_eq!(video.frames_shown, video.frames_sent, "{video:?}");
 }
+
+/// An audio-only loopback of `millis` through `impair`, RED offered or not.
+fn audio_only(
+    millis: u64,
+    impair: Option<&str>,
+    audio_red: bool,
+) -> duet_media::loopback::LoopbackReport {
+    let start = Instant::now();
+    let config = LoopbackConfig {
+        start,
+        duration: Duration::from_millis(millis),
+        audio: Some(AudioLoop {
+            source: Box::new(Noise {
+                rng: 0x9e37_79b9_7f4a_7c15,
+                start,
+                seq: 0,
+                smooth: 0.0,
+            }),
+            sink: Box::new(NullAudioSink::default()),
+            opus: OpusConfig::voice(FORMAT),
+        }),
+        video: None,
+    };
+    let options = WebrtcOptions {
+        impair: impair.map(|s| s.parse().unwrap()),
+        audio_red,
+        ..WebrtcOptions::default()
+    };
+    webrtc::run(config, options).unwrap()
+}
+
+#[test]
+fn a_clean_link_sends_no_redundancy() {
+    let report = audio_only(2500, None, true);
+    let network = report.network.unwrap();
+    let sent = network.audio_sent;
+    assert!(sent.red_negotiated, "{sent:?}");
+    assert!(sent.payload_bytes > 0, "{sent:?}");
+    assert_eq!((sent.redundant_bytes, sent.red_packets), (0, 0), "{sent:?}");
+    assert_eq!(sent.red_distance, 0);
+    let playout = network.audio.unwrap();
+    assert_eq!(playout.fec_packets_received, 0, "{playout:?}");
+}
+
+#[test]
+fn under_loss_red_copies_are_sent_and_fill_the_holes() {
+    let report = audio_only(4000, Some("loss=20%,seed=3"), true);
+    let network = report.network.unwrap();
+    let sent = network.audio_sent;
+    assert!(sent.red_negotiated && sent.red_packets > 0, "{sent:?}");
+    assert!(
+        sent.redundant_bytes > 0 && sent.red_distance >= 1,
+        "{sent:?}"
+    );
+    let playout = network.audio.unwrap();
+    assert!(playout.red_recovered > 0, "{playout:?}");
+    assert!(playout.fec_packets_received > 0, "{playout:?}");
+    assert_eq!(playout.red_malformed, 0, "{playout:?}");
+
+    // An endpoint without RED: plain Opus both ways, nothing redundant.
+    let report = audio_only(1500, Some("loss=20%,seed=3"), false);
+    let network = report.network.unwrap();
+    assert!(!network.audio_sent.red_negotiated);
+    assert_eq!(network.audio_sent.redundant_bytes, 0);
+    assert_eq!(network.audio.unwrap().red_recovered, 0);
+}

@@ -1,6 +1,6 @@
-//! What a call session writes in SDP: Opus with in-band FEC and H.264 constrained baseline in
-//! packetization mode 1, with the feedback duet acts on, offered the way a browser offers them;
-//! and an answer to a browser-style offer that keeps the browser's payload types.
+//! What a call session writes in SDP: Opus with in-band FEC, Opus in RED and H.264 constrained
+//! baseline in packetization mode 1, with the feedback duet acts on, offered the way a browser
+//! offers them; and an answer to a browser-style offer that keeps the browser's payload types.
 
 use duet_media::call::{CallConfig, CallEvent, CallSession, CallSinks, Signal};
 use duet_media::{AudioFormat, Channels, FrameDuration};
@@ -226,5 +226,84 @@ async fn candidates_before_the_description_are_capped() {
         events.recv().await,
         Some(CallEvent::Signal(Signal::Answer { .. }))
     ));
+    session.hang_up("done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offer_carries_opus_in_red_as_chrome_writes_it() {
+    let (session, mut events) = CallSession::new(config(), CallSinks::default())
+        .await
+        .unwrap();
+    session.start().await.unwrap();
+    let Some(CallEvent::Signal(Signal::Offer { sdp })) = events.recv().await else {
+        panic!("the first event is the offer");
+    };
+    assert_eq!(
+        lines(&sdp, "a=rtpmap:63 "),
+        ["a=rtpmap:63 red/48000/2"],
+        "{sdp}"
+    );
+    assert_eq!(lines(&sdp, "a=fmtp:63 "), ["a=fmtp:63 111/111"], "{sdp}");
+    let m = lines(&sdp, "m=audio").join("");
+    assert!(m.split(' ').any(|pt| pt == "63"), "{m}");
+    session.hang_up("done");
+
+    // Without RED, as an endpoint that does not know it.
+    let mut plain = config();
+    plain.audio_red = false;
+    let (session, mut events) = CallSession::new(plain, CallSinks::default()).await.unwrap();
+    session.start().await.unwrap();
+    let Some(CallEvent::Signal(Signal::Offer { sdp })) = events.recv().await else {
+        panic!("the first event is the offer");
+    };
+    assert!(!sdp.contains("red/48000"), "{sdp}");
+    session.hang_up("done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chrome_offer_with_red_is_answered_with_red_on_its_payload_types() {
+    // As Chrome writes it, on this offer's Opus payload type (109): RED on 63 naming 109.
+    let offer = BROWSER_OFFER
+        .replace(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 109 0",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 109 63 0",
+        )
+        .replace(
+            "a=rtpmap:0 PCMU/8000\r\n",
+            "a=rtpmap:63 red/48000/2\r\na=fmtp:63 109/109\r\na=rtpmap:0 PCMU/8000\r\n",
+        );
+    assert!(offer.contains("a=fmtp:63 109/109"));
+    let (session, mut events) = CallSession::new(config(), CallSinks::default())
+        .await
+        .unwrap();
+    session
+        .handle_signal(Signal::Offer { sdp: offer })
+        .await
+        .unwrap();
+    let Some(CallEvent::Signal(Signal::Answer { sdp })) = events.recv().await else {
+        panic!("the first event is the answer");
+    };
+    assert_eq!(
+        lines(&sdp, "a=rtpmap:63 "),
+        ["a=rtpmap:63 red/48000/2"],
+        "{sdp}"
+    );
+    assert_eq!(lines(&sdp, "a=fmtp:63 "), ["a=fmtp:63 109/109"], "{sdp}");
+    session.hang_up("done");
+
+    // An offer without RED (an older duet, a browser without it) gets none back.
+    let (session, mut events) = CallSession::new(config(), CallSinks::default())
+        .await
+        .unwrap();
+    session
+        .handle_signal(Signal::Offer {
+            sdp: BROWSER_OFFER.into(),
+        })
+        .await
+        .unwrap();
+    let Some(CallEvent::Signal(Signal::Answer { sdp })) = events.recv().await else {
+        panic!("the first event is the answer");
+    };
+    assert!(!sdp.contains("red/48000"), "{sdp}");
     session.hang_up("done");
 }

@@ -276,10 +276,11 @@ fn figures(me: &str, report: &CallReport, other: &str) -> String {
                 .jitter_buffer_ms
                 .map_or("n/a".into(), |m| format!("{m:.1} ms"));
             lines.push(format!(
-                "  audio in    mouth-to-ear latency {} ({}), jitter buffer mean {jb}, concealed {:.2}%, {} FEC-recovered",
+                "  audio in    mouth-to-ear latency {} ({}), jitter buffer mean {jb}, concealed {:.2}%, {} RED-recovered, {} FEC-recovered",
                 p50_p95(&audio.latency_ms),
                 crate::report::audio_latency_source(audio),
                 a.concealed_ratio * 100.0,
+                a.red_recovered,
                 a.fec_recovered
             ));
         }

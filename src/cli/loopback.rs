@@ -94,6 +94,10 @@ pub struct LoopbackArgs {
     /// loss=5%,burst=2,jitter=30ms,reorder=1%,dup=0.5%,rate=2mbps,seed=7.
     #[arg(long)]
     impair: Option<String>,
+    /// With --transport webrtc: offer Opus in RED (RFC 2198) on both sides, sending copies
+    /// of earlier packets as the loss the peer reports calls for (on by default).
+    #[arg(long, default_value = "on")]
+    red: Switch,
     /// Write the run's figures to this file once a second, one getStats-shaped JSON report
     /// per line (`duet plot` draws them). With `--transport direct`, only the objects that
     /// exist without a network.
@@ -319,6 +323,7 @@ pub fn run(args: LoopbackArgs) -> Result<()> {
                 WebrtcOptions {
                     impair,
                     live: writer.is_some().then_some(tx),
+                    audio_red: args.red.on(),
                     ..WebrtcOptions::default()
                 },
             );

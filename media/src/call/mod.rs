@@ -5,7 +5,8 @@
 //! The session knows no signaling server. It emits [`Signal`] values (offer, answer, ICE
 //! candidates, end) as [`CallEvent::Signal`] and takes the peer's through
 //! [`CallSession::handle_signal`], so any channel can carry them in order. The SDP it writes
-//! offers Opus (`useinbandfec=1`, 48000/2) and H.264 constrained baseline
+//! offers Opus (`useinbandfec=1`, 48000/2), Opus in RED (`red/48000/2`, RFC 2198) and H.264
+//! constrained baseline
 //! (`profile-level-id=42e01f;packetization-mode=1`), as a browser does, so a browser can be
 //! the other side.
 //!
@@ -61,7 +62,7 @@ pub use crate::negotiate::MAX_EARLY_CANDIDATES;
 pub use send::MediaSender;
 pub use session::CallSession;
 pub use signal::Signal;
-pub use stats::{AudioCallStats, CallStats, TransportStats, VideoCallStats};
+pub use stats::{AudioCallStats, AudioSendStats, CallStats, TransportStats, VideoCallStats};
 /// The async runtime the WebRTC stack runs on ([`CallConfig::runtime`]); a wrapping runtime
 /// such as [`ImpairedRuntime`](crate::transport::ImpairedRuntime) sits under the real stack.
 pub use webrtc::runtime::Runtime;
@@ -78,6 +79,10 @@ pub struct CallConfig {
     pub audio: Option<AudioFormat>,
     /// Send and receive H.264 video.
     pub video: bool,
+    /// Offer and accept Opus in RED (RFC 2198, `red/48000/2`), and when it is negotiated send
+    /// copies of earlier packets as loss calls for them. False leaves RED out of the SDP, as
+    /// an endpoint without it does: audio then travels as plain Opus both ways.
+    pub audio_red: bool,
     /// Settings of the video jitter buffer.
     pub video_jitter: VideoJitterConfig,
     /// The call ends when nothing (no RTP, no RTCP) has come from the peer for this long.
@@ -106,6 +111,7 @@ impl fmt::Debug for CallConfig {
             .field("ice", &self.ice)
             .field("audio", &self.audio)
             .field("video", &self.video)
+            .field("audio_red", &self.audio_red)
             .field("silence_timeout", &self.silence_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("bitrate_bps", &self.bitrate_bps)
@@ -126,6 +132,7 @@ impl CallConfig {
             ice: IceSetup::default(),
             audio,
             video,
+            audio_red: true,
             video_jitter: VideoJitterConfig::default(),
             silence_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(20),

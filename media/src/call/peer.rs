@@ -1,6 +1,7 @@
-//! Setting up the WebRTC stack for a call: the codecs offered (Opus with in-band FEC, H.264
-//! constrained baseline in packetization mode 1 with its RTX format, as a browser offers them),
-//! the interceptor chain (NACK responder answering in RTX, RTCP reports, transport-wide congestion control and duet's taps),
+//! Setting up the WebRTC stack for a call: the codecs offered (Opus with in-band FEC, Opus in
+//! RED for redundancy, H.264 constrained baseline in packetization mode 1 with its RTX format,
+//! as a browser offers them), the interceptor chain (NACK responder answering in RTX, RTCP
+//! reports, transport-wide congestion control and duet's taps),
 //! and the local tracks.
 
 use std::net::SocketAddr;
@@ -33,6 +34,10 @@ use crate::retransmit::RetransmitConfig;
 
 /// Payload type duet offers for Opus.
 pub(crate) const OPUS_PT: u8 = 111;
+/// Payload type duet offers for Opus in RED (RFC 2198), as Chrome does.
+pub(crate) const RED_PT: u8 = 63;
+/// The RED media type, as Chrome writes it in `a=rtpmap`.
+const MIME_TYPE_RED: &str = "audio/red";
 /// Payload type duet offers for H.264.
 pub(crate) const H264_PT: u8 = 102;
 /// Payload type duet offers for H.264 retransmissions (RFC 4588), as Chrome pairs them.
@@ -61,6 +66,8 @@ pub(crate) struct PeerSetup {
     pub bind: SocketAddr,
     pub ice: IceSetup,
     pub channels: Option<Channels>,
+    /// Offer and accept Opus in RED.
+    pub red: bool,
     pub bitrate: (u32, u32, u32),
     pub runtime: Option<Arc<dyn Runtime>>,
 }
@@ -71,7 +78,7 @@ pub(crate) async fn connect(
     tap: Arc<TapState>,
     events: UnboundedSender<PeerEvent>,
 ) -> Result<Arc<dyn PeerConnection>, Error> {
-    let engine = media_engine(setup.channels)?;
+    let engine = media_engine(setup.channels, setup.red)?;
     let registry = interceptors(tap, setup.bitrate);
     let settings = SettingEngineBuilder::new()
         .with_include_loopback_candidate(setup.bind.ip().is_loopback())
@@ -90,8 +97,9 @@ pub(crate) async fn connect(
     Ok(Arc::new(pc))
 }
 
-/// Opus and H.264 as duet sends them, with the feedback each supports.
-fn media_engine(channels: Option<Channels>) -> Result<MediaEngine, Error> {
+/// Opus (and Opus in RED when `red`) and H.264 as duet sends them, with the feedback each
+/// supports.
+fn media_engine(channels: Option<Channels>, red: bool) -> Result<MediaEngine, Error> {
     let mut engine = MediaEngine::default();
     let fmtp = match channels {
         Some(Channels::Stereo) => format!("{OPUS_FMTP};stereo=1;sprop-stereo=1"),
@@ -106,6 +114,17 @@ fn media_engine(channels: Option<Channels>) -> Result<MediaEngine, Error> {
             RtpCodecKind::Audio,
         )
         .map_err(call_error)?;
+    if red {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: red_codec(),
+                    payload_type: RED_PT,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(call_error)?;
+    }
     engine
         .register_codec(
             RTCRtpCodecParameters {
@@ -166,6 +185,18 @@ fn opus_codec(fmtp: String) -> RTCRtpCodec {
         clock_rate: 48_000,
         channels: 2,
         sdp_fmtp_line: fmtp,
+        rtcp_feedback: vec![],
+    }
+}
+
+/// RED carrying Opus: `a=rtpmap:63 red/48000/2`, `a=fmtp:63 111/111` (the Opus payload type
+/// for the primary and the redundant blocks).
+fn red_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_RED.into(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: format!("{OPUS_PT}/{OPUS_PT}"),
         rtcp_feedback: vec![],
     }
 }
@@ -244,11 +275,21 @@ pub(crate) fn local_track(
     Arc::new(TrackLocalStaticRTP::new(track))
 }
 
-/// The payload types negotiated for Opus and H.264 on the connection's senders.
-pub(crate) async fn negotiated_payload_types(
-    pc: &Arc<dyn PeerConnection>,
-) -> (Option<u8>, Option<u8>) {
+/// The payload types negotiated on the connection's senders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Negotiated {
+    /// Opus.
+    pub audio: Option<u8>,
+    /// Opus in RED, when the peer accepted it with Opus's payload type in its `fmtp`.
+    pub red: Option<u8>,
+    /// H.264, packetization mode 1.
+    pub video: Option<u8>,
+}
+
+/// The payload types negotiated for Opus, RED and H.264 on the connection's senders.
+pub(crate) async fn negotiated_payload_types(pc: &Arc<dyn PeerConnection>) -> Negotiated {
     let (mut audio, mut video) = (None, None);
+    let mut reds = Vec::new();
     for sender in pc.get_senders().await {
         let Ok(parameters) = sender.get_parameters().await else {
             continue;
@@ -257,6 +298,8 @@ pub(crate) async fn negotiated_payload_types(
             let mime = codec.rtp_codec.mime_type.to_ascii_lowercase();
             if mime == MIME_TYPE_OPUS.to_ascii_lowercase() {
                 audio.get_or_insert(codec.payload_type);
+            } else if mime == MIME_TYPE_RED {
+                reds.push((codec.payload_type, codec.rtp_codec.sdp_fmtp_line.clone()));
             } else if mime == MIME_TYPE_H264.to_ascii_lowercase()
                 && codec
                     .rtp_codec
@@ -267,7 +310,18 @@ pub(crate) async fn negotiated_payload_types(
             }
         }
     }
-    (audio, video)
+    let red = audio.and_then(|opus| {
+        reds.iter()
+            .find(|(_, fmtp)| red_carries(fmtp, opus))
+            .map(|(pt, _)| *pt)
+    });
+    Negotiated { audio, red, video }
+}
+
+/// True when a RED `fmtp` line (`111/111`: the payload type of each block) names only `opus`.
+fn red_carries(fmtp: &str, opus: u8) -> bool {
+    let mut blocks = fmtp.trim().split('/').map(|b| b.trim().parse::<u8>());
+    blocks.next().is_some_and(|b| b == Ok(opus)) && blocks.all(|b| b == Ok(opus))
 }
 
 /// The stack's error as duet's.

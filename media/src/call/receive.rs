@@ -3,7 +3,7 @@
 //! (jitter buffer, H.264 decoder, video sink) and hands its NACKs and keyframe requests back
 //! to the network. Packets reach them through channels, stamped with their arrival time.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -64,6 +64,9 @@ pub(crate) struct ReceiveShared {
     pub video: Mutex<VideoShared>,
     /// Keyframe requests sent (the jitter buffer's and the decoder's, at most one per RTT).
     pub plis_sent: AtomicU64,
+    /// The payload type of RED audio, plus one (0: RED not negotiated): such packets are
+    /// split into their Opus blocks.
+    pub red_type: AtomicU16,
 }
 
 /// The audio thread's published state.
@@ -177,7 +180,14 @@ pub(crate) fn spawn_audio(
                     continue;
                 }
                 match packets.recv_timeout(next - now) {
-                    Ok(arrival) => playout.insert(arrival.at, arrival.packet),
+                    Ok(arrival) => {
+                        let red = shared.red_type.load(Ordering::Relaxed);
+                        if red != 0 && u16::from(arrival.packet.payload_type) + 1 == red {
+                            playout.insert_red(arrival.at, arrival.packet);
+                        } else {
+                            playout.insert(arrival.at, arrival.packet);
+                        }
+                    }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break Ok(()),
                 }
@@ -208,7 +218,11 @@ fn publish_audio(shared: &ReceiveShared, playout: &AudioPlayout, periods: u64, s
     } else {
         0.0
     };
-    audio.stats.fec_recovered = jitter.fec_packets_received;
+    audio.stats.fec_recovered = jitter.fec_recovered;
+    audio.stats.red_recovered = jitter.red_recovered;
+    audio.stats.fec_packets_received = jitter.fec_packets_received;
+    audio.stats.fec_packets_discarded = jitter.fec_packets_discarded;
+    audio.stats.red_malformed = jitter.red_malformed;
     audio.stats.late_discarded = jitter.packets_discarded;
     audio.stats.periods_played = periods;
     audio.stats.decode_errors = playout.decoder_stats().errors;

@@ -1,6 +1,11 @@
 //! The sending half of a call: encoded Opus packets and H.264 access units become RTP packets
 //! (48 kHz timestamps for audio, 90 kHz for video, the marker on the last packet of a frame)
 //! and go to the WebRTC stack's local tracks, whose NACK responder keeps the send history.
+//!
+//! When the peer accepted Opus in RED (RFC 2198), each Opus packet goes out as a RED payload
+//! carrying copies of the packets before it, as many as the redundancy distance in force
+//! ([`SendState::set_red_distance`]); a packet with nothing redundant to carry (distance 0 on a
+//! clean link) goes out as plain Opus, so redundancy costs nothing until loss calls for it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +23,7 @@ use crate::codec::h264::EncodedVideo;
 use crate::error::Error;
 use crate::keyframe::KeyframePacer;
 use crate::packetize::H264Packetizer;
+use crate::red::RedEncoder;
 
 /// Largest RTP payload sent: room for the IP, UDP, RTP (with extensions) and SRTP overheads.
 pub(crate) const MTU_PAYLOAD: usize = 1200;
@@ -55,6 +61,23 @@ pub(crate) struct SendState {
     changes: Mutex<Changes>,
     /// Paces the keyframes answering the peer's requests.
     keyframes: Mutex<KeyframePacer>,
+    /// Audio RTP payload bytes handed to the stack, RED headers and redundant blocks included.
+    audio_payload_bytes: AtomicU64,
+    /// The part of them spent on redundancy: redundant blocks, their headers and the RED
+    /// payload's own header byte.
+    audio_redundant_bytes: AtomicU64,
+    /// Audio packets sent as RED carrying at least one redundant block.
+    red_packets: AtomicU64,
+}
+
+/// What the audio sender put on the wire: see [`AudioSendStats`](super::AudioSendStats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AudioWire {
+    pub payload_bytes: u64,
+    pub redundant_bytes: u64,
+    pub red_packets: u64,
+    pub red_negotiated: bool,
+    pub red_distance: usize,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +91,10 @@ struct Changes {
 struct AudioTx {
     ssrc: u32,
     payload_type: Option<u8>,
+    /// RED's payload type, when the peer accepted it.
+    red_type: Option<u8>,
+    red: RedEncoder,
+    red_payload: Vec<u8>,
     seq: u16,
     timestamp: u32,
     started: bool,
@@ -106,6 +133,9 @@ impl SendState {
             Mutex::new(AudioTx {
                 ssrc,
                 payload_type: None,
+                red_type: None,
+                red: RedEncoder::new(0),
+                red_payload: Vec::with_capacity(MTU_PAYLOAD),
                 seq: seed as u16,
                 timestamp: (seed >> 16) as u32,
                 started: false,
@@ -138,14 +168,23 @@ impl SendState {
             dropped: AtomicU64::new(0),
             changes: Mutex::new(Changes::default()),
             keyframes: Mutex::new(KeyframePacer::new(KEYFRAME_INTERVAL)),
+            audio_payload_bytes: AtomicU64::new(0),
+            audio_redundant_bytes: AtomicU64::new(0),
+            red_packets: AtomicU64::new(0),
         };
         Ok((state, audio_box, video_box))
     }
 
-    /// Sets the payload types negotiated for our streams and starts sending.
-    pub(crate) fn connect(&self, audio_pt: Option<u8>, video_pt: Option<u8>) {
+    /// Sets the payload types negotiated for our streams (RED's only when both Opus and RED
+    /// were negotiated) and starts sending.
+    pub(crate) fn connect(&self, audio_pt: Option<u8>, red_pt: Option<u8>, video_pt: Option<u8>) {
         if let Some(audio) = &self.audio {
-            lock(audio).payload_type = audio_pt;
+            let mut tx = lock(audio);
+            tx.payload_type = audio_pt;
+            tx.red_type = red_pt.filter(|_| audio_pt.is_some());
+            let distance = tx.red.distance();
+            tx.red = RedEncoder::new(audio_pt.unwrap_or(0));
+            tx.red.set_distance(distance);
         }
         if let Some(video) = &self.video {
             lock(video).payload_type = video_pt;
@@ -180,6 +219,29 @@ impl SendState {
         lock(&self.changes).targets = Some(targets);
     }
 
+    /// Sets how many earlier Opus packets each RED payload carries (0 to
+    /// [`MAX_DISTANCE`](crate::red::MAX_DISTANCE)); without RED negotiated it has no effect.
+    pub(crate) fn set_red_distance(&self, distance: usize) {
+        if let Some(audio) = &self.audio {
+            lock(audio).red.set_distance(distance);
+        }
+    }
+
+    /// What the audio sender put on the wire so far.
+    pub(crate) fn audio_wire(&self) -> AudioWire {
+        let (red_negotiated, red_distance) = self.audio.as_ref().map_or((false, 0), |audio| {
+            let tx = lock(audio);
+            (tx.red_type.is_some(), tx.red.distance())
+        });
+        AudioWire {
+            payload_bytes: self.audio_payload_bytes.load(Ordering::Relaxed),
+            redundant_bytes: self.audio_redundant_bytes.load(Ordering::Relaxed),
+            red_packets: self.red_packets.load(Ordering::Relaxed),
+            red_negotiated,
+            red_distance,
+        }
+    }
+
     /// Frames dropped because the call was not connected.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -212,10 +274,29 @@ impl MediaSender {
             self.state.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         };
+        // With RED negotiated every packet goes through the encoder (it keeps the history);
+        // one that carries nothing redundant goes out as plain Opus.
+        let mut payload_type = pt;
+        let mut redundant = 0;
+        let tx = &mut *tx;
+        if let Some(red_pt) = tx.red_type {
+            // A packet RED cannot carry (longer than Opus allows) goes out plain.
+            let encoded = tx.red.encode(tx.timestamp, packet, &mut tx.red_payload);
+            if let Some(encoded) = encoded.ok().filter(|e| e.redundant_blocks > 0) {
+                payload_type = red_pt;
+                // The blocks, their headers and the primary's one-byte header.
+                redundant = encoded.redundant_bytes as u64 + 1;
+            }
+        }
+        let payload = if payload_type == pt {
+            Bytes::copy_from_slice(packet)
+        } else {
+            Bytes::copy_from_slice(&tx.red_payload)
+        };
         let header = rtp::header::Header {
             version: 2,
             marker: !tx.started,
-            payload_type: pt,
+            payload_type,
             sequence_number: tx.seq,
             timestamp: tx.timestamp,
             ssrc: tx.ssrc,
@@ -224,11 +305,17 @@ impl MediaSender {
         tx.started = true;
         tx.seq = tx.seq.wrapping_add(1);
         tx.timestamp = tx.timestamp.wrapping_add(samples_per_channel);
-        drop(tx);
-        let packet = rtp::Packet {
-            header,
-            payload: Bytes::copy_from_slice(packet),
-        };
+        let state = &self.state;
+        state
+            .audio_payload_bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        if redundant > 0 {
+            state
+                .audio_redundant_bytes
+                .fetch_add(redundant, Ordering::Relaxed);
+            state.red_packets.fetch_add(1, Ordering::Relaxed);
+        }
+        let packet = rtp::Packet { header, payload };
         Ok(out.send(packet).is_ok())
     }
 

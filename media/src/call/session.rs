@@ -76,6 +76,7 @@ impl CallSession {
                 bind: config.bind,
                 ice: config.ice.clone(),
                 channels,
+                red: config.audio_red,
                 bitrate: config.bitrate_bps,
                 runtime: config.runtime.clone(),
             },
@@ -155,6 +156,7 @@ impl CallSession {
             threads: Mutex::new(threads),
             stack: Mutex::new(StackFigures::default()),
             adapt: Mutex::new(adapt),
+            red: Mutex::default(),
             restart: Mutex::new(None),
             ended: Notify::new(),
         });

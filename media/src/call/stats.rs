@@ -16,6 +16,25 @@ pub struct CallStats {
     pub audio: AudioCallStats,
     /// The video received and decoded.
     pub video: VideoCallStats,
+    /// The audio sent: what went on the wire and the redundancy in it.
+    pub audio_sent: AudioSendStats,
+}
+
+/// Figures of the audio this side sent, as the RTP payloads left it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AudioSendStats {
+    /// RTP payload bytes of our audio stream, RED headers and redundant copies included
+    /// (what W3C `bytesSent` counts for the stream, retransmissions aside).
+    pub payload_bytes: u64,
+    /// The part of `payload_bytes` spent on redundancy: the copies of earlier packets, their
+    /// RED headers and the primary's RED header byte. 0 when nothing redundant was sent.
+    pub redundant_bytes: u64,
+    /// Packets sent as RED with at least one redundant copy.
+    pub red_packets: u64,
+    /// True when the peer accepted Opus in RED.
+    pub red_negotiated: bool,
+    /// The redundancy distance in force: earlier packets each packet carries again.
+    pub red_distance: usize,
 }
 
 /// Figures of the connection, both directions.
@@ -100,8 +119,16 @@ pub struct AudioCallStats {
     pub current_delay_ms: Option<Percentiles>,
     /// Concealed samples over samples played (`concealedSamples / totalSamplesReceived`).
     pub concealed_ratio: f64,
-    /// Lost frames rebuilt from the FEC of the next packet (`fecPacketsReceived`).
+    /// Lost frames rebuilt from the Opus in-band FEC of the next packet.
     pub fec_recovered: u64,
+    /// Lost frames played from a redundant copy a later RED packet carried.
+    pub red_recovered: u64,
+    /// RED packets that carried redundant copies (W3C `fecPacketsReceived`).
+    pub fec_packets_received: u64,
+    /// Of those, the ones none of whose copies was needed (W3C `fecPacketsDiscarded`).
+    pub fec_packets_discarded: u64,
+    /// RED payloads that did not parse, dropped.
+    pub red_malformed: u64,
     /// Packets that came too late to be played, or overflowed the buffer (`packetsDiscarded`).
     pub late_discarded: u64,
     /// Packets the Opus decoder rejected (concealed instead).

@@ -63,6 +63,9 @@ pub(crate) struct TapState {
     loss_reports: AtomicU64,
     /// The fraction lost of the latest of them, in millionths (the worst of our streams).
     fraction_lost_ppm: AtomicU64,
+    /// Receiver reports about our audio stream, and the latest one's fraction lost (ppm).
+    audio_loss_reports: AtomicU64,
+    audio_fraction_lost_ppm: AtomicU64,
 }
 
 impl TapState {
@@ -87,6 +90,8 @@ impl TapState {
             rtt_samples: AtomicU64::new(0),
             loss_reports: AtomicU64::new(0),
             fraction_lost_ppm: AtomicU64::new(0),
+            audio_loss_reports: AtomicU64::new(0),
+            audio_fraction_lost_ppm: AtomicU64::new(0),
         }
     }
 
@@ -180,6 +185,14 @@ impl TapState {
         (count, ppm as f64 / 1e6)
     }
 
+    /// How many receiver reports about our audio stream have come, and the fraction (0 to 1)
+    /// the latest one says was lost.
+    pub(crate) fn audio_loss(&self) -> (u64, f64) {
+        let count = self.audio_loss_reports.load(Ordering::Acquire);
+        let ppm = self.audio_fraction_lost_ppm.load(Ordering::Relaxed);
+        (count, ppm as f64 / 1e6)
+    }
+
     fn heard(&self, now: Instant) {
         let us = now.saturating_duration_since(self.epoch).as_micros();
         let us = u64::try_from(us).unwrap_or(u64::MAX - 1) + 1;
@@ -244,6 +257,12 @@ impl WireTap {
                 continue;
             }
             worst = Some(worst.map_or(report.fraction_lost, |w| w.max(report.fraction_lost)));
+            if self.state.video_ssrc != Some(report.ssrc) {
+                let ppm = u64::from(report.fraction_lost) * 1_000_000 / 256;
+                let state = &self.state;
+                state.audio_fraction_lost_ppm.store(ppm, Ordering::Relaxed);
+                state.audio_loss_reports.fetch_add(1, Ordering::Release);
+            }
             if report.last_sender_report == 0 {
                 continue;
             }

@@ -1,5 +1,6 @@
 //! The audio jitter buffer: it takes 48 kHz Opus RTP packets as they arrive (late, out of
-//! order, twice, or never) and decides, frame by frame, what to play: decode a packet, rebuild
+//! order, twice, or never), plain or in RED payloads whose copies of earlier packets stand in for
+//! lost ones, and decides, frame by frame, what to play: decode a packet (or its copy), rebuild
 //! a lost one from the FEC of the next, or conceal. Its target delay follows the measured
 //! arrival jitter, and it moves towards that target by asking for a pitch period to be removed
 //! or repeated, never by a jump.
@@ -151,7 +152,8 @@ pub enum Stretch {
     Decelerate,
 }
 
-/// Counters of an audio jitter buffer, named as in W3C webrtc-stats (RTCInboundRtpStreamStats).
+/// Counters of an audio jitter buffer, named as in W3C webrtc-stats (RTCInboundRtpStreamStats)
+/// where W3C defines them; the few duet adds say so.
 ///
 /// Samples are counted per channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -166,8 +168,19 @@ pub struct AudioJitterStats {
     pub packets_discarded: u64,
     /// Packets received a second time and dropped.
     pub packets_duplicated: u64,
-    /// Lost frames rebuilt from the FEC of the packet that followed them.
+    /// Lost frames rebuilt from the Opus in-band FEC of the packet that followed them (duet's
+    /// own count).
+    pub fec_recovered: u64,
+    /// Lost frames played from a redundant copy that a later RED payload carried (duet's own
+    /// count).
+    pub red_recovered: u64,
+    /// RED payloads received that carried redundant copies (W3C `fecPacketsReceived`).
     pub fec_packets_received: u64,
+    /// Of those, the ones none of whose copies was needed: every packet they copied had come
+    /// or had been played already (W3C `fecPacketsDiscarded`).
+    pub fec_packets_discarded: u64,
+    /// RED payloads that did not parse, dropped (duet's own count).
+    pub red_malformed: u64,
     /// RFC 3550 interarrival jitter, in seconds.
     pub jitter: f64,
     /// Sum over emitted samples of the time from their packet's arrival to their playout, in

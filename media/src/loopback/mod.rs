@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::audio::{AudioSink, AudioSource};
 use crate::call::pump::SendCounters;
-use crate::call::{AudioCallStats, TransportStats, VideoCallStats};
+use crate::call::{AudioCallStats, AudioSendStats, TransportStats, VideoCallStats};
 use crate::codec::h264::H264Config;
 use crate::codec::opus::OpusConfig;
 use crate::stats::Percentiles;
@@ -169,6 +169,8 @@ pub struct NetworkReport {
     pub bitrate_changes: u64,
     /// The round trip as the receiving side knows it (it paces its NACKs), ms.
     pub receiver_rtt_ms: Option<f64>,
+    /// The audio the sender put on the wire, redundancy included.
+    pub audio_sent: AudioSendStats,
 }
 
 /// Resident set size of the process at points of the run, MiB.

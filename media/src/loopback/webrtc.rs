@@ -44,6 +44,8 @@ pub struct WebrtcOptions {
     pub impair: Option<ImpairConfig>,
     /// Where to send the call's figures once a second while it runs, if anywhere.
     pub live: Option<Sender<LiveFigures>>,
+    /// Offer Opus in RED on both sides ([`CallConfig::audio_red`]).
+    pub audio_red: bool,
 }
 
 impl Default for WebrtcOptions {
@@ -52,6 +54,7 @@ impl Default for WebrtcOptions {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             impair: None,
             live: None,
+            audio_red: true,
         }
     }
 }
@@ -107,6 +110,7 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
     let size = video.as_ref().map(|v| v.source.size());
     let mut call = CallConfig::new(audio_format, video.is_some());
     call.bind = SocketAddr::new(options.bind, 0);
+    call.audio_red = options.audio_red;
     call.runtime = impaired.map(|r| r as Arc<dyn webrtc::runtime::Runtime>);
     let audio_bps = audio.as_ref().map_or(0, |a| a.opus.bitrate_bps);
     let video_bps = video.as_ref().map_or(0, |v| v.h264.bitrate_bps);
@@ -347,6 +351,7 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
             impairment: counters.map(|c| c.snapshot()),
             bitrate_changes: video_sent.map_or(0, |s| s.bitrate_changes),
             receiver_rtt_ms: receiver_stats.transport.rtt_ms,
+            audio_sent: sender_stats.audio_sent,
         }),
     })
 }

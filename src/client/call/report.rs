@@ -206,6 +206,7 @@ pub(super) fn build(parts: Parts) -> CallReport {
         impairment,
         bitrate_changes,
         receiver_rtt_ms: stats.transport.rtt_ms,
+        audio_sent: stats.audio_sent,
     };
     CallReport {
         peer,

@@ -22,7 +22,7 @@ use super::inner::{lock, Inner, StackFigures, STATS_EVERY, TICK};
 use crate::call::peer;
 use crate::call::receive::{Arrival, Feedback};
 use crate::call::restart::{RestartAction, RestartPolicy};
-use crate::call::stats::{ms, CallStats, TransportStats};
+use crate::call::stats::{ms, AudioSendStats, CallStats, TransportStats};
 use crate::call::{CallEvent, EndReason};
 use crate::negotiate::{self, Negotiator, PeerEvent};
 use crate::rtp::RtpPacket;
@@ -59,7 +59,7 @@ impl Inner {
                 return;
             }
         }
-        let (audio_pt, video_pt) = peer::negotiated_payload_types(&self.pc).await;
+        let negotiated = peer::negotiated_payload_types(&self.pc).await;
         let mut phase = lock(&self.phase);
         if phase.ended.is_some() {
             return;
@@ -69,7 +69,13 @@ impl Inner {
         if let Some(config) = &self.config.restart {
             *lock(&self.restart) = Some(RestartPolicy::new(config.clone(), now));
         }
-        self.send.connect(audio_pt, video_pt);
+        let red = negotiated.red.filter(|_| self.config.audio_red);
+        if let Some(pt) = red {
+            self.receive
+                .red_type
+                .store(u16::from(pt) + 1, Ordering::Relaxed);
+        }
+        self.send.connect(negotiated.audio, red, negotiated.video);
         let _ = self.events.send(CallEvent::Connected);
     }
 
@@ -162,6 +168,7 @@ impl Inner {
             if self.is_ended() {
                 return;
             }
+            self.redundancy();
             self.adapt(now);
         }
         if now >= *stats_due {
@@ -172,6 +179,28 @@ impl Inner {
         if let Some(rtt) = rtt {
             let us = (rtt * 1000.0) as u64 + 1;
             self.receive.rtt_us.store(us, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the audio redundancy distance from the peer's latest receiver report on our
+    /// audio, when RED was negotiated; bitrate adaptation learns it, to keep Opus and its
+    /// copies in budget.
+    fn redundancy(&self) {
+        if !self.send.audio_wire().red_negotiated {
+            return;
+        }
+        let (reports, fraction_lost) = self.tap.audio_loss();
+        let distance = {
+            let mut red = lock(&self.red);
+            if reports == red.reports {
+                return;
+            }
+            red.reports = reports;
+            red.control.on_report(fraction_lost)
+        };
+        self.send.set_red_distance(distance);
+        if let Some(adapter) = lock(&self.adapt).as_mut() {
+            adapter.controller.set_audio_redundancy(distance);
         }
     }
 
@@ -294,6 +323,16 @@ impl Inner {
             },
             audio,
             video,
+            audio_sent: {
+                let wire = self.send.audio_wire();
+                AudioSendStats {
+                    payload_bytes: wire.payload_bytes,
+                    redundant_bytes: wire.redundant_bytes,
+                    red_packets: wire.red_packets,
+                    red_negotiated: wire.red_negotiated,
+                    red_distance: wire.red_distance,
+                }
+            },
         }
     }
 }

@@ -44,6 +44,8 @@ pub(super) struct Inner {
     pub(super) threads: Mutex<Vec<JoinHandle<Result<(), Error>>>>,
     pub(super) stack: Mutex<StackFigures>,
     pub(super) adapt: Mutex<Option<Adapter>>,
+    /// The audio redundancy distance, from the peer's receiver reports.
+    pub(super) red: Mutex<Redundancy>,
     /// ICE restarts, from the moment the call is connected.
     pub(super) restart: Mutex<Option<RestartPolicy>>,
     pub(super) ended: Notify,
@@ -52,6 +54,13 @@ pub(super) struct Inner {
 /// Bitrate adaptation and what it has been fed so far.
 pub(super) struct Adapter {
     pub(super) controller: BitrateController,
+    pub(super) reports: u64,
+}
+
+/// The redundancy control and the receiver reports it has seen.
+#[derive(Default)]
+pub(super) struct Redundancy {
+    pub(super) control: crate::red::RedControl,
     pub(super) reports: u64,
 }
 

@@ -3,6 +3,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::delay::{DelayManager, Seen, SeenWindow};
 use super::{
     duration_to_samples, samples_to_duration, AudioJitterConfig, AudioJitterStats, Playout, Stretch,
@@ -10,6 +12,7 @@ use super::{
 use crate::codec::opus::packet_has_fec;
 use crate::error::Error;
 use crate::frame::SAMPLE_RATE;
+use crate::red::{RedPayload, MAX_BLOCKS, MAX_DISTANCE};
 use crate::rtp::{RtpPacket, SeqUnwrapper, TimestampUnwrapper};
 
 /// Frames between two time-stretches, unless the delay is far above the target.
@@ -33,6 +36,8 @@ struct Entry {
     ts: u64,
     arrival: Instant,
     packet: RtpPacket,
+    /// A copy from a later RED payload, standing in for a packet not (yet) received.
+    redundant: bool,
 }
 
 /// The audio jitter buffer of one incoming Opus stream (48 kHz RTP clock).
@@ -83,6 +88,12 @@ pub struct AudioJitterBuffer {
     fec_margin: bool,
     /// Packets left before the stream is taken to carry no FEC.
     fec_recent: u32,
+    /// How far back (samples) the copies of the latest RED payload reach, and how many
+    /// packets are left before the stream is taken to carry no redundancy.
+    red_span: u64,
+    red_recent: u32,
+    /// The frame taken by the current `pop` was a redundant copy.
+    took_redundant: bool,
     concealing: bool,
     was_concealing: bool,
     stats: AudioJitterStats,
@@ -121,6 +132,9 @@ impl AudioJitterBuffer {
             missing: 0.0,
             fec_margin: false,
             fec_recent: 0,
+            red_span: 0,
+            red_recent: 0,
+            took_redundant: false,
             concealing: false,
             was_concealing: false,
             stats: AudioJitterStats::default(),
@@ -165,9 +179,16 @@ impl AudioJitterBuffer {
             self.stats.packets_discarded += 1;
             return;
         }
+        self.red_recent = self.red_recent.saturating_sub(1);
         let index = self.packets.partition_point(|e| e.ts < ts);
-        if self.packets.get(index).is_some_and(|e| e.ts == ts) {
-            self.stats.packets_duplicated += 1;
+        if let Some(e) = self.packets.get_mut(index).filter(|e| e.ts == ts) {
+            if e.redundant {
+                // The packet itself came after a copy of it: it takes the copy's place.
+                e.redundant = false;
+                e.packet = packet;
+            } else {
+                self.stats.packets_duplicated += 1;
+            }
             return;
         }
         self.packets.insert(
@@ -176,12 +197,114 @@ impl AudioJitterBuffer {
                 ts,
                 arrival: now,
                 packet,
+                redundant: false,
             },
         );
         while self.packets.len() > self.capacity {
             self.packets.pop_front();
             self.stats.packets_discarded += 1;
         }
+    }
+
+    /// Takes in a RED payload (RFC 2198) received at `now`: its primary block goes in as the
+    /// packet itself ([`insert`](Self::insert)); each redundant copy fills the place of an
+    /// earlier packet not received, if its time has not been played yet, and is ignored
+    /// otherwise (a duplicate). A copy waiting in the buffer is played like the packet itself,
+    /// before the FEC of the next packet or concealment would be tried, and gives way to the
+    /// packet if that arrives after all. A payload that does not parse is dropped and counted
+    /// (`red_malformed`); copies of another payload type than the primary's are skipped.
+    pub fn insert_red(&mut self, now: Instant, packet: RtpPacket) {
+        let parsed = match RedPayload::parse(&packet.payload) {
+            Ok(parsed) => parsed,
+            Err(_) => {
+                self.stats.packets_received += 1;
+                self.stats.red_malformed += 1;
+                return;
+            }
+        };
+        // At most MAX_BLOCKS blocks, kept on the stack; each a view of the payload.
+        let mut copies: [Option<(u8, u32, Bytes)>; MAX_BLOCKS] = Default::default();
+        let mut primary = None;
+        for (slot, block) in copies.iter_mut().zip(parsed.blocks()) {
+            let data = packet.payload.slice_ref(block.data);
+            if block.primary {
+                primary = Some((block.payload_type, data));
+            } else {
+                *slot = Some((block.payload_type, block.timestamp_offset, data));
+            }
+        }
+        let count = parsed.redundant_blocks();
+        let Some((payload_type, data)) = primary else {
+            self.stats.packets_received += 1;
+            self.stats.red_malformed += 1;
+            return;
+        };
+        let (ssrc, seq, timestamp) = (packet.ssrc, packet.seq, packet.timestamp);
+        self.insert(
+            now,
+            RtpPacket {
+                payload_type,
+                payload: data,
+                ..packet
+            },
+        );
+        if count == 0 || self.ssrc != Some(ssrc) {
+            return;
+        }
+        self.stats.fec_packets_received += 1;
+        let mut used = false;
+        let mut span = 0;
+        for (i, copy) in copies.iter_mut().take(count).enumerate() {
+            let Some((block_type, offset, data)) = copy.take() else {
+                continue;
+            };
+            if block_type != payload_type || data.is_empty() {
+                continue;
+            }
+            // The copies are earliest first: the last one is one packet back.
+            let back = (count - i) as u16;
+            let copy = RtpPacket {
+                seq: seq.wrapping_sub(back),
+                timestamp: timestamp.wrapping_sub(offset),
+                ssrc,
+                marker: false,
+                payload_type,
+                payload: data,
+            };
+            span = span.max(u64::from(offset));
+            used |= self.fill(now, copy);
+        }
+        if !used {
+            self.stats.fec_packets_discarded += 1;
+        }
+        self.red_span = span.min(MAX_DISTANCE as u64 * self.frame);
+        self.red_recent = FEC_MEMORY;
+    }
+
+    /// Puts a redundant copy where its packet is missing; false when it is not needed.
+    fn fill(&mut self, now: Instant, packet: RtpPacket) -> bool {
+        let ts = self.stamps.unwrap(packet.timestamp);
+        if self.position.is_some_and(|p| ts < p) {
+            return false;
+        }
+        let index = self.packets.partition_point(|e| e.ts < ts);
+        if self.packets.get(index).is_some_and(|e| e.ts == ts) {
+            return false;
+        }
+        self.packets.insert(
+            index,
+            Entry {
+                ts,
+                arrival: now,
+                packet,
+                redundant: true,
+            },
+        );
+        while self.packets.len() > self.capacity {
+            self.packets.pop_front();
+            self.stats.packets_discarded += 1;
+        }
+        true
     }
 
     /// Decides what plays next; `now` is the time of the call, when the frame is needed.
@@ -206,6 +329,7 @@ impl AudioJitterBuffer {
         self.flush_overflow(now_samples);
         self.since_stretch = self.since_stretch.saturating_add(1);
         self.was_concealing = self.concealing;
+        self.took_redundant = false;
         let position = self.position.unwrap_or(0);
         let target = self.target_samples();
 
@@ -228,7 +352,7 @@ impl AudioJitterBuffer {
                 if next_has_fec && remaining > 0 && remaining <= f {
                     match self.take(now) {
                         Some((next, arrival)) => {
-                            self.stats.fec_packets_received += 1;
+                            self.stats.fec_recovered += 1;
                             self.emitted(f, now, arrival);
                             Playout::Recover { next }
                         }
@@ -255,7 +379,8 @@ impl AudioJitterBuffer {
         let (played, missing) = match &playout {
             Playout::Recover { .. } => (2 * f, true),
             Playout::Conceal { .. } => (f, true),
-            _ => (f, false),
+            // A frame played from a copy had its own packet missing too.
+            _ => (f, self.took_redundant),
         };
         self.missing =
             self.missing * (1.0 - MISSING_WEIGHT) + if missing { MISSING_WEIGHT } else { 0.0 };
@@ -369,7 +494,7 @@ impl AudioJitterBuffer {
     /// Tells the buffer that a [`Playout::Recover`] found no FEC after all: the lost frame was
     /// concealed (the packet after it was decoded as usual).
     pub fn report_fec_missing(&mut self) {
-        self.stats.fec_packets_received = self.stats.fec_packets_received.saturating_sub(1);
+        self.stats.fec_recovered = self.stats.fec_recovered.saturating_sub(1);
         self.report_concealed(self.frame as usize);
         self.concealing = false;
     }
@@ -385,6 +510,8 @@ impl AudioJitterBuffer {
         self.frame_candidate = None;
         self.newest = None;
         self.last_arrival = None;
+        self.red_span = 0;
+        self.red_recent = 0;
         self.playing = false;
         self.position = None;
         self.generated = 0;
@@ -497,6 +624,10 @@ impl AudioJitterBuffer {
     /// Takes the front packet as the frame played at `at`; the position moves past it.
     fn take(&mut self, at: Instant) -> Option<(RtpPacket, Instant)> {
         let entry = self.packets.pop_front()?;
+        if entry.redundant {
+            self.stats.red_recovered += 1;
+            self.took_redundant = true;
+        }
         self.position = Some(entry.ts + self.frame);
         self.generated = 0;
         self.concealing = false;
@@ -537,8 +668,16 @@ impl AudioJitterBuffer {
     /// loss), before the configured minimum delay raises it.
     fn network_target_samples(&self) -> u64 {
         let max = duration_to_samples(self.config.max_delay);
-        let fec_margin = self.config.fec && self.fec_recent > 0 && self.fec_margin;
-        let extra = if fec_margin { self.frame } else { 0 };
+        // Room for what repairs a lost frame to arrive: whenever the stream carries RED
+        // copies (a sender sends them only when it sees loss), as far back as they reach;
+        // under loss, the next packet, for its FEC.
+        let fec = self.config.fec && self.fec_recent > 0 && self.fec_margin;
+        let red = if self.red_recent > 0 {
+            self.red_span
+        } else {
+            0
+        };
+        let extra = red.max(if fec { self.frame } else { 0 });
         (self.delay.quantile() + self.frame + extra).min(max)
     }
 

@@ -91,6 +91,11 @@ impl AudioPlayout {
         self.head = end.min(self.queue.len());
     }
 
+    /// Takes in a RED payload received at `now` (see [`AudioJitterBuffer::insert_red`]).
+    pub fn insert_red(&mut self, now: Instant, packet: RtpPacket) {
+        self.buffer.insert_red(now, packet);
+    }
+
     /// The jitter buffer.
     pub fn buffer(&self) -> &AudioJitterBuffer {
         &self.buffer

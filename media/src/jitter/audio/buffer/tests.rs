@@ -125,7 +125,7 @@ fn a_lost_packet_is_rebuilt_from_the_fec_of_the_next() {
     // 4 is rebuilt from 5 (both frames at once), 7 concealed, 8 rebuilt from 9.
     assert_eq!(kinds, ["s", "d0", "d1", "d2", "d3", "r5", "d6", "c", "r9"]);
     let s = b.stats();
-    assert_eq!((s.fec_packets_received, s.packets_lost), (2, 3));
+    assert_eq!((s.fec_recovered, s.packets_lost), (2, 3));
     assert_eq!((s.concealed_samples, s.concealment_events), (960, 1));
     assert_eq!(s.jitter_buffer_emitted_count, 9 * 960);
     // Frames are going missing and the stream has FEC: the target keeps a frame more.
@@ -138,7 +138,7 @@ fn once_a_lost_frame_is_concealed_the_next_packet_plays_normally() {
     assert!(matches!(b.pop(ms(start, 82)), Playout::Conceal { .. }));
     b.insert(ms(start, 100), packet(5, 4800, &WITH_FEC));
     assert!(matches!(b.pop(ms(start, 102)), Playout::Decode { .. }));
-    assert_eq!(b.stats().fec_packets_received, 0);
+    assert_eq!(b.stats().fec_recovered, 0);
 }
 
 #[test]
@@ -250,4 +250,86 @@ fn a_long_silence_stops_playout_until_packets_come_back() {
     b.insert(ms(start, 2000), packet(100, 96_000, &NO_FEC));
     assert!(matches!(b.pop(ms(start, 2000)), Playout::Silence { .. }));
     assert_eq!(seq_of(&b.pop(ms(start, 2002))), Some(100));
+}
+
+/// A RED payload of `blocks` (timestamp offset, data), earliest first, then `primary`.
+fn red(seq: u16, ts: u32, blocks: &[(u32, &[u8])], primary: &[u8]) -> RtpPacket {
+    let mut payload = Vec::new();
+    for (offset, data) in blocks {
+        let len = data.len() as u32;
+        payload.extend_from_slice(&[
+            0x80 | 111,
+            (offset >> 6) as u8,
+            (((offset & 0x3f) << 2) | (len >> 8)) as u8,
+            len as u8,
+        ]);
+    }
+    payload.push(111);
+    for (_, data) in blocks {
+        payload.extend_from_slice(data);
+    }
+    payload.extend_from_slice(primary);
+    RtpPacket {
+        payload_type: 63,
+        ..packet(seq, ts, &payload)
+    }
+}
+
+#[test]
+fn a_red_copy_fills_a_hole_and_gives_way_to_the_packet_itself() {
+    let start = Instant::now();
+    let mut b = AudioJitterBuffer::new(AudioJitterConfig::new(MONO20), start).unwrap();
+    b.insert_red(start, red(10, 0, &[], &NO_FEC));
+    // Packet 11 is lost; 12 carries a copy of it, and one of 10 (already there).
+    b.insert_red(
+        ms(start, 40),
+        red(12, 1920, &[(1920, &[9, 10]), (960, &[9, 11])], &NO_FEC),
+    );
+    assert_eq!(b.len(), 3);
+    let s = b.stats();
+    assert_eq!((s.fec_packets_received, s.fec_packets_discarded), (1, 0));
+    assert_eq!(s.packets_duplicated, 0);
+    // Packet 11 itself comes after all: it takes the copy's place, no duplicate counted.
+    b.insert(ms(start, 45), packet(11, 960, &NO_FEC));
+    assert_eq!((b.len(), b.stats().packets_duplicated), (3, 0));
+    // (The copies reach two frames back: the buffer waits for them before it starts.)
+    let played: Vec<_> = (0..3)
+        .map(|k| b.pop(ms(start, 200 + 20 * k)))
+        .map(|p| match p {
+            Playout::Decode { packet, .. } => packet.payload.to_vec(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(played[1], NO_FEC.to_vec(), "the packet, not the copy");
+    assert_eq!(b.stats().red_recovered, 0);
+}
+
+#[test]
+fn a_red_copy_is_played_in_place_of_a_lost_packet_and_counted() {
+    let start = Instant::now();
+    let mut b = AudioJitterBuffer::new(AudioJitterConfig::new(MONO20), start).unwrap();
+    b.insert_red(start, red(10, 0, &[], &NO_FEC));
+    b.insert_red(ms(start, 40), red(12, 1920, &[(960, &[9, 11])], &NO_FEC));
+    let played: Vec<_> = (0..3)
+        .map(|k| seq_of(&b.pop(ms(start, 60 + 20 * k))))
+        .collect();
+    assert_eq!(played, [Some(10), Some(11), Some(12)]);
+    let s = b.stats();
+    assert_eq!((s.red_recovered, s.concealed_samples), (1, 0));
+    // A late copy of what was played is not needed.
+    b.insert_red(ms(start, 120), red(13, 2880, &[(1920, &[9, 11])], &NO_FEC));
+    assert_eq!(b.stats().fec_packets_discarded, 1);
+}
+
+#[test]
+fn malformed_red_is_dropped_and_counted() {
+    let start = Instant::now();
+    let mut b = AudioJitterBuffer::new(AudioJitterConfig::new(MONO20), start).unwrap();
+    let bad = RtpPacket {
+        payload_type: 63,
+        ..packet(1, 0, &[0x80 | 111, 0, 4])
+    };
+    b.insert_red(start, bad);
+    let s = b.stats();
+    assert_eq!((s.red_malformed, s.packets_received, b.len()), (1, 1, 0));
 }
