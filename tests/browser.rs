@@ -13,10 +13,13 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::{Mutex, MutexGuard};
+
 use base64::Engine;
+use common::netns::{self, Inside, Netns};
 use common::World;
 use duet::client::{Client, ClientConfig, ClientEvent, ClientEvents};
 use duet_signaling::protocol::{Status, UserName};
@@ -133,17 +136,15 @@ struct Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium, or says why it cannot.
-    fn start() -> Result<Browser, String> {
-        let chromium = find_binary("DUET_CHROMIUM", &["chromium", "chromium-browser"])
-            .ok_or("chromium is not installed (scripts/setup.sh installs it)")?;
-        let chromedriver = find_binary("DUET_CHROMEDRIVER", &["chromedriver"])
-            .ok_or("chromedriver is not installed (scripts/setup.sh installs chromium-driver)")?;
+    /// Starts chromedriver and a headless Chromium inside `netns`; the calling thread must be
+    /// inside it too (see [`Stage`]).
+    fn start(netns: &Netns, chromium: PathBuf, chromedriver: PathBuf) -> Result<Browser, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        let child = Command::new(&chromedriver)
+        let child = netns
+            .command(&chromedriver)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -176,11 +177,13 @@ impl Browser {
             "--disable-sync",
             "--window-size=1000,640",
             // Calls: the fake camera and microphone, granted without asking; remote audio plays
-            // without a click; host candidates carry addresses rather than mDNS `.local` names.
+            // without a click; host candidates carry addresses rather than mDNS `.local` names,
+            // and the loopback interface (the only one in the test's namespace) is used for them.
             "--use-fake-device-for-media-stream",
             "--use-fake-ui-for-media-stream",
             "--autoplay-policy=no-user-gesture-required",
             "--disable-features=WebRtcHideLocalIpsWithMdns",
+            "--allow-loopback-in-peer-connection",
         ]
         .map(String::from)
         .into_iter()
@@ -309,29 +312,86 @@ fn next_event(
     })
 }
 
-/// A headless Chromium, or `None` (the test is skipped, saying why) when there is none outside CI.
-fn browser_or_skip() -> Option<Browser> {
-    match Browser::start() {
-        Ok(b) => Some(b),
-        Err(why) if std::env::var_os("CI").is_some() => {
-            panic!("the browser test needs headless Chromium: {why}")
+/// One browser test at a time: each runs a browser, a server and duet processes on two cores,
+/// and the figures they measure would be those of the machine's load.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A browser test's world, all of it inside a network namespace of its own whose only
+/// interface is `lo`: chromedriver and Chromium, `duet serve` and the `duet` processes. The
+/// test's thread is inside it too while the stage lives (its WebDriver connections and
+/// in-process clients are made there), so nothing the test starts can reach the host's own
+/// interfaces. Dropped (also when the test fails), the browser quits, the processes end, the
+/// thread goes back to its namespace and the namespace is deleted.
+struct Stage {
+    browser: Browser,
+    world: World,
+    _inside: Inside,
+    netns: Netns,
+    _one: MutexGuard<'static, ()>,
+}
+
+impl Stage {
+    /// A stage with `users` on its server; `None` (the test is skipped, saying why) when
+    /// there is no Chromium or no namespaces outside CI.
+    fn new(users: &[&str]) -> Option<Stage> {
+        let one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        match Stage::try_new(users, one) {
+            Ok(stage) => Some(stage),
+            Err(why) if std::env::var_os("CI").is_some() => {
+                panic!("the browser test needs headless Chromium in a network namespace: {why}")
+            }
+            Err(why) => {
+                eprintln!("skipping the browser test: {why}");
+                None
+            }
         }
-        Err(why) => {
-            eprintln!("skipping the browser test: {why}");
-            None
+    }
+
+    fn try_new(users: &[&str], one: MutexGuard<'static, ()>) -> Result<Stage, String> {
+        let chromium = find_binary("DUET_CHROMIUM", &["chromium", "chromium-browser"])
+            .ok_or("chromium is not installed (scripts/setup.sh installs it)")?;
+        let chromedriver = find_binary("DUET_CHROMEDRIVER", &["chromedriver"])
+            .ok_or("chromedriver is not installed (scripts/setup.sh installs chromium-driver)")?;
+        if let Some(why) = netns::unavailable() {
+            return Err(why);
         }
+        let netns = Netns::new("duet-br");
+        let inside = netns.enter();
+        let world = World::inside(users, &netns);
+        let browser = Browser::start(&netns, chromium, chromedriver)?;
+        Ok(Stage {
+            browser,
+            world,
+            _inside: inside,
+            netns,
+            _one: one,
+        })
+    }
+
+    /// The page of the stage's server.
+    fn page(&self) -> String {
+        self.world.url.replacen("ws://", "http://", 1)
+    }
+
+    /// A runtime whose threads make their sockets inside the stage's namespace.
+    fn runtime(&self) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .on_thread_start(self.netns.thread_hook())
+            .build()
+            .expect("a runtime")
     }
 }
 
 #[test]
 fn the_web_client_chats_with_a_native_contact() {
-    let Some(browser) = browser_or_skip() else {
+    let Some(stage) = Stage::new(&["alice", "bob", "carol"]) else {
         return;
     };
-    let world = World::new(&["alice", "bob", "carol"]);
-    let page = world.url.replacen("ws://", "http://", 1);
+    let (browser, world, page) = (&stage.browser, &stage.world, stage.page());
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt = stage.runtime();
     let config = ClientConfig::new(
         world.url.clone(),
         UserName::new("bob").unwrap(),
@@ -557,6 +617,39 @@ fn media_flowed_both_ways(stats: &Value, report: &Value) {
     );
 }
 
+/// Asserts that every ICE candidate of the call, Chromium's own (`local-candidate`) and duet's
+/// as Chromium learned them (`remote-candidate`, signaled or peer-reflexive), is on the
+/// loopback interface (or an mDNS name): the call never touched another interface.
+fn only_loopback_candidates(stats: &Value) {
+    let all = stats.as_array().expect("statistics");
+    let mut seen = Vec::new();
+    for kind in ["local-candidate", "remote-candidate"] {
+        let addresses: Vec<String> = all
+            .iter()
+            .filter(|s| s["type"] == kind)
+            .map(|s| {
+                s["address"]
+                    .as_str()
+                    .or(s["ip"].as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert!(
+            !addresses.is_empty(),
+            "no {kind} in the browser's statistics"
+        );
+        for a in &addresses {
+            assert!(
+                a == "127.0.0.1" || a == "::1" || a.ends_with(".local"),
+                "a {kind} off the loopback interface: {a} (all: {addresses:?})"
+            );
+        }
+        seen.push(format!("{kind}s {addresses:?}"));
+    }
+    eprintln!("ICE candidates: {}", seen.join(", "));
+}
+
 /// Checks what the call negotiated, from the browser's side: Opus and H.264 constrained baseline
 /// (42e01f, packetization-mode 1) in use as the browser's statistics name them, and prints the
 /// DTLS roles of both descriptions.
@@ -616,11 +709,10 @@ fn call_stats(browser: &Browser, call: &str) -> Value {
 
 #[test]
 fn the_browser_calls_native_duet() {
-    let Some(browser) = browser_or_skip() else {
+    let Some(stage) = Stage::new(&["alice", "bob"]) else {
         return;
     };
-    let world = World::new(&["alice", "bob"]);
-    let page = world.url.replacen("ws://", "http://", 1);
+    let (browser, world, page) = (&stage.browser, &stage.world, stage.page());
     let bob = world.answer("bob", &["--auto", "--json"]);
     browser.goto(&page);
     duet_js_login(&browser, "alice", &world.token("alice"));
@@ -641,12 +733,17 @@ fn the_browser_calls_native_duet() {
         "return t.result !== null",
         Duration::from_secs(25),
     );
-    assert_eq!(browser.eval("return t.result"), json!("connected"));
+    let result = browser.eval("return t.result");
+    if result != json!("connected") {
+        let (_, _, stderr) = bob.finish(Duration::from_secs(30));
+        panic!("the call did not connect: {result}\nduet answer: {stderr}");
+    }
     eprintln!("connected {:?} after calling", started.elapsed());
 
     std::thread::sleep(Duration::from_secs(10));
     let stats = call_stats(&browser, "t.call");
-    negotiated_opus_and_h264(&browser, "t.call", &stats);
+    negotiated_opus_and_h264(browser, "t.call", &stats);
+    only_loopback_candidates(&stats);
     browser.eval("t.call.hangUp()");
     let (status, stdout, stderr) = bob.finish(Duration::from_secs(20));
     assert!(status.success(), "duet answer: {status:?}\n{stderr}");
@@ -656,11 +753,10 @@ fn the_browser_calls_native_duet() {
 
 #[test]
 fn native_duet_calls_the_web_client() {
-    let Some(browser) = browser_or_skip() else {
+    let Some(stage) = Stage::new(&["alice", "bob"]) else {
         return;
     };
-    let world = World::new(&["alice", "bob"]);
-    let page = world.url.replacen("ws://", "http://", 1);
+    let (browser, world, page) = (&stage.browser, &stage.world, stage.page());
     browser.goto(&page);
     browser.type_into("#user", "alice");
     browser.type_into("#token", &world.token("alice"));
@@ -707,7 +803,9 @@ fn native_duet_calls_the_web_client() {
          }, 100);",
     );
     std::thread::sleep(Duration::from_secs(5));
-    negotiated_opus_and_h264(&browser, "duet.call", &call_stats(&browser, "duet.call"));
+    let stats = call_stats(browser, "duet.call");
+    negotiated_opus_and_h264(browser, "duet.call", &stats);
+    only_loopback_candidates(&stats);
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-call.png");
     browser.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());
