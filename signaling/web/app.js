@@ -19,6 +19,10 @@ let incoming = null;
 let localStream = null;
 let statsTimer = null;
 let lastSample = null;
+/** Stamps read from the remote video (latency from its pixels, when the peer stamps them). */
+let stampReader = null;
+/** `?camera=pattern`: send duet's stamped test pattern instead of the camera. */
+const PATTERN = new URLSearchParams(globalThis.location.search).get('camera') === 'pattern';
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -242,6 +246,11 @@ async function send(text) {
 
 async function camera(video) {
   try {
+    if (video && PATTERN) {
+      const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+      const pattern = Duet.stampedPattern({ width: 320, height: 240, fps: 30 });
+      return new MediaStream([...mic.getAudioTracks(), ...pattern.getVideoTracks()]);
+    }
     return await navigator.mediaDevices.getUserMedia({ audio: true, video: video ? { width: 640, height: 480 } : false });
   } catch (err) {
     showError('call-error', new Error(`No camera or microphone (${err.name}): the call only receives.`));
@@ -336,6 +345,7 @@ function showCall(status) {
 function inCall() {
   const c = call;
   $('remote-video').srcObject = c.remoteStream;
+  stampReader = Duet.readStamps($('remote-video'));
   $('call-status').textContent = `In a call with ${c.peer}`;
   c.on('ended', (e) => {
     if (call !== c) return;
@@ -348,6 +358,7 @@ function inCall() {
 }
 
 function callOver(message) {
+  if (stampReader) stampReader.stop();
   clearInterval(statsTimer);
   statsTimer = null;
   stopCamera();
@@ -388,6 +399,8 @@ async function showStats(c) {
     rows.push(['out', `${((8 * (now.sent - lastSample.sent)) / seconds / 1000).toFixed(0)} kbit/s`]);
   }
   lastSample = now;
+  const latency = stampReader && stampReader.p50();
+  if (latency !== null) rows.push(['latency', `${latency.toFixed(0)} ms (stamps, p50)`]);
   if (call !== c) return;
   $('call-stats').replaceChildren(...rows.map(([name, value]) => {
     const row = el('div');
@@ -467,6 +480,7 @@ $('composer').addEventListener('submit', (e) => {
 globalThis.duet = Object.freeze({
   get client() { return client; },
   get call() { return call; },
+  get stamps() { return stampReader; },
 });
 
 restore();
