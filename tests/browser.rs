@@ -22,6 +22,16 @@ use base64::Engine;
 use common::netns::{self, Inside, Netns};
 use common::World;
 use duet::client::{Client, ClientConfig, ClientEvent, ClientEvents};
+use duet_media::audio::synth::Tone;
+use duet_media::call::pump::{LocalAudio, LocalMedia, LocalVideo, MediaPump};
+use duet_media::call::{
+    CallConfig, CallEvent, CallEvents, CallSession, CallSinks, EndReason, Signal,
+};
+use duet_media::codec::h264::H264Config;
+use duet_media::codec::opus::OpusConfig;
+use duet_media::video::pattern::TestPattern;
+use duet_media::video::stamp::wall_epoch;
+use duet_media::{AudioFormat, Channels, FrameDuration};
 use duet_signaling::protocol::{Status, UserName};
 use serde_json::{json, Value};
 
@@ -924,4 +934,162 @@ fn native_duet_calls_the_web_client() {
     let report = common::json(&stdout);
     media_flowed_both_ways(&stats, &report);
     clean_both_ways(&stats, &report, &stamps);
+}
+
+/// Moves the signals between the page's `t.out` (what the browser's session emitted) and the
+/// in-process session, both ways, once; returns the Rust side's other events.
+fn carry_signals(
+    rt: &tokio::runtime::Runtime,
+    browser: &Browser,
+    session: &CallSession,
+    events: &mut CallEvents,
+) -> Vec<CallEvent> {
+    let mut other = Vec::new();
+    while let Some(event) = events.try_recv() {
+        match event {
+            CallEvent::Signal(signal) => {
+                let text = serde_json::to_string(&signal).expect("a signal as JSON");
+                // As text, as a messenger's channel would carry it.
+                browser.eval(&format!("t.session.handleSignal({});", json!(text)));
+            }
+            event => other.push(event),
+        }
+    }
+    let out = browser.eval("return t.out.splice(0)");
+    for signal in out.as_array().expect("the page's signals") {
+        let signal: Signal = serde_json::from_value(signal.clone()).unwrap_or_else(|e| {
+            panic!("the browser sent a signal duet does not read ({e}): {signal}")
+        });
+        rt.block_on(session.handle_signal(signal))
+            .expect("duet takes the browser's signal");
+    }
+    other
+}
+
+#[test]
+fn duet_js_call_session_reaches_a_native_call_session_over_signals_the_test_carries() {
+    let Some(stage) = Stage::new(&["alice"]) else {
+        return;
+    };
+    let browser = &stage.browser;
+    browser.goto(&stage.page());
+    // The page's session, its signals collected in `t.out` for the test to carry.
+    let ready = browser.eval_async(
+        "const done = arguments[arguments.length - 1];
+         (async () => {
+           const { Duet } = await import('/duet.js');
+           const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+           const pattern = Duet.stampedPattern({ width: 320, height: 240, fps: 30 });
+           const stream = new MediaStream([...mic.getAudioTracks(), ...pattern.getVideoTracks()]);
+           const out = [];
+           const session = Duet.callSession({ stream, onSignal: (s) => out.push(s) });
+           window.t = { session, out, ended: null };
+           session.on('ended', (e) => { t.ended = e; });
+           return 'ok';
+         })().then(done, (e) => done(`failed: ${e.message}`));",
+    );
+    assert_eq!(ready, json!("ok"));
+
+    // The native side, in this process (inside the stage's namespace): duet-media's
+    // CallSession, the caller.
+    let rt = stage.runtime();
+    let format = AudioFormat {
+        channels: Channels::Mono,
+        frame: FrameDuration::Ms20,
+    };
+    let (session, mut events) = rt
+        .block_on(CallSession::new(
+            CallConfig::new(Some(format), true),
+            CallSinks::default(),
+        ))
+        .expect("a native session");
+    rt.block_on(session.start()).expect("the offer");
+    let deadline = Instant::now() + WAIT;
+    let mut connected = false;
+    while !(connected && browser.eval("return t.session.state") == json!("connected")) {
+        for event in carry_signals(&rt, browser, &session, &mut events) {
+            match event {
+                CallEvent::Connected => connected = true,
+                CallEvent::Ended(reason) => panic!("the native session ended: {reason}"),
+                CallEvent::Signal(_) => {}
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not connected within {WAIT:?} (native: {connected}, browser: {})",
+            browser.eval("return t.session.state")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // duet sends a tone and its test pattern; the browser its fake microphone and pattern.
+    let now = Instant::now();
+    let media = LocalMedia {
+        audio: Some(LocalAudio {
+            source: Box::new(Tone::new(format, 440.0, 0.3, now)),
+            opus: OpusConfig::voice(format),
+        }),
+        video: Some(LocalVideo {
+            source: Box::new(
+                TestPattern::new(320, 240, 30, now)
+                    .expect("a pattern")
+                    .with_epoch(wall_epoch()),
+            ),
+            h264: H264Config {
+                width: 320,
+                height: 240,
+                bitrate_bps: 300_000,
+                fps: 30.0,
+                keyframe_interval: 0,
+            },
+        }),
+    };
+    let pump = {
+        let _in_runtime = rt.enter();
+        MediaPump::start(session.sender(), media).expect("media flows")
+    };
+    browser.eval(
+        "const video = document.createElement('video');
+         video.autoplay = true;
+         video.muted = true;
+         video.srcObject = t.session.remoteStream;
+         document.body.append(video);",
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let stats = call_stats(browser, "t.session");
+    let native = rt.block_on(session.refresh_stats());
+    pump.stop().expect("the pump stops");
+
+    only_loopback_candidates(&stats);
+    let audio = inbound(&stats, "audio");
+    let video = inbound(&stats, "video");
+    eprintln!(
+        "browser: {} audio packets, {} frames decoded; duet: {} audio packets, {} frames decoded",
+        audio["packetsReceived"],
+        video["framesDecoded"],
+        native.audio.jitter.packets_received,
+        native.video.frames_decoded,
+    );
+    assert!(number(&audio["packetsReceived"]) > 50.0, "{audio}");
+    assert!(number(&video["framesDecoded"]) > 30.0, "{video}");
+    assert!(native.audio.jitter.packets_received > 50, "{native:?}");
+    assert!(native.video.frames_decoded > 30, "{native:?}");
+
+    // The browser hangs up: its end signal, carried like the others, ends the native session.
+    browser.eval("t.session.hangUp('bye')");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ended = carry_signals(&rt, browser, &session, &mut events)
+            .into_iter()
+            .find_map(|e| match e {
+                CallEvent::Ended(reason) => Some(reason),
+                _ => None,
+            });
+        if let Some(reason) = ended {
+            assert_eq!(reason, EndReason::RemoteHungUp("bye".into()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the native session did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

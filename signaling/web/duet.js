@@ -774,6 +774,59 @@ export function connect({ server, user, token, status, note } = {}) {
 }
 
 
+/**
+ * A call without duet's server: the application carries the signals itself, over whatever
+ * channel it has (its own messenger's), to a native duet `CallSession` or another
+ * `callSession`. The signals are duet-media's `Signal`s as JSON objects (see `DuetCall`).
+ *
+ *   const session = Duet.callSession({ stream, onSignal: (s) => myChannel.send(JSON.stringify(s)) });
+ *   myChannel.onmessage = (text) => session.handleSignal(JSON.parse(text));
+ *   session.start();            // on the side that offers, as CallSession::start; the other answers
+ *   await session.connected;    // then session.remoteStream, session.stats(), session.hangUp()
+ *
+ * `onSignal(signal)` gets every signal to carry, in order; `handleSignal(signal)` takes the
+ * peer's (an object or its JSON text). `stream` is what this side sends (null: only receive),
+ * `video` whether the call carries video (by default: when `stream` has a video track),
+ * `iceServers` RTCIceServer objects (none by default: host candidates only). The session is a
+ * `DuetCall` (`state`, `remoteStream`, `stats()`, `hangUp()`, events `connected`, `track`,
+ * `ended`) whose `id` and `peer` are null; it gives up when not connected 20 s after it was
+ * made.
+ */
+export function callSession({ onSignal, stream = null, video = undefined, iceServers = [] } = {}) {
+  if (typeof onSignal !== 'function') throw new DuetError('invalid', 'callSession needs onSignal(signal)');
+  const carrier = {
+    iceServers,
+    _send(msg) {
+      if (msg.type === 'signal') onSignal(msg.signal);
+    },
+    _release() {},
+    _emit() {},
+  };
+  const withVideo = video ?? (stream ? stream.getVideoTracks().length > 0 : true);
+  const session = new DuetCall(carrier, null, null, withVideo, stream, false);
+  /** Takes one of the peer's signals (an object, or its JSON text); a bad one is ignored. */
+  session.handleSignal = (signal) => {
+    let parsed = signal;
+    if (typeof signal === 'string') {
+      try {
+        parsed = JSON.parse(signal);
+      } catch (_) {
+        console.warn('duet: a signal that is not JSON was ignored');
+        return;
+      }
+    }
+    session._onSignal(parsed);
+  };
+  /** Makes the offer: call it on one side only. */
+  session.start = () => {
+    if (session.caller || session.state !== 'connecting') return;
+    session.caller = true;
+    session._serial(() => session._offer());
+  };
+  session._answer();
+  return session;
+}
+
 // ---- Stamps: duet's frame stamp code (media/src/video/stamp.rs), drawn and read in a browser ----
 //
 // A band at the top of the picture carries 80 bits in square cells (8 px below 640 px of
@@ -963,6 +1016,7 @@ export function readStamps(video) {
 
 /** duet's browser API. */
 export const Duet = {
-  connect, DuetError, DuetClient, DuetCall, IncomingCall, stampedPattern, readStamps, stampBandHeight,
+  connect, DuetError, DuetClient, DuetCall, IncomingCall, callSession, stampedPattern, readStamps,
+  stampBandHeight,
 };
 export default Duet;
