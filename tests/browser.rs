@@ -23,15 +23,20 @@ use common::netns::{self, Inside, Netns};
 use common::World;
 use duet::client::{Client, ClientConfig, ClientEvent, ClientEvents};
 use duet_media::audio::synth::Tone;
+use duet_media::audio::wav::WavSource;
+use duet_media::audio::AudioSource;
 use duet_media::call::pump::{LocalAudio, LocalMedia, LocalVideo, MediaPump};
 use duet_media::call::{
     CallConfig, CallEvent, CallEvents, CallSession, CallSinks, EndReason, Signal,
 };
 use duet_media::codec::h264::H264Config;
 use duet_media::codec::opus::OpusConfig;
+use duet_media::frame::{AudioFrame, VideoFrame};
 use duet_media::video::pattern::TestPattern;
 use duet_media::video::stamp::wall_epoch;
-use duet_media::{AudioFormat, Channels, FrameDuration};
+use duet_media::video::y4m::Y4mSource;
+use duet_media::video::VideoSource;
+use duet_media::{AudioFormat, Channels, FrameDuration, Read as Got};
 use duet_signaling::protocol::{Status, UserName};
 use serde_json::{json, Value};
 
@@ -627,6 +632,53 @@ fn media_flowed_both_ways(stats: &Value, report: &Value) {
     );
 }
 
+/// Checks what bob saved of alice's call: her fake microphone's beeps (every half second) and
+/// her pattern before she muted and turned the camera off, silence and black pictures in the
+/// last second after.
+fn muted_and_black_at_the_end(wav: &std::path::Path, y4m: &std::path::Path) {
+    let format = AudioFormat {
+        channels: Channels::Mono,
+        frame: FrameDuration::Ms20,
+    };
+    let mut source = WavSource::open(wav, format).expect("bob's recording");
+    let mut frame = AudioFrame::silent(format, Instant::now());
+    let mut samples: Vec<i16> = Vec::new();
+    while let Ok(Got::Frame) = source.read(Instant::now(), &mut frame) {
+        samples.extend_from_slice(&frame.samples);
+    }
+    let second = 48_000;
+    assert!(samples.len() > 5 * second, "{} samples", samples.len());
+    let peak = |part: &[i16]| part.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+    // The recording may begin with the ringing; the mute comes 3 s or more before the end.
+    let (before, after) = (
+        peak(&samples[..samples.len() - 7 * second / 2]),
+        peak(&samples[samples.len() - second..]),
+    );
+    eprintln!(
+        "bob heard: peak {before} until 3.5 s before the end, {after} in the last second (muted)"
+    );
+    assert!(before > 1000, "no beeps before muting: peak {before}");
+    assert!(after < 100, "sound after muting: peak {after}");
+
+    let mut source = Y4mSource::open(y4m).expect("bob's video");
+    let (w, h) = source.size();
+    let mut picture = VideoFrame::black(w, h, Instant::now()).expect("a picture");
+    // Mean luma below the stamp band of each picture.
+    let band = duet_media::video::stamp::stamp_band_height(w, h) as usize;
+    let mut means = Vec::new();
+    while let Ok(Got::Frame) = source.read(Instant::now(), &mut picture) {
+        let luma = &picture.data[band * w as usize..(w * h) as usize];
+        means.push(luma.iter().map(|&p| f64::from(p)).sum::<f64>() / luma.len() as f64);
+    }
+    let first = means[..means.len() / 2].iter().copied().fold(0.0, f64::max);
+    let last = means[means.len() - 1];
+    eprintln!(
+        "bob saw: mean luma up to {first:.0} in the first half, {last:.0} at the end (camera off)"
+    );
+    assert!(first > 40.0, "the pattern is not there before: {first}");
+    assert!(last < 25.0, "the picture is not black after: {last}");
+}
+
 /// The browser's `outbound-rtp` statistics of `kind`.
 fn outbound<'a>(stats: &'a Value, kind: &str) -> &'a Value {
     stats
@@ -887,7 +939,20 @@ fn native_duet_calls_the_web_client() {
     assert!(stderr.contains("declined"), "{stderr}");
     assert_eq!(browser.eval("return duet.call"), Value::Null);
 
-    let bob = world.call("bob", "alice", &["--seconds", "8", "--json"]);
+    let (wav, y4m) = (world.path("bob.wav"), world.path("bob.y4m"));
+    let bob = world.call(
+        "bob",
+        "alice",
+        &[
+            "--seconds",
+            "9",
+            "--json",
+            "--save-audio",
+            wav.to_str().unwrap(),
+            "--save-video",
+            y4m.to_str().unwrap(),
+        ],
+    );
     browser.wait_for(
         "the incoming call",
         "return !document.getElementById('incoming').hidden \
@@ -922,6 +987,17 @@ fn native_duet_calls_the_web_client() {
     browser.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());
 
+    // Mute and camera off for the rest of the call: bob hears silence and sees black.
+    browser.click("#mute");
+    browser.click("#camera");
+    assert_eq!(
+        browser.eval(
+            "return [document.getElementById('mute').textContent, \
+             ...duet.call.localStream.getTracks().map((t) => `${t.kind} ${t.enabled}`)]"
+        ),
+        json!(["Unmute", "audio false", "video false"])
+    );
+
     let (status, stdout, stderr) = bob.finish(Duration::from_secs(30));
     assert!(status.success(), "duet call: {status:?}\n{stderr}");
     browser.wait_for(
@@ -934,6 +1010,7 @@ fn native_duet_calls_the_web_client() {
     let report = common::json(&stdout);
     media_flowed_both_ways(&stats, &report);
     clean_both_ways(&stats, &report, &stamps);
+    muted_and_black_at_the_end(&wav, &y4m);
 }
 
 /// Moves the signals between the page's `t.out` (what the browser's session emitted) and the

@@ -336,7 +336,28 @@ function declineCall() {
   inc.decline().catch((err) => showError('call-error', err));
 }
 
+/**
+ * Mute or camera off: the local tracks of `kind` stop (or start again) sending what they
+ * capture; the peer then gets silence, or black pictures.
+ */
+function setSending(kind, button, onText, offText) {
+  const off = $(button).getAttribute('aria-pressed') !== 'true';
+  if (localStream) {
+    for (const t of localStream.getTracks()) if (t.kind === kind) t.enabled = !off;
+  }
+  $(button).setAttribute('aria-pressed', String(off));
+  $(button).textContent = off ? offText : onText;
+}
+
+function resetToggles() {
+  for (const [id, text] of [['mute', 'Mute'], ['camera', 'Camera off']]) {
+    $(id).setAttribute('aria-pressed', 'false');
+    $(id).textContent = text;
+  }
+}
+
 function showCall(status) {
+  resetToggles();
   $('call-status').textContent = status;
   $('call-stats').replaceChildren();
   $('call-view').hidden = false;
@@ -442,6 +463,8 @@ $('call-peer').addEventListener('click', () => {
 });
 $('accept-call').addEventListener('click', acceptCall);
 $('decline-call').addEventListener('click', declineCall);
+$('mute').addEventListener('click', () => setSending('audio', 'mute', 'Mute', 'Unmute'));
+$('camera').addEventListener('click', () => setSending('video', 'camera', 'Camera off', 'Camera on'));
 $('hangup').addEventListener('click', () => {
   const c = call;
   if (!c) return;
