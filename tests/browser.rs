@@ -868,7 +868,7 @@ fn the_browser_calls_native_duet() {
     let (browser, world, page) = (&stage.browser, &stage.world, stage.page());
     let bob = world.answer("bob", &["--auto", "--json"]);
     browser.goto(&page);
-    duet_js_login(&browser, "alice", &world.token("alice"));
+    duet_js_login(browser, "alice", &world.token("alice"));
 
     let started = Instant::now();
     browser.eval(
