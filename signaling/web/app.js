@@ -389,7 +389,7 @@ function callOver(message) {
   renderContacts();
 }
 
-/** RTT, loss and bitrates from the browser's getStats, once a second. */
+/** RTT, loss, bitrates and the audio jitter buffer's mean wait from the browser's getStats, once a second. */
 async function showStats(c) {
   let stats;
   try {
@@ -397,7 +397,7 @@ async function showStats(c) {
   } catch (_) {
     return;
   }
-  const now = { t: performance.now(), sent: 0, received: 0, lost: 0, packets: 0 };
+  const now = { t: performance.now(), sent: 0, received: 0, lost: 0, packets: 0, wait: 0, emitted: 0 };
   let rtt = null;
   for (const s of stats) {
     if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined) {
@@ -408,6 +408,10 @@ async function showStats(c) {
       now.received += s.bytesReceived || 0;
       now.lost += Math.max(0, s.packetsLost || 0);
       now.packets += s.packetsReceived || 0;
+      if (s.kind === 'audio') {
+        now.wait += s.jitterBufferDelay || 0;
+        now.emitted += s.jitterBufferEmittedCount || 0;
+      }
     }
   }
   const rows = [['RTT', rtt === null ? '–' : `${rtt.toFixed(rtt < 10 ? 1 : 0)} ms`]];
@@ -418,6 +422,9 @@ async function showStats(c) {
     rows.push(['loss', expected > 0 ? `${((100 * lost) / expected).toFixed(1)} %` : '–']);
     rows.push(['in', `${((8 * (now.received - lastSample.received)) / seconds / 1000).toFixed(0)} kbit/s`]);
     rows.push(['out', `${((8 * (now.sent - lastSample.sent)) / seconds / 1000).toFixed(0)} kbit/s`]);
+    // The W3C mean wait of the audio played over the last second.
+    const emitted = now.emitted - lastSample.emitted;
+    if (emitted > 0) rows.push(['jitter buffer', `${((1000 * (now.wait - lastSample.wait)) / emitted).toFixed(0)} ms`]);
   }
   lastSample = now;
   const latency = stampReader && stampReader.p50();
