@@ -1013,6 +1013,28 @@ fn native_duet_calls_the_web_client() {
     muted_and_black_at_the_end(&wav, &y4m);
 }
 
+/// Asserts that every candidate a signal carries (a candidate signal, or `a=candidate` lines
+/// of a description) names a loopback address (or an mDNS name).
+fn on_loopback(signal: &Signal, whose: &str) {
+    let candidates: Vec<&str> = match signal {
+        Signal::Candidate { candidate, .. } => vec![candidate.as_str()],
+        Signal::Offer { sdp } | Signal::Answer { sdp } => sdp
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("a="))
+            .filter(|l| l.starts_with("candidate:"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for candidate in candidates {
+        // candidate:FOUNDATION COMPONENT PROTOCOL PRIORITY ADDRESS PORT typ TYPE ...
+        let address = candidate.split_whitespace().nth(4).unwrap_or_default();
+        assert!(
+            address == "127.0.0.1" || address == "::1" || address.ends_with(".local"),
+            "{whose} candidate is off the loopback interface: {candidate}"
+        );
+    }
+}
+
 /// Moves the signals between the page's `t.out` (what the browser's session emitted) and the
 /// in-process session, both ways, once; returns the Rust side's other events.
 fn carry_signals(
@@ -1025,6 +1047,7 @@ fn carry_signals(
     while let Some(event) = events.try_recv() {
         match event {
             CallEvent::Signal(signal) => {
+                on_loopback(&signal, "duet's");
                 let text = serde_json::to_string(&signal).expect("a signal as JSON");
                 // As text, as a messenger's channel would carry it.
                 browser.eval(&format!("t.session.handleSignal({});", json!(text)));
@@ -1037,6 +1060,7 @@ fn carry_signals(
         let signal: Signal = serde_json::from_value(signal.clone()).unwrap_or_else(|e| {
             panic!("the browser sent a signal duet does not read ({e}): {signal}")
         });
+        on_loopback(&signal, "the browser's");
         rt.block_on(session.handle_signal(signal))
             .expect("duet takes the browser's signal");
     }

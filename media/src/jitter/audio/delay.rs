@@ -27,10 +27,11 @@ const QUANTILE: f64 = 0.95;
 const FORGET: f64 = 0.983;
 /// The histogram takes the largest relative delay of each interval this long.
 const INTERVAL: Duration = Duration::from_millis(500);
-/// Weight kept by the histogram at each interval: 0.95 forgets with a time constant of 20
-/// intervals (10 s); a target raised by late packets comes down within about half a minute
-/// of the last one.
-const FORGET_INTERVAL: f64 = 0.95;
+/// Weight kept by the histogram at each interval: 0.8 forgets with a time constant of 4.5
+/// intervals (about 2 s), so late packets a few seconds apart keep their room, and a target
+/// raised by a spike of jitter comes down within about 7 s of its end (NetEq, which forgets
+/// over tens of seconds, keeps it far longer).
+const FORGET_INTERVAL: f64 = 0.8;
 /// While the histogram is young, packet n weighs `START_WEIGHT / (n + 1)`, an average that
 /// turns into exponential forgetting once that drops below `1 - FORGET`.
 const START_WEIGHT: f64 = 2.0;
@@ -122,9 +123,14 @@ impl DelayManager {
         self.fastest.capacity()
     }
 
-    /// The 95th percentile of relative delay, in samples; 0 before any packet.
+    /// The 95th percentile of relative delay, in samples; 0 before any packet. The half second
+    /// under way counts at once with its largest delay so far, so the target rises with the
+    /// first late packet rather than when the interval closes.
     pub(crate) fn quantile(&self) -> u64 {
-        self.quantile
+        let running = self.interval.map_or(0, |(_, largest)| {
+            (largest / BUCKET as u64 + 1) * BUCKET as u64
+        });
+        self.quantile.max(running)
     }
 
     /// Adds `relative` to the histogram, which keeps `keep` of its weight, or less while
