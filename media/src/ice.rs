@@ -10,6 +10,9 @@
 //! assert!(setup.has_turn());
 //! ```
 
+use std::sync::OnceLock;
+
+use rtc::ice::mdns::MulticastDnsMode;
 use webrtc::peer_connection::{
     RTCConfiguration, RTCConfigurationBuilder, RTCIceServer, RTCIceTransportPolicy, RTCStatsReport,
     RTCStatsReportEntry,
@@ -247,9 +250,41 @@ pub fn candidate_type(candidate: &str) -> Option<&str> {
     words.next()
 }
 
+/// How the WebRTC stack uses mDNS on this machine: query-only (a peer's `.local` host
+/// candidates, as browsers send them, are asked for on the local network) when a socket can
+/// join the mDNS group, else disabled, so a machine with no multicast-capable interface (only
+/// loopback, as in a bare network namespace) still makes calls, with `.local` candidates
+/// dropped. Probed once per process, with a warning when mDNS is off.
+pub(crate) fn multicast_dns_mode() -> MulticastDnsMode {
+    static MODE: OnceLock<MulticastDnsMode> = OnceLock::new();
+    *MODE.get_or_init(|| mdns_mode_after(rtc::mdns::MulticastSocket::new().into_std().map(drop)))
+}
+
+/// The mDNS mode after trying to join the mDNS group (`probe`).
+fn mdns_mode_after(probe: std::io::Result<()>) -> MulticastDnsMode {
+    match probe {
+        Ok(()) => MulticastDnsMode::QueryOnly,
+        Err(e) => {
+            tracing::warn!(
+                "mDNS is off: cannot join its multicast group ({e}); a peer's `.local` \
+                 candidates will not be resolved"
+            );
+            MulticastDnsMode::Disabled
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mdns_is_off_where_its_group_cannot_be_joined() {
+        // What joining fails with in a network namespace that has only loopback.
+        let no_device = std::io::Error::from_raw_os_error(19);
+        assert_eq!(mdns_mode_after(Err(no_device)), MulticastDnsMode::Disabled);
+        assert_eq!(mdns_mode_after(Ok(())), MulticastDnsMode::QueryOnly);
+    }
 
     #[test]
     fn candidate_types_are_read_from_candidate_lines() {

@@ -236,8 +236,9 @@ fn delay_converges_near_the_jitter_it_sees() {
     );
     // Interarrival jitter of a uniform 0-40 ms delay: E|d1 - d2| = 13.3 ms.
     assert!((0.011..=0.016).contains(&s.jitter), "{}", s.jitter);
-    // The buffer waits the target minus the mean delay (20 ms) minus a frame, about 20 ms.
-    assert!((10.0..=35.0).contains(&wait_ms), "{wait_ms}");
+    // The buffer waits the target minus the mean delay (20 ms) minus a frame, about 20 ms, and
+    // more while it holds room for the largest delay of recent half seconds.
+    assert!((10.0..=40.0).contains(&wait_ms), "{wait_ms}");
     assert!(
         trace.concealed_ratio() < 0.05,
         "{}",
@@ -281,7 +282,9 @@ fn delay_comes_back_down_after_a_jitter_spike() {
     assert!(before.p95 <= 40.0, "{before:?}");
     assert!(during.p50 >= 120.0, "{during:?}");
     assert!(during_current.p50 >= 100.0, "{during_current:?}");
-    assert!(back_after_ms <= 6_000.0, "{back_after_ms} ms");
+    // The half seconds of the spike are forgotten over about 7 s, then the delay is stretched
+    // back down.
+    assert!(back_after_ms <= 9_000.0, "{back_after_ms} ms");
     assert!(after.p95 <= 50.0, "{after:?}");
     assert!(trace.stats.removed_samples_for_acceleration > 48_000 / 10);
 }
@@ -452,7 +455,8 @@ fn max_relative_step(x: &[i16]) -> f64 {
 
 #[test]
 fn time_stretching_a_tone_leaves_no_jump() {
-    let frames = 600;
+    // 18 s: the jitter's half seconds are forgotten over about 7 s before the delay shrinks.
+    let frames = 900;
     let signal = tone(441.0, frames);
     let packets = encode(OpusConfig::voice(MONO20), &signal, frames);
     // Steady, then 3 s of 0-60 ms jitter (the delay grows), then steady again (it shrinks).
@@ -464,9 +468,9 @@ fn time_stretching_a_tone_leaves_no_jump() {
         }
     };
     let (arrivals, _) = schedule(frames, 5, net);
-    let trace = play(AudioJitterConfig::new(MONO20), &packets, &arrivals, 12_000);
+    let trace = play(AudioJitterConfig::new(MONO20), &packets, &arrivals, 18_000);
     let (clean, _) = schedule(frames, 5, |_| jitter(0.0));
-    let reference = play(AudioJitterConfig::new(MONO20), &packets, &clean, 12_000);
+    let reference = play(AudioJitterConfig::new(MONO20), &packets, &clean, 18_000);
     // Leave out the start, while the codec settles.
     let natural = max_relative_step(&reference.out[9_600..]);
     let played = max_relative_step(&trace.out[9_600..]);

@@ -19,6 +19,10 @@ let incoming = null;
 let localStream = null;
 let statsTimer = null;
 let lastSample = null;
+/** Stamps read from the remote video (latency from its pixels, when the peer stamps them). */
+let stampReader = null;
+/** `?camera=pattern`: send duet's stamped test pattern instead of the camera. */
+const PATTERN = new URLSearchParams(globalThis.location.search).get('camera') === 'pattern';
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -242,6 +246,11 @@ async function send(text) {
 
 async function camera(video) {
   try {
+    if (video && PATTERN) {
+      const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+      const pattern = Duet.stampedPattern({ width: 320, height: 240, fps: 30 });
+      return new MediaStream([...mic.getAudioTracks(), ...pattern.getVideoTracks()]);
+    }
     return await navigator.mediaDevices.getUserMedia({ audio: true, video: video ? { width: 640, height: 480 } : false });
   } catch (err) {
     showError('call-error', new Error(`No camera or microphone (${err.name}): the call only receives.`));
@@ -327,7 +336,28 @@ function declineCall() {
   inc.decline().catch((err) => showError('call-error', err));
 }
 
+/**
+ * Mute or camera off: the local tracks of `kind` stop (or start again) sending what they
+ * capture; the peer then gets silence, or black pictures.
+ */
+function setSending(kind, button, onText, offText) {
+  const off = $(button).getAttribute('aria-pressed') !== 'true';
+  if (localStream) {
+    for (const t of localStream.getTracks()) if (t.kind === kind) t.enabled = !off;
+  }
+  $(button).setAttribute('aria-pressed', String(off));
+  $(button).textContent = off ? offText : onText;
+}
+
+function resetToggles() {
+  for (const [id, text] of [['mute', 'Mute'], ['camera', 'Camera off']]) {
+    $(id).setAttribute('aria-pressed', 'false');
+    $(id).textContent = text;
+  }
+}
+
 function showCall(status) {
+  resetToggles();
   $('call-status').textContent = status;
   $('call-stats').replaceChildren();
   $('call-view').hidden = false;
@@ -336,6 +366,7 @@ function showCall(status) {
 function inCall() {
   const c = call;
   $('remote-video').srcObject = c.remoteStream;
+  stampReader = Duet.readStamps($('remote-video'));
   $('call-status').textContent = `In a call with ${c.peer}`;
   c.on('ended', (e) => {
     if (call !== c) return;
@@ -348,6 +379,7 @@ function inCall() {
 }
 
 function callOver(message) {
+  if (stampReader) stampReader.stop();
   clearInterval(statsTimer);
   statsTimer = null;
   stopCamera();
@@ -357,7 +389,7 @@ function callOver(message) {
   renderContacts();
 }
 
-/** RTT, loss and bitrates from the browser's getStats, once a second. */
+/** RTT, loss, bitrates and the audio jitter buffer's mean wait from the browser's getStats, once a second. */
 async function showStats(c) {
   let stats;
   try {
@@ -365,7 +397,7 @@ async function showStats(c) {
   } catch (_) {
     return;
   }
-  const now = { t: performance.now(), sent: 0, received: 0, lost: 0, packets: 0 };
+  const now = { t: performance.now(), sent: 0, received: 0, lost: 0, packets: 0, wait: 0, emitted: 0 };
   let rtt = null;
   for (const s of stats) {
     if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined) {
@@ -376,6 +408,10 @@ async function showStats(c) {
       now.received += s.bytesReceived || 0;
       now.lost += Math.max(0, s.packetsLost || 0);
       now.packets += s.packetsReceived || 0;
+      if (s.kind === 'audio') {
+        now.wait += s.jitterBufferDelay || 0;
+        now.emitted += s.jitterBufferEmittedCount || 0;
+      }
     }
   }
   const rows = [['RTT', rtt === null ? '–' : `${rtt.toFixed(rtt < 10 ? 1 : 0)} ms`]];
@@ -386,8 +422,13 @@ async function showStats(c) {
     rows.push(['loss', expected > 0 ? `${((100 * lost) / expected).toFixed(1)} %` : '–']);
     rows.push(['in', `${((8 * (now.received - lastSample.received)) / seconds / 1000).toFixed(0)} kbit/s`]);
     rows.push(['out', `${((8 * (now.sent - lastSample.sent)) / seconds / 1000).toFixed(0)} kbit/s`]);
+    // The W3C mean wait of the audio played over the last second.
+    const emitted = now.emitted - lastSample.emitted;
+    if (emitted > 0) rows.push(['jitter buffer', `${((1000 * (now.wait - lastSample.wait)) / emitted).toFixed(0)} ms`]);
   }
   lastSample = now;
+  const latency = stampReader && stampReader.p50();
+  if (latency !== null) rows.push(['latency', `${latency.toFixed(0)} ms (stamps, p50)`]);
   if (call !== c) return;
   $('call-stats').replaceChildren(...rows.map(([name, value]) => {
     const row = el('div');
@@ -429,6 +470,8 @@ $('call-peer').addEventListener('click', () => {
 });
 $('accept-call').addEventListener('click', acceptCall);
 $('decline-call').addEventListener('click', declineCall);
+$('mute').addEventListener('click', () => setSending('audio', 'mute', 'Mute', 'Unmute'));
+$('camera').addEventListener('click', () => setSending('video', 'camera', 'Camera off', 'Camera on'));
 $('hangup').addEventListener('click', () => {
   const c = call;
   if (!c) return;
@@ -467,6 +510,7 @@ $('composer').addEventListener('submit', (e) => {
 globalThis.duet = Object.freeze({
   get client() { return client; },
   get call() { return call; },
+  get stamps() { return stampReader; },
 });
 
 restore();

@@ -773,8 +773,250 @@ export function connect({ server, user, token, status, note } = {}) {
   });
 }
 
+
+/**
+ * A call without duet's server: the application carries the signals itself, over whatever
+ * channel it has (its own messenger's), to a native duet `CallSession` or another
+ * `callSession`. The signals are duet-media's `Signal`s as JSON objects (see `DuetCall`).
+ *
+ *   const session = Duet.callSession({ stream, onSignal: (s) => myChannel.send(JSON.stringify(s)) });
+ *   myChannel.onmessage = (text) => session.handleSignal(JSON.parse(text));
+ *   session.start();            // on the side that offers, as CallSession::start; the other answers
+ *   await session.connected;    // then session.remoteStream, session.stats(), session.hangUp()
+ *
+ * `onSignal(signal)` gets every signal to carry, in order; `handleSignal(signal)` takes the
+ * peer's (an object or its JSON text). `stream` is what this side sends (null: only receive),
+ * `video` whether the call carries video (by default: when `stream` has a video track),
+ * `iceServers` RTCIceServer objects (none by default: host candidates only). The session is a
+ * `DuetCall` (`state`, `remoteStream`, `stats()`, `hangUp()`, events `connected`, `track`,
+ * `ended`) whose `id` and `peer` are null; it gives up when not connected 20 s after it was
+ * made.
+ */
+export function callSession({ onSignal, stream = null, video = undefined, iceServers = [] } = {}) {
+  if (typeof onSignal !== 'function') throw new DuetError('invalid', 'callSession needs onSignal(signal)');
+  const carrier = {
+    iceServers,
+    _send(msg) {
+      if (msg.type === 'signal') onSignal(msg.signal);
+    },
+    _release() {},
+    _emit() {},
+  };
+  const withVideo = video ?? (stream ? stream.getVideoTracks().length > 0 : true);
+  const session = new DuetCall(carrier, null, null, withVideo, stream, false);
+  /** Takes one of the peer's signals (an object, or its JSON text); a bad one is ignored. */
+  session.handleSignal = (signal) => {
+    let parsed = signal;
+    if (typeof signal === 'string') {
+      try {
+        parsed = JSON.parse(signal);
+      } catch (_) {
+        console.warn('duet: a signal that is not JSON was ignored');
+        return;
+      }
+    }
+    session._onSignal(parsed);
+  };
+  /** Makes the offer: call it on one side only. */
+  session.start = () => {
+    if (session.caller || session.state !== 'connecting') return;
+    session.caller = true;
+    session._serial(() => session._offer());
+  };
+  session._answer();
+  return session;
+}
+
+// ---- Stamps: duet's frame stamp code (media/src/video/stamp.rs), drawn and read in a browser ----
+//
+// A band at the top of the picture carries 80 bits in square cells (8 px below 640 px of
+// width, 16 px from there on), row by row from the top left: the frame's sequence number
+// (32 bits), its capture time in µs since 1970 modulo 2^32 (32 bits) and a CRC-16/CCITT-FALSE
+// of both (16 bits). A 0 is luma 16 (black), a 1 luma 240 (white); the rest of the band is
+// mid-grey. duet stamps and reads the same code with the same wall clock, so a browser and a
+// duet process on one machine (or on machines whose clocks agree) measure glass-to-glass
+// latency from the pixels, each way.
+
+const STAMP_BITS = 80;
+const STAMP_GREY = 128;
+const STAMP_MARGIN = 40;
+const STAMP_WRAP = 4294967296;
+
+/** Microseconds since 1970 modulo 2^32: the stamp clock. */
+function stampClockUs() {
+  return Math.floor((performance.timeOrigin + performance.now()) * 1000) % STAMP_WRAP;
+}
+
+function stampCell(width) {
+  return width >= 640 ? 16 : 8;
+}
+
+/** Rows the stamp band takes in a `width` x `height` picture (0: too small for a stamp). */
+export function stampBandHeight(width, height) {
+  const cell = stampCell(width);
+  const perRow = Math.floor(width / cell);
+  if (perRow === 0) return 0;
+  const band = Math.ceil((Math.ceil(STAMP_BITS / perRow) * cell) / 16) * 16;
+  return band > height ? 0 : band;
+}
+
+function crc16(bytes) {
+  let crc = 0xffff;
+  for (const b of bytes) {
+    crc ^= b << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/** The 80 bits of a stamp, most significant first, as an array of 0 and 1. */
+function stampBits(seq, timeUs) {
+  const bytes = [];
+  for (const v of [seq, timeUs]) bytes.push((v >>> 24) & 255, (v >>> 16) & 255, (v >>> 8) & 255, v & 255);
+  const crc = crc16(bytes);
+  const bits = [];
+  for (const b of [...bytes, crc >> 8, crc & 255]) for (let i = 7; i >= 0; i--) bits.push((b >> i) & 1);
+  return bits;
+}
+
+/**
+ * A MediaStream of one video track: a moving picture drawn on a canvas at `fps`, each frame
+ * carrying duet's stamp with its sequence number and wall-clock capture time, so that duet
+ * (or `readStamps`) measures latency from its pixels. `stream.stop()` (or stopping its track)
+ * ends it.
+ */
+export function stampedPattern({ width = 320, height = 240, fps = 30 } = {}) {
+  const canvas = document.createElement('canvas');
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = canvas.getContext('2d');
+  const stream = canvas.captureStream(fps);
+  const band = stampBandHeight(width, height);
+  const cell = stampCell(width);
+  const perRow = Math.floor(width / cell);
+  let seq = 0;
+  const [track] = stream.getVideoTracks();
+  let timer = null;
+  const draw = () => {
+    // Stopped by whoever holds the track: the drawing stops too.
+    if (track.readyState === 'ended') {
+      clearInterval(timer);
+      return;
+    }
+    const t = performance.now() / 1000;
+    const hue = Math.floor(t * 40) % 360;
+    ctx.fillStyle = `hsl(${hue}, 60%, 45%)`;
+    ctx.fillRect(0, band, width, height - band);
+    ctx.fillStyle = '#fff';
+    const x = ((t * 80) % (width + 40)) - 40;
+    ctx.fillRect(x, band + (height - band) / 2 - 20, 40, 40);
+    if (band > 0) {
+      ctx.fillStyle = `rgb(${STAMP_GREY}, ${STAMP_GREY}, ${STAMP_GREY})`;
+      ctx.fillRect(0, 0, width, band);
+      const bits = stampBits(seq >>> 0, stampClockUs());
+      bits.forEach((bit, i) => {
+        ctx.fillStyle = bit ? '#fff' : '#000';
+        ctx.fillRect((i % perRow) * cell, Math.floor(i / perRow) * cell, cell, cell);
+      });
+    }
+    seq += 1;
+  };
+  draw();
+  timer = setInterval(draw, 1000 / fps);
+  stream.stop = () => {
+    clearInterval(timer);
+    for (const track of stream.getTracks()) track.stop();
+  };
+  return stream;
+}
+
+/** Reads the stamp of the picture in `ctx` (its top `band` rows), or null. */
+function readStampFrom(ctx, width, band) {
+  const cell = stampCell(width);
+  const perRow = Math.floor(width / cell);
+  const pixels = ctx.getImageData(0, 0, width, band).data;
+  const side = Math.max(1, Math.floor(cell / 4));
+  const offset = Math.floor((cell - side) / 2);
+  const bits = [];
+  for (let i = 0; i < STAMP_BITS; i++) {
+    const left = (i % perRow) * cell + offset;
+    const top = Math.floor(i / perRow) * cell + offset;
+    let sum = 0;
+    for (let y = top; y < top + side; y++) {
+      for (let x = left; x < left + side; x++) {
+        const p = (y * width + x) * 4;
+        // Back from RGB to studio-range luma, as duet reads the decoded picture.
+        sum += 16 + ((0.299 * pixels[p] + 0.587 * pixels[p + 1] + 0.114 * pixels[p + 2]) * 219) / 255;
+      }
+    }
+    const mean = sum / (side * side);
+    if (mean + STAMP_MARGIN <= STAMP_GREY) bits.push(0);
+    else if (mean >= STAMP_GREY + STAMP_MARGIN) bits.push(1);
+    else return null;
+  }
+  const word = (from) => bits.slice(from, from + 32).reduce((v, b) => v * 2 + b, 0);
+  const seq = word(0);
+  const timeUs = word(32);
+  const expected = stampBits(seq, timeUs);
+  return expected.every((b, i) => b === bits[i]) ? { seq, timeUs } : null;
+}
+
+/**
+ * Reads duet's stamps from the pictures a playing `video` element shows, each time it shows a
+ * new one. Returns a reader: `latencies` (ms from capture to display, one per new stamped
+ * picture, by the shared wall clock), `count`, `errors` (pictures without a readable stamp),
+ * `last` (the last stamp `{ seq, timeUs }`), `p50()` and `stop()`.
+ */
+export function readStamps(video) {
+  const canvas = document.createElement('canvas');
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const reader = {
+    latencies: [], count: 0, errors: 0, last: null, stopped: false,
+    stop() { this.stopped = true; },
+    p50() {
+      if (this.latencies.length === 0) return null;
+      const sorted = [...this.latencies].sort((a, b) => a - b);
+      return sorted[Math.floor(sorted.length / 2)];
+    },
+  };
+  const read = () => {
+    const width = video.videoWidth;
+    const band = stampBandHeight(width, video.videoHeight);
+    if (band === 0) return;
+    const shownUs = stampClockUs();
+    if (canvas.width !== width || canvas.height !== band) {
+      canvas.width = width;
+      canvas.height = band;
+    }
+    ctx.drawImage(video, 0, 0, width, band, 0, 0, width, band);
+    const stamp = readStampFrom(ctx, width, band);
+    if (!stamp) {
+      reader.errors += 1;
+      return;
+    }
+    if (reader.last && stamp.seq <= reader.last.seq) return;
+    reader.last = stamp;
+    reader.count += 1;
+    let age = (shownUs - stamp.timeUs + STAMP_WRAP) % STAMP_WRAP;
+    if (age >= STAMP_WRAP / 2) age = 0;
+    reader.latencies.push(age / 1000);
+  };
+  const onFrame = () => {
+    if (reader.stopped) return;
+    read();
+    video.requestVideoFrameCallback(onFrame);
+  };
+  if (video.requestVideoFrameCallback) {
+    video.requestVideoFrameCallback(onFrame);
+  } else {
+    const timer = setInterval(() => (reader.stopped ? clearInterval(timer) : read()), 5);
+  }
+  return reader;
+}
+
 /** duet's browser API. */
 export const Duet = {
-  connect, DuetError, DuetClient, DuetCall, IncomingCall,
+  connect, DuetError, DuetClient, DuetCall, IncomingCall, callSession, stampedPattern, readStamps,
+  stampBandHeight,
 };
 export default Duet;

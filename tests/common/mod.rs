@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod getstats;
+pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -102,12 +103,36 @@ pub struct World {
     pub dir: tempfile::TempDir,
     pub url: String,
     tokens: Vec<(String, String)>,
+    /// The network namespace every `duet` process runs in, if not the test's own.
+    netns: Option<String>,
     _server: Proc,
 }
 
 impl World {
     /// A server whose users are `names`; every pair of them are contacts.
     pub fn new(names: &[&str]) -> World {
+        World::start(names, None)
+    }
+
+    /// A server whose users are `names`, as [`World::new`], with the server and every `duet`
+    /// process of the world running inside `netns`.
+    pub fn inside(names: &[&str], netns: &netns::Netns) -> World {
+        World::start(names, Some(netns.name.clone()))
+    }
+
+    /// `duet`, inside the world's namespace if it has one.
+    fn duet(netns: Option<&str>) -> Command {
+        match netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, DUET]);
+                cmd
+            }
+            None => Command::new(DUET),
+        }
+    }
+
+    fn start(names: &[&str], netns: Option<String>) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("duet.db");
         let mut tokens = Vec::new();
@@ -124,7 +149,7 @@ impl World {
                 .to_owned();
             tokens.push((name.to_string(), token));
         }
-        let mut serve = Command::new(DUET);
+        let mut serve = World::duet(netns.as_deref());
         serve
             .args(["serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(&db);
@@ -139,6 +164,7 @@ impl World {
             dir,
             url,
             tokens,
+            netns,
             _server: server,
         };
         for (i, a) in names.iter().enumerate() {
@@ -171,7 +197,7 @@ impl World {
             .find(|(n, _)| n == user)
             .expect("known user")
             .1;
-        let mut cmd = Command::new(DUET);
+        let mut cmd = World::duet(self.netns.as_deref());
         cmd.args(args)
             .env("DUET_SERVER", &self.url)
             .env("DUET_USER", user)

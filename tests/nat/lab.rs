@@ -10,6 +10,8 @@
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::common::netns::{remove_stale, run, Netns};
+
 /// The public segment's servers listen here.
 pub const PUBLIC_IP: &str = "203.0.113.1";
 
@@ -37,7 +39,7 @@ pub struct Home {
 /// The namespaces and processes of one test. Dropping it removes them all.
 pub struct Lab {
     prefix: String,
-    namespaces: Vec<String>,
+    namespaces: Vec<Netns>,
     children: Vec<std::process::Child>,
     homes: u8,
     pub public: String,
@@ -100,18 +102,6 @@ pub fn ready() -> bool {
     }
 }
 
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn run_in(ns: &str, args: &[&str]) {
     let mut all = vec!["ip", "netns", "exec", ns];
     all.extend_from_slice(args);
@@ -136,29 +126,12 @@ fn nft(ns: &str, rules: &str) {
     );
 }
 
-/// Removes namespaces left by lab runs whose process is gone (a run that was killed).
-fn remove_stale() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        let Some(rest) = name.strip_prefix("duetlab") else {
-            continue;
-        };
-        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }
-}
-
 static LABS: AtomicUsize = AtomicUsize::new(0);
 
 impl Lab {
     /// The public segment: a namespace with a bridge at 203.0.113.1/24.
     pub fn new() -> Lab {
-        remove_stale();
+        remove_stale("duetlab");
         let n = LABS.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("duetlab{}x{n}", std::process::id());
         let public = format!("{prefix}-pub");
@@ -228,9 +201,7 @@ impl Lab {
     }
 
     fn namespace(&mut self, name: &str) {
-        run(&["ip", "netns", "add", name]);
-        self.namespaces.push(name.to_owned());
-        run_in(name, &["ip", "link", "set", "lo", "up"]);
+        self.namespaces.push(Netns::named(name));
     }
 
     /// A home behind a gateway of `kind`: the gateway's WAN is 203.0.113.(10+N) on the
@@ -403,8 +374,8 @@ impl Drop for Lab {
         }
         // Hosts first, then gateways, then the public segment: deleting a namespace
         // deletes its end of every veth pair, and with it the other end.
-        for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        while let Some(ns) = self.namespaces.pop() {
+            drop(ns);
         }
     }
 }

@@ -81,6 +81,7 @@ pub(crate) async fn connect(
     let engine = media_engine(setup.channels, setup.red)?;
     let registry = interceptors(tap, setup.bitrate);
     let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(crate::ice::multicast_dns_mode())
         .with_include_loopback_candidate(setup.bind.ip().is_loopback())
         .build();
     let mut builder = PeerConnectionBuilder::new()

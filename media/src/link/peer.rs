@@ -23,6 +23,7 @@ pub(crate) async fn connect(
 ) -> Result<Arc<dyn PeerConnection>, Error> {
     let bind = config.bind;
     let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(crate::ice::multicast_dns_mode())
         .with_include_loopback_candidate(bind.ip().is_loopback())
         .with_sctp_max_receive_buffer_size(config.receive_window)
         .build();

@@ -2,9 +2,15 @@
 //!
 //! Each packet's transit (arrival time minus media timestamp, in samples) is compared with the
 //! smallest transit of the last two seconds: the difference is how much later than the fastest
-//! packet it came. Those relative delays go into a histogram that forgets old packets
-//! exponentially, and the target is its 95th percentile, so that one packet in twenty may come
-//! too late, as in libwebrtc's NetEq.
+//! packet it came. Those relative delays go into a histogram that forgets old entries
+//! exponentially, and the target is its 95th percentile, as in libwebrtc's NetEq.
+//!
+//! As NetEq does, the histogram takes the largest relative delay of each half second rather
+//! than every packet's (every packet's only in the stream's first half second, so the target
+//! is there from the start). Senders whose timing wanders in bursts (a busy machine, a browser
+//! whose capture thread is late now and then) send a late packet or two every so often: per
+//! packet, they are under the 5 % the percentile lets go, and each would be concealed; per
+//! half second they count, and the target keeps room for them.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -17,9 +23,15 @@ const MAX_WINDOW_ENTRIES: usize = 1024;
 const BUCKET: i128 = 96;
 /// Share of packets the target delay lets arrive in time.
 const QUANTILE: f64 = 0.95;
-/// Weight kept by the histogram at each new packet: 0.983 forgets with a time constant of
-/// about 60 packets (1.2 s of 20 ms packets).
+/// Weight kept by the histogram at each new packet of the stream's first interval.
 const FORGET: f64 = 0.983;
+/// The histogram takes the largest relative delay of each interval this long.
+const INTERVAL: Duration = Duration::from_millis(500);
+/// Weight kept by the histogram at each interval: 0.8 forgets with a time constant of 4.5
+/// intervals (about 2 s), so late packets a few seconds apart keep their room, and a target
+/// raised by a spike of jitter comes down within about 7 s of its end (NetEq, which forgets
+/// over tens of seconds, keeps it far longer).
+const FORGET_INTERVAL: f64 = 0.8;
 /// While the histogram is young, packet n weighs `START_WEIGHT / (n + 1)`, an average that
 /// turns into exponential forgetting once that drops below `1 - FORGET`.
 const START_WEIGHT: f64 = 2.0;
@@ -32,6 +44,10 @@ pub(crate) struct DelayManager {
     fastest: VecDeque<(Instant, i128)>,
     buckets: Vec<f64>,
     added: u64,
+    /// When the current interval began, and the largest relative delay in it so far.
+    interval: Option<(Instant, u64)>,
+    /// Intervals completed.
+    intervals: u64,
     /// The quantile of relative delay, in samples (the upper edge of its bucket).
     quantile: u64,
 }
@@ -44,6 +60,8 @@ impl DelayManager {
             fastest: VecDeque::with_capacity(256),
             buckets: vec![0.0; count.max(1)],
             added: 0,
+            interval: None,
+            intervals: 0,
             quantile: 0,
         }
     }
@@ -75,7 +93,22 @@ impl DelayManager {
         self.fastest.push_back((now, transit));
         let relative = self.min_transit().map_or(0, |min| transit - min);
         let relative = u64::try_from(relative).unwrap_or(0);
-        self.add(relative);
+        let (began, largest) = match self.interval {
+            Some((began, largest)) if now.saturating_duration_since(began) < INTERVAL => {
+                (began, largest.max(relative))
+            }
+            Some((_, largest)) => {
+                self.add(largest, FORGET_INTERVAL, self.intervals);
+                self.intervals += 1;
+                (now, relative)
+            }
+            None => (now, relative),
+        };
+        self.interval = Some((began, largest));
+        if self.intervals == 0 {
+            self.add(relative, FORGET, self.added);
+            self.added = self.added.saturating_add(1);
+        }
         relative
     }
 
@@ -90,13 +123,20 @@ impl DelayManager {
         self.fastest.capacity()
     }
 
-    /// The 95th percentile of relative delay, in samples; 0 before any packet.
+    /// The 95th percentile of relative delay, in samples; 0 before any packet. The half second
+    /// under way counts at once with its largest delay so far, so the target rises with the
+    /// first late packet rather than when the interval closes.
     pub(crate) fn quantile(&self) -> u64 {
-        self.quantile
+        let running = self.interval.map_or(0, |(_, largest)| {
+            (largest / BUCKET as u64 + 1) * BUCKET as u64
+        });
+        self.quantile.max(running)
     }
 
-    fn add(&mut self, relative: u64) {
-        let forget = (1.0 - START_WEIGHT / (self.added as f64 + 2.0)).clamp(0.0, FORGET);
+    /// Adds `relative` to the histogram, which keeps `keep` of its weight, or less while
+    /// young: `count` entries of this kind came before.
+    fn add(&mut self, relative: u64, keep: f64, count: u64) {
+        let forget = (1.0 - START_WEIGHT / (count as f64 + 2.0)).clamp(0.0, keep);
         for b in &mut self.buckets {
             *b *= forget;
         }
@@ -105,7 +145,6 @@ impl DelayManager {
         if let Some(b) = self.buckets.get_mut(index) {
             *b += 1.0 - forget;
         }
-        self.added = self.added.saturating_add(1);
 
         let total: f64 = self.buckets.iter().sum();
         let mut sum = 0.0;
@@ -229,16 +268,40 @@ mod tests {
             );
         }
         assert_eq!(d.quantile(), 42 * 48);
-        // Then 4 s of a steady stream: the late packets are forgotten.
-        for k in 500..700u64 {
-            let ms = k * 20;
+        // Then a steady stream: 4 s on, the late packets still count (one per interval had
+        // been late); 30 s on, they are forgotten.
+        let steady = |d: &mut DelayManager, from: u64, to: u64| {
+            for k in from..to {
+                let ms = k * 20;
+                d.update(
+                    start + Duration::from_millis(ms),
+                    i128::from(ms) * MS,
+                    k * 960,
+                );
+            }
+        };
+        steady(&mut d, 500, 700);
+        assert_eq!(d.quantile(), 42 * 48);
+        steady(&mut d, 700, 2000);
+        assert_eq!(d.quantile(), 2 * 48);
+    }
+
+    #[test]
+    fn one_late_packet_in_a_hundred_sets_the_target() {
+        let start = Instant::now();
+        let mut d = DelayManager::new(48_000);
+        // One packet in a hundred 30 ms late: 1 % of packets, but a quarter of the half
+        // seconds, so the 95th percentile of the intervals' largest delays is 30 ms.
+        for k in 0..1000u64 {
+            let late = if k % 100 == 50 { 30 } else { 0 };
+            let ms = k * 20 + late;
             d.update(
                 start + Duration::from_millis(ms),
                 i128::from(ms) * MS,
                 k * 960,
             );
         }
-        assert_eq!(d.quantile(), 2 * 48);
+        assert_eq!(d.quantile(), 32 * 48, "the upper edge of the 30 ms bucket");
     }
 
     #[test]
