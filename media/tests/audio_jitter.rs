@@ -459,10 +459,11 @@ fn time_stretching_a_tone_leaves_no_jump() {
     let frames = 900;
     let signal = tone(441.0, frames);
     let packets = encode(OpusConfig::voice(MONO20), &signal, frames);
-    // Steady, then 3 s of 0-60 ms jitter (the delay grows), then steady again (it shrinks).
+    // Steady, then 3 s of jitter growing to 0-60 ms (the delay grows, ahead of it), then
+    // steady again (it shrinks).
     let net = |sent: f64| {
         if (3_000.0..6_000.0).contains(&sent) {
-            jitter(60.0)
+            jitter(2.0 + 58.0 * (sent - 3_000.0) / 3_000.0)
         } else {
             jitter(2.0)
         }
