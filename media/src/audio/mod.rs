@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::audio::reference::EchoReference;
 use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, Read};
 
@@ -10,6 +11,7 @@ pub mod anchor;
 pub mod device;
 pub mod meter;
 pub mod process;
+pub mod reference;
 pub mod resample;
 pub mod room;
 pub mod speakerphone;
@@ -32,6 +34,14 @@ pub trait AudioSource: Send {
     /// false for a synthetic or file source, which the caller paces.
     fn is_live(&self) -> bool {
         false
+    }
+
+    /// For a microphone that knows what its own speaker plays and when (a simulated room):
+    /// keeps `reference` and feeds it every sample the speaker plays as it plays it, in step
+    /// with what the microphone captures. Any other source gives it back (the default), and
+    /// the caller feeds it with what it hands to the speaker.
+    fn feed_echo_reference(&mut self, reference: EchoReference) -> Option<EchoReference> {
+        Some(reference)
     }
 }
 
