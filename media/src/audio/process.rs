@@ -127,8 +127,14 @@ impl ProcessingConfig {
                 level: NoiseSuppressionLevel::High,
                 ..NoiseSuppression::default()
             }),
+            // Unity gain until the controller has heard the near end speak (WebRTC starts at
+            // 15 dB): before that, all it could raise is noise and, while the echo canceller
+            // is still converging, the far end's echo.
             gain_controller2: self.gain_control.then(|| GainController2 {
-                adaptive_digital: Some(AdaptiveDigital::default()),
+                adaptive_digital: Some(AdaptiveDigital {
+                    initial_gain_db: 0.0,
+                    ..AdaptiveDigital::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
