@@ -1,7 +1,7 @@
 //! Audio sources and sinks: microphone and speaker (cpal), tone, WAV files, silence, sources
 //! anchored to the wall clock and the meter that hears their latency.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::audio::reference::EchoReference;
 use crate::error::Error;
@@ -34,6 +34,15 @@ pub trait AudioSource: Send {
     /// false for a synthetic or file source, which the caller paces.
     fn is_live(&self) -> bool {
         false
+    }
+
+    /// How much earlier than its raw samples the source stamps each frame's capture time:
+    /// the delay of its own processing, whose output lags its input. A frame read at `t`
+    /// then carries audio captured before `t - processing_delay`, and a caller pacing a
+    /// source that is not live releases the frame at `frame.capture + processing_delay +`
+    /// its duration, when its raw samples exist. Zero by default.
+    fn processing_delay(&self) -> Duration {
+        Duration::ZERO
     }
 
     /// For a microphone that knows what its own speaker plays and when (a simulated room):

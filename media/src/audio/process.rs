@@ -429,6 +429,14 @@ impl AudioSource for ProcessedSource {
     fn is_live(&self) -> bool {
         self.inner.is_live()
     }
+
+    fn processing_delay(&self) -> Duration {
+        if self.processor.config.is_active() {
+            self.processor.delay()
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 /// A sink that tells a processing stage's render side every frame it plays: a speaker whose
