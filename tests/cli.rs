@@ -274,3 +274,40 @@ fn a_loopback_in_a_room_hears_its_own_echo_and_cancels_it_by_default() {
     // In a room the microphone's processing is on unless switched off: the canceller reports.
     assert!(audio["echoReturnLoss"].as_f64().is_some(), "{audio}");
 }
+
+/// The mouth-to-ear latency a loopback measures from the signal, p50, ms.
+fn loopback_latency_p50(switches: &str) -> f64 {
+    let on = |s: &str| if s == "on" { "on" } else { "off" };
+    let out = duet_ok(&[
+        "loopback",
+        "--video",
+        "none",
+        "--seconds",
+        "3",
+        "--json",
+        "--aec",
+        on(switches),
+        "--ns",
+        on(switches),
+        "--agc",
+        on(switches),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["audio"]["latency_source"], "signal", "{report}");
+    report["audio"]["latency_ms"]["p50"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no latency: {report}"))
+}
+
+#[test]
+fn the_processing_stages_own_delay_counts_in_the_latency() {
+    let off = loopback_latency_p50("off");
+    let on = loopback_latency_p50("on");
+    // AEC and NS together delay the microphone by 15.2 ms (729 samples at 48 kHz).
+    println!("loopback latency p50: {off:.1} ms without the stage, {on:.1} ms with it");
+    assert!(
+        (on - off - 15.2).abs() <= 5.0,
+        "the stage added {:.1} ms to the latency ({off:.1} -> {on:.1} ms)",
+        on - off
+    );
+}

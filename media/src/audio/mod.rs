@@ -1,8 +1,9 @@
 //! Audio sources and sinks: microphone and speaker (cpal), tone, WAV files, silence, sources
 //! anchored to the wall clock and the meter that hears their latency.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::audio::reference::EchoReference;
 use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, Read};
 
@@ -10,6 +11,7 @@ pub mod anchor;
 pub mod device;
 pub mod meter;
 pub mod process;
+pub mod reference;
 pub mod resample;
 pub mod room;
 pub mod speakerphone;
@@ -32,6 +34,23 @@ pub trait AudioSource: Send {
     /// false for a synthetic or file source, which the caller paces.
     fn is_live(&self) -> bool {
         false
+    }
+
+    /// How much earlier than its raw samples the source stamps each frame's capture time:
+    /// the delay of its own processing, whose output lags its input. A frame read at `t`
+    /// then carries audio captured before `t - processing_delay`, and a caller pacing a
+    /// source that is not live releases the frame at `frame.capture + processing_delay +`
+    /// its duration, when its raw samples exist. Zero by default.
+    fn processing_delay(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// For a microphone that knows what its own speaker plays and when (a simulated room):
+    /// keeps `reference` and feeds it every sample the speaker plays as it plays it, in step
+    /// with what the microphone captures. Any other source gives it back (the default), and
+    /// the caller feeds it with what it hands to the speaker.
+    fn feed_echo_reference(&mut self, reference: EchoReference) -> Option<EchoReference> {
+        Some(reference)
     }
 }
 

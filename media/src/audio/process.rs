@@ -11,6 +11,10 @@
 //!                   echo canceller's render side, then cleans the frame) -> encoder
 //! ```
 //!
+//! A microphone that knows when its own speaker plays each sample (the simulated room of
+//! [`crate::audio::speakerphone`]) feeds the ring itself, with what it plays as it plays it
+//! ([`AudioSource::feed_echo_reference`]); [`process_path`] hands it the reference.
+//!
 //! Neither side allocates, locks or logs per frame: buffers are sized when the pair is made,
 //! the two sides meet only through a single-producer single-consumer ring (ringbuf) and the
 //! figures the stage reports ([`ProcessingStats`]) live in atomics any thread can read through
@@ -40,19 +44,22 @@
 //! [sonora]: https://docs.rs/sonora
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringbuf::traits::{Consumer, Observer, Producer, Split};
-use ringbuf::{HeapCons, HeapProd, HeapRb};
+use ringbuf::traits::{Consumer, Observer, Split};
+use ringbuf::{HeapCons, HeapRb};
 use sonora::config::{
     AdaptiveDigital, EchoCanceller, GainController2, HighPassFilter, NoiseSuppression,
     NoiseSuppressionLevel,
 };
 use sonora::{AudioProcessing, Config, StreamConfig};
 
-use crate::audio::resample::{f32_to_i16, i16_to_f32, remix_sample};
+pub use crate::audio::reference::{EchoReference, ProcessingMonitor, ProcessingStats};
+
+use crate::audio::reference::Metrics;
+use crate::audio::resample::{f32_to_i16, i16_to_f32};
 use crate::audio::{AudioSink, AudioSource};
 use crate::error::Error;
 use crate::frame::{AudioFormat, AudioFrame, Channels, Read, SAMPLE_RATE};
@@ -120,8 +127,14 @@ impl ProcessingConfig {
                 level: NoiseSuppressionLevel::High,
                 ..NoiseSuppression::default()
             }),
+            // Unity gain until the controller has heard the near end speak (WebRTC starts at
+            // 15 dB): before that, all it could raise is noise and, while the echo canceller
+            // is still converging, the far end's echo.
             gain_controller2: self.gain_control.then(|| GainController2 {
-                adaptive_digital: Some(AdaptiveDigital::default()),
+                adaptive_digital: Some(AdaptiveDigital {
+                    initial_gain_db: 0.0,
+                    ..AdaptiveDigital::default()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -148,85 +161,6 @@ impl fmt::Display for ProcessingConfig {
     }
 }
 
-/// What the stage reports. The echo figures are AEC3's own running estimates, the ones WebRTC
-/// reports as `echoReturnLoss` and `echoReturnLossEnhancement`; `None` until the echo canceller
-/// has produced them, or when it is off.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ProcessingStats {
-    /// Echo return loss (dB): how much quieter the echo reaching the microphone is than what
-    /// the speaker played, as estimated by the echo canceller.
-    pub echo_return_loss: Option<f64>,
-    /// Echo return loss enhancement (dB): how much of the echo in the microphone signal the
-    /// echo canceller removes, as it estimates it.
-    pub echo_return_loss_enhancement: Option<f64>,
-    /// The render-to-capture delay the echo canceller has found.
-    pub echo_delay: Option<Duration>,
-    /// 10 ms capture chunks processed.
-    pub capture_chunks: u64,
-    /// 10 ms render chunks handed to the echo canceller.
-    pub render_chunks: u64,
-    /// Render samples (all channels) dropped: the ring was full, or the capture side fell
-    /// behind by more than [`MAX_RENDER_BACKLOG`].
-    pub render_dropped: u64,
-}
-
-/// Lock-free figures shared by the two sides and their monitors.
-#[derive(Debug)]
-struct Metrics {
-    /// `f64` bits; NaN when not known.
-    erl: AtomicU64,
-    /// `f64` bits; NaN when not known.
-    erle: AtomicU64,
-    /// Milliseconds; negative when not known.
-    delay_ms: AtomicI64,
-    capture_chunks: AtomicU64,
-    render_chunks: AtomicU64,
-    render_dropped: AtomicU64,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            erl: AtomicU64::new(f64::NAN.to_bits()),
-            erle: AtomicU64::new(f64::NAN.to_bits()),
-            delay_ms: AtomicI64::new(-1),
-            capture_chunks: AtomicU64::new(0),
-            render_chunks: AtomicU64::new(0),
-            render_dropped: AtomicU64::new(0),
-        }
-    }
-}
-
-fn known(bits: u64) -> Option<f64> {
-    let v = f64::from_bits(bits);
-    v.is_finite().then_some(v)
-}
-
-impl Metrics {
-    fn stats(&self) -> ProcessingStats {
-        let delay = self.delay_ms.load(Relaxed);
-        ProcessingStats {
-            echo_return_loss: known(self.erl.load(Relaxed)),
-            echo_return_loss_enhancement: known(self.erle.load(Relaxed)),
-            echo_delay: u64::try_from(delay).ok().map(Duration::from_millis),
-            capture_chunks: self.capture_chunks.load(Relaxed),
-            render_chunks: self.render_chunks.load(Relaxed),
-            render_dropped: self.render_dropped.load(Relaxed),
-        }
-    }
-}
-
-/// Reads a stage's figures from any thread, without locking.
-#[derive(Debug, Clone)]
-pub struct ProcessingMonitor(Arc<Metrics>);
-
-impl ProcessingMonitor {
-    /// The figures as they are now.
-    pub fn stats(&self) -> ProcessingStats {
-        self.0.stats()
-    }
-}
-
 /// Makes the two sides of one processing stage for `channels`-channel 48 kHz audio: the
 /// [`EchoReference`] for the thread that feeds the speaker and the [`AudioProcessor`] for the
 /// thread that reads the microphone.
@@ -250,11 +184,7 @@ pub fn audio_processing(
     } else {
         None
     };
-    let reference = EchoReference {
-        ring: producer,
-        channels: n,
-        metrics: Arc::clone(&metrics),
-    };
+    let reference = EchoReference::new(producer, n, Arc::clone(&metrics));
     let processor = AudioProcessor {
         apm,
         config,
@@ -273,72 +203,6 @@ pub fn audio_processing(
 fn samples_for(d: Duration, channels: usize) -> usize {
     let chunks = d.as_millis().div_ceil(10) as usize;
     chunks * CHUNK * channels
-}
-
-/// The render side of a processing stage: it is told what goes to the speaker.
-///
-/// Call [`EchoReference::push`] with every frame handed to the speaker, at the moment it is
-/// handed over, on whatever thread does that. It copies the samples into a lock-free ring and
-/// returns; a frame that does not fit is dropped whole and counted.
-pub struct EchoReference {
-    ring: HeapProd<f32>,
-    channels: usize,
-    metrics: Arc<Metrics>,
-}
-
-impl fmt::Debug for EchoReference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EchoReference")
-            .field("channels", &self.channels)
-            .field("queued", &self.ring.occupied_len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl EchoReference {
-    /// Queues a 48 kHz frame on its way to the speaker. Its channels are mixed to the stage's.
-    pub fn push(&mut self, frame: &AudioFrame) {
-        let from = frame.format.channels.count();
-        let to = self.channels;
-        let frames = frame.samples.len() / from.max(1);
-        if self.ring.vacant_len() < frames * to {
-            self.metrics
-                .render_dropped
-                .fetch_add((frames * to) as u64, Relaxed);
-            return;
-        }
-        if from == to {
-            self.ring
-                .push_iter(frame.samples.iter().map(|&s| i16_to_f32(s)));
-        } else {
-            let mut one = [0.0f32; 2];
-            for f in frame.samples.chunks_exact(from) {
-                for (o, &s) in one.iter_mut().zip(f) {
-                    *o = i16_to_f32(s);
-                }
-                let src = one.get(..from).unwrap_or_default();
-                for j in 0..to {
-                    let _ = self.ring.try_push(remix_sample(src, j, to));
-                }
-            }
-        }
-    }
-
-    /// Queues interleaved samples (full scale ±1.0) at the stage's channel count.
-    pub fn push_f32(&mut self, samples: &[f32]) {
-        let whole = samples.len() / self.channels * self.channels;
-        if self.ring.vacant_len() < whole {
-            self.metrics.render_dropped.fetch_add(whole as u64, Relaxed);
-            return;
-        }
-        self.ring
-            .push_slice(samples.get(..whole).unwrap_or_default());
-    }
-
-    /// Reads the stage's figures from any thread.
-    pub fn monitor(&self) -> ProcessingMonitor {
-        ProcessingMonitor(Arc::clone(&self.metrics))
-    }
 }
 
 /// The capture side of a processing stage: it cleans microphone audio in place.
@@ -565,6 +429,14 @@ impl AudioSource for ProcessedSource {
     fn is_live(&self) -> bool {
         self.inner.is_live()
     }
+
+    fn processing_delay(&self) -> Duration {
+        if self.processor.config.is_active() {
+            self.processor.delay()
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 /// A sink that tells a processing stage's render side every frame it plays: a speaker whose
@@ -620,7 +492,8 @@ impl fmt::Debug for ProcessedPath {
 
 /// Puts a processing stage between `source` and the encoder and between the decoder and
 /// `sink`, when `config` switches anything on; otherwise returns them as they are, with no
-/// monitor.
+/// monitor. The echo reference is what `sink` is handed, unless `source` feeds it itself
+/// ([`AudioSource::feed_echo_reference`]).
 pub fn process_path(
     config: ProcessingConfig,
     source: Box<dyn AudioSource>,
@@ -633,12 +506,19 @@ pub fn process_path(
             monitor: None,
         });
     }
+    let mut source = source;
     let (reference, processor) = audio_processing(config, source.format().channels)?;
+    // A microphone that knows when its speaker plays each sample feeds the reference itself;
+    // otherwise it is fed with what is handed to the speaker.
+    let sink: Box<dyn AudioSink> = match source.feed_echo_reference(reference) {
+        None => sink,
+        Some(reference) => Box::new(ReferencedSink::new(sink, reference)),
+    };
     let source = ProcessedSource::new(source, processor);
     let monitor = source.monitor();
     Ok(ProcessedPath {
         source: Box::new(source),
-        sink: Box::new(ReferencedSink::new(sink, reference)),
+        sink,
         monitor: Some(monitor),
     })
 }

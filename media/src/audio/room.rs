@@ -27,8 +27,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustfft::num_complex::Complex;
-use rustfft::{Fft, FftPlanner};
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 use crate::error::Error;
 use crate::frame::SAMPLE_RATE;
@@ -266,17 +266,44 @@ fn impulse_response(config: &RoomConfig) -> Vec<f32> {
     h.iter().map(|x| (x * gain) as f32).collect()
 }
 
-/// Uniformly partitioned overlap-save convolution in blocks of [`BLOCK`] samples.
+/// The spectrum of one block (bins 0 to [`BLOCK`]), real and imaginary parts apart so the
+/// multiply-accumulate at the heart of the convolution is plain arithmetic on floats.
+struct Spectrum {
+    re: Vec<f32>,
+    im: Vec<f32>,
+}
+
+impl Spectrum {
+    fn zero() -> Self {
+        Self {
+            re: vec![0.0; BLOCK + 1],
+            im: vec![0.0; BLOCK + 1],
+        }
+    }
+
+    fn set(&mut self, bins: &[Complex<f32>]) {
+        for ((re, im), b) in self.re.iter_mut().zip(self.im.iter_mut()).zip(bins) {
+            *re = b.re;
+            *im = b.im;
+        }
+    }
+}
+
+/// Uniformly partitioned overlap-save convolution in blocks of [`BLOCK`] samples, by real
+/// FFTs of twice that.
 struct Convolver {
-    forward: Arc<dyn Fft<f32>>,
-    inverse: Arc<dyn Fft<f32>>,
+    forward: Arc<dyn RealToComplex<f32>>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
     /// The spectra of the response's partitions.
-    partitions: Vec<Vec<Complex<f32>>>,
-    /// The spectra of the last inputs, newest first.
-    history: VecDeque<Vec<Complex<f32>>>,
-    /// The previous input block.
+    partitions: Vec<Spectrum>,
+    /// The spectra of the last inputs; `history[newest]` is the latest.
+    history: Vec<Spectrum>,
+    newest: usize,
+    /// The previous input block, then the current one.
+    time: Vec<f32>,
     previous: Vec<f32>,
-    buffer: Vec<Complex<f32>>,
+    bins: Vec<Complex<f32>>,
+    sum: Spectrum,
     scratch: Vec<Complex<f32>>,
     out: Vec<f32>,
 }
@@ -284,36 +311,39 @@ struct Convolver {
 impl Convolver {
     fn new(response: &[f32]) -> Self {
         let size = 2 * BLOCK;
-        let mut planner = FftPlanner::new();
+        let mut planner = RealFftPlanner::<f32>::new();
         let forward = planner.plan_fft_forward(size);
         let inverse = planner.plan_fft_inverse(size);
-        let mut scratch = vec![
-            Complex::default();
-            forward
-                .get_inplace_scratch_len()
-                .max(inverse.get_inplace_scratch_len())
-        ];
-        let partitions: Vec<Vec<Complex<f32>>> = response
+        let scratch =
+            vec![Complex::default(); forward.get_scratch_len().max(inverse.get_scratch_len())];
+        let mut time = vec![0.0; size];
+        let mut bins = vec![Complex::default(); BLOCK + 1];
+        let mut scratch_for_plan = scratch.clone();
+        let partitions: Vec<Spectrum> = response
             .chunks(BLOCK)
             .map(|part| {
-                let mut spectrum = vec![Complex::default(); size];
-                for (s, &h) in spectrum.iter_mut().zip(part) {
-                    *s = Complex::new(h, 0.0);
-                }
-                forward.process_with_scratch(&mut spectrum, &mut scratch);
+                time.fill(0.0);
+                time[..part.len()].copy_from_slice(part);
+                // The lengths are the planner's own: this cannot fail.
+                let _ = forward.process_with_scratch(&mut time, &mut bins, &mut scratch_for_plan);
+                let mut spectrum = Spectrum::zero();
+                spectrum.set(&bins);
                 spectrum
             })
             .collect();
-        let history = (0..partitions.len())
-            .map(|_| vec![Complex::default(); size])
+        let history = (0..partitions.len().max(1))
+            .map(|_| Spectrum::zero())
             .collect();
         Self {
             forward,
             inverse,
             partitions,
             history,
+            newest: 0,
+            time,
             previous: vec![0.0; BLOCK],
-            buffer: vec![Complex::default(); size],
+            bins,
+            sum: Spectrum::zero(),
             scratch,
             out: vec![0.0; BLOCK],
         }
@@ -321,36 +351,63 @@ impl Convolver {
 
     /// Convolves the next [`BLOCK`] input samples, returning as many output samples.
     fn process(&mut self, input: &[f32]) -> &[f32] {
-        let size = 2 * BLOCK;
-        for (b, &x) in self
-            .buffer
-            .iter_mut()
-            .zip(self.previous.iter().chain(input.iter()))
-        {
-            *b = Complex::new(x, 0.0);
-        }
+        let (old, new) = self.time.split_at_mut(BLOCK);
+        old.copy_from_slice(&self.previous);
+        new.copy_from_slice(input);
         self.previous.copy_from_slice(input);
-        self.forward
-            .process_with_scratch(&mut self.buffer, &mut self.scratch);
-        let mut oldest = self
-            .history
-            .pop_back()
-            .unwrap_or_else(|| vec![Complex::default(); size]);
-        oldest.copy_from_slice(&self.buffer);
-        self.history.push_front(oldest);
-        self.buffer.fill(Complex::default());
-        for (x, h) in self.history.iter().zip(&self.partitions) {
-            for ((acc, a), b) in self.buffer.iter_mut().zip(x).zip(h) {
-                *acc += a * b;
-            }
+        let _ =
+            self.forward
+                .process_with_scratch(&mut self.time, &mut self.bins, &mut self.scratch);
+        let count = self.history.len();
+        self.newest = (self.newest + 1) % count;
+        if let Some(h) = self.history.get_mut(self.newest) {
+            h.set(&self.bins);
         }
-        self.inverse
-            .process_with_scratch(&mut self.buffer, &mut self.scratch);
-        let norm = 1.0 / size as f32;
-        for (o, y) in self.out.iter_mut().zip(&self.buffer[BLOCK..]) {
-            *o = y.re * norm;
+        let (sum_re, sum_im) = (&mut self.sum.re[..], &mut self.sum.im[..]);
+        sum_re.fill(0.0);
+        sum_im.fill(0.0);
+        for (age, part) in self.partitions.iter().enumerate() {
+            let Some(x) = self.history.get((self.newest + count - age) % count) else {
+                continue;
+            };
+            multiply_add(&x.re, &x.im, &part.re, &part.im, sum_re, sum_im);
+        }
+        for ((b, &re), &im) in self.bins.iter_mut().zip(sum_re.iter()).zip(sum_im.iter()) {
+            *b = Complex::new(re, im);
+        }
+        let _ =
+            self.inverse
+                .process_with_scratch(&mut self.bins, &mut self.time, &mut self.scratch);
+        let norm = 1.0 / (2 * BLOCK) as f32;
+        for (o, &y) in self.out.iter_mut().zip(&self.time[BLOCK..]) {
+            *o = y * norm;
         }
         &self.out
+    }
+}
+
+/// `sum += x * h`, bin by bin, on spectra held as real and imaginary parts.
+fn multiply_add(
+    x_re: &[f32],
+    x_im: &[f32],
+    h_re: &[f32],
+    h_im: &[f32],
+    sum_re: &mut [f32],
+    sum_im: &mut [f32],
+) {
+    let n = x_re
+        .len()
+        .min(x_im.len())
+        .min(h_re.len())
+        .min(h_im.len())
+        .min(sum_re.len())
+        .min(sum_im.len());
+    let (x_re, x_im, h_re, h_im) = (&x_re[..n], &x_im[..n], &h_re[..n], &h_im[..n]);
+    let (sum_re, sum_im) = (&mut sum_re[..n], &mut sum_im[..n]);
+    for k in 0..n {
+        let (a, b, c, d) = (x_re[k], x_im[k], h_re[k], h_im[k]);
+        sum_re[k] += a * c - b * d;
+        sum_im[k] += a * d + b * c;
     }
 }
 

@@ -11,11 +11,18 @@
 //! jitter does not move the echo), plays silence when it runs dry and then fills again, and
 //! drops the oldest samples when the speaker runs more than [`MAX_BACKLOG`] ahead.
 //!
+//! Each of those events moves the echo in time against what was handed to the speaker: on a
+//! busy machine, where the two threads are not run on time, they come every few hundred
+//! milliseconds. So the microphone, which knows what the speaker plays and when, feeds an echo
+//! canceller's reference itself ([`AudioSource::feed_echo_reference`]) with exactly what it
+//! plays into the room, in step with what it captures, as a device's loopback of its own
+//! output would.
+//!
 //! The microphone measures, from the signals, what the people in the room would notice
 //! ([`SpeakerphoneStats`]): how loud the near end spoke, how loud what the speaker played was,
 //! and how loud the echo at the microphone was. It starts [`WARM_UP`] after the speaker first
-//! plays, so that the figures describe a call whose echo canceller (at either end) has
-//! had time to converge.
+//! plays sound (anything but digital silence), so that the figures describe a call whose echo
+//! canceller (at either end) has had time to converge.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -50,6 +57,7 @@ use std::time::Instant;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
+use crate::audio::reference::EchoReference;
 use crate::audio::room::{Room, RoomConfig};
 use crate::audio::{AudioSink, AudioSource};
 use crate::error::Error;
@@ -66,7 +74,7 @@ pub const SILENCE_DBFS: f64 = -120.0;
 /// What the speaker's buffer holds before it starts playing, and again after it ran dry.
 pub const PREFILL: usize = SAMPLE_RATE as usize * 60 / 1000;
 
-/// How long after the speaker first plays the levels start counting.
+/// How long after the speaker first plays sound the levels start counting.
 pub const WARM_UP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Samples the ring between the speaker and the microphone holds: one second.
@@ -162,6 +170,8 @@ pub struct RoomMicrophone {
     warming: Option<usize>,
     /// Whether the speaker's buffer is playing (else it is filling up).
     playing: bool,
+    /// An echo canceller's render side, told what the speaker plays as it plays it.
+    reference: Option<EchoReference>,
 }
 
 /// The speaker of a [`speakerphone`]: plays into the room and hands every frame on.
@@ -193,6 +203,7 @@ pub fn speakerphone(
         echo: vec![0.0; LONGEST],
         warming: None,
         playing: false,
+        reference: None,
     };
     let speaker = RoomSpeaker {
         next,
@@ -253,6 +264,9 @@ impl AudioSource for RoomMicrophone {
                 .fetch_add(u64::from(got > 0), Ordering::Relaxed);
         }
         self.played[got..n].fill(0.0);
+        if let Some(reference) = &mut self.reference {
+            reference.push_mono(&self.played[..n]);
+        }
         self.room.play(&self.played[..n]);
         self.room.capture(
             &self.near_mono[..n],
@@ -260,7 +274,7 @@ impl AudioSource for RoomMicrophone {
             Some(&mut self.echo[..n]),
         );
         let played = &self.played[..n];
-        if self.warming.is_none() && got > 0 {
+        if self.warming.is_none() && played.iter().any(|&s| s != 0.0) {
             self.warming = Some(WARM_UP.as_millis() as usize * SAMPLE_RATE as usize / 1000);
         }
         match &mut self.warming {
@@ -284,6 +298,11 @@ impl AudioSource for RoomMicrophone {
 
     fn is_live(&self) -> bool {
         self.near.is_live()
+    }
+
+    fn feed_echo_reference(&mut self, reference: EchoReference) -> Option<EchoReference> {
+        self.reference = Some(reference);
+        None
     }
 }
 

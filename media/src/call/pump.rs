@@ -436,8 +436,9 @@ pub(crate) fn spawn_audio<O: AudioOutlet>(
             if window.ended_by(frame.capture) {
                 break;
             }
-            // A frame exists once its last sample has been captured.
-            pacer.release(frame.capture + frame_len);
+            // A frame exists once its last sample has been captured: its stamp is earlier by
+            // the source's own processing delay, which pacing must not skip.
+            pacer.release(frame.capture + source.processing_delay() + frame_len);
             if let Some(Reconfigure::Audio {
                 bps,
                 fec,
