@@ -124,7 +124,7 @@ DuetCallState duet_call_state(DuetCall *call);
 //   `remote_packets_lost`, `remote_fraction_lost`, `retransmitted`, `nack_count`,
 //   `pli_count`, `target_kbps`, `congestion_kbps`;
 // - `audio_received`: `packets_received`, `periods_played` (10 ms each), `concealed_ratio`,
-//   `fec_recovered`, `late_discarded`, `decode_errors`, `jitter_ms`, `jitter_buffer_ms` (the W3C
+//   `fec_recovered`, `red_recovered`, `late_discarded`, `decode_errors`, `jitter_ms`, `jitter_buffer_ms` (the W3C
 //   mean wait, `jitterBufferDelay / jitterBufferEmittedCount`, null before any) and
 //   `current_delay_ms` (the delay held, sampled: `p50`, `p95`, `p99`, or null);
 // - `video_received`: `frames_decoded`, `frames_dropped`, `freeze_count`,
