@@ -191,7 +191,7 @@ impl AudioJitterBuffer {
             }
             return;
         }
-        self.packets.insert(
+        self.place(
             index,
             Entry {
                 ts,
@@ -200,6 +200,11 @@ impl AudioJitterBuffer {
                 redundant: false,
             },
         );
+    }
+
+    /// Puts `entry` at `index` of the waiting packets; beyond their capacity the oldest go.
+    fn place(&mut self, index: usize, entry: Entry) {
+        self.packets.insert(index, entry);
         while self.packets.len() > self.capacity {
             self.packets.pop_front();
             self.stats.packets_discarded += 1;
@@ -291,7 +296,7 @@ impl AudioJitterBuffer {
         if self.packets.get(index).is_some_and(|e| e.ts == ts) {
             return false;
         }
-        self.packets.insert(
+        self.place(
             index,
             Entry {
                 ts,
@@ -300,10 +305,6 @@ impl AudioJitterBuffer {
                 redundant: true,
             },
         );
-        while self.packets.len() > self.capacity {
-            self.packets.pop_front();
-            self.stats.packets_discarded += 1;
-        }
         true
     }
 
