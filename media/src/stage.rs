@@ -17,7 +17,7 @@ pub(crate) fn sleep_until(deadline: Instant) {
     }
 }
 
-/// What scheduling an audio thread got from [`prioritize_audio`].
+/// What scheduling an audio thread got from [`prioritize_audio`] (for its log line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Granted {
     /// Real-time round-robin scheduling.
@@ -40,7 +40,7 @@ const AUDIO_RAISED: u8 = 74;
 /// sound servers have, or else a raised priority. Both need privileges (root, `CAP_SYS_NICE`,
 /// or an `RLIMIT_RTPRIO` / `RLIMIT_NICE` the user was granted); without them the thread keeps
 /// what it has. Called once, when the thread starts.
-pub(crate) fn prioritize_audio() -> Granted {
+pub(crate) fn prioritize_audio() {
     use thread_priority::{
         set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
         RealtimeThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
@@ -61,7 +61,6 @@ pub(crate) fn prioritize_audio() -> Granted {
         Granted::Unchanged
     };
     tracing::debug!("audio thread scheduling: {granted:?}");
-    granted
 }
 
 /// Starts one stage of a path on a thread of its own, named `name`.
