@@ -710,7 +710,8 @@ fn busy_machine() -> Option<String> {
 
 /// Asserts that a call on loopback was clean both ways, and prints its figures: video latency
 /// p50 at most 40 ms each way, from the stamps in the pixels (duet's pattern read by
-/// `Duet.readStamps` in the browser; the browser's `Duet.stampedPattern` read by duet, its
+/// `Duet.readStamps` in the browser up to the moment Chromium hands the picture to its
+/// compositor, as duet's figure ends when a picture is handed to its sink; the browser's `Duet.stampedPattern` read by duet, its
 /// report's `latency_source` saying `stamps`), with one wall clock for both (same machine);
 /// at least 95 % of the frames each side sent decoded by the other; at most 2 % of the audio
 /// concealed by each side (the aim is 0.5 %, which a quiet 2-core machine running Chromium
@@ -736,10 +737,13 @@ fn clean_both_ways(stats: &Value, report: &Value, stamps: &Value) {
         number(&video["frames_decoded"]),
     );
     eprintln!(
-        "video latency p50 (stamps): duet -> browser {to_browser:.1} ms ({} stamps read, {} \
-         pictures without), browser -> duet {to_duet:.1} ms ({} stamp errors); frames decoded: \
+        "video latency p50 (stamps): duet -> browser {to_browser:.1} ms (its last packet in the \
+         browser after {}; {} stamps read, {} pictures without), browser -> duet {to_duet:.1} ms ({} stamp errors); frames decoded: \
          browser {decoded} of {sent}, duet {duet_decoded} of {browser_sent}; audio concealed: \
          browser {:.3} %, duet {:.3} %",
+        stamps["received"]
+            .as_f64()
+            .map_or("an unreported time".to_string(), |ms| format!("{ms:.1} ms")),
         stamps["count"],
         stamps["errors"],
         video["stamp_errors"],
@@ -897,7 +901,7 @@ fn the_browser_calls_native_duet() {
 
     std::thread::sleep(Duration::from_secs(10));
     let stamps = browser
-        .eval("return { p50: t.reader.p50(), count: t.reader.count, errors: t.reader.errors }");
+        .eval("return { p50: t.reader.p50(), received: t.reader.receivedP50(), count: t.reader.count, errors: t.reader.errors }");
     let stats = call_stats(browser, "t.call");
     negotiated_opus_and_h264(browser, "t.call", &stats);
     only_loopback_candidates(&stats);
@@ -976,7 +980,7 @@ fn native_duet_calls_the_web_client() {
              if (call.state !== 'connected') return;
              window.lastStats = s;
              const r = duet.stamps;
-             window.lastStamps = { p50: r.p50(), count: r.count, errors: r.errors };
+             window.lastStamps = { p50: r.p50(), received: r.receivedP50(), count: r.count, errors: r.errors };
            });
          }, 100);",
     );

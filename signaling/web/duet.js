@@ -844,7 +844,12 @@ const STAMP_WRAP = 4294967296;
 
 /** Microseconds since 1970 modulo 2^32: the stamp clock. */
 function stampClockUs() {
-  return Math.floor((performance.timeOrigin + performance.now()) * 1000) % STAMP_WRAP;
+  return wallClockUs(performance.now());
+}
+
+/** The stamp clock (wall-clock microseconds, wrapped) at a `performance.now()`-based time. */
+function wallClockUs(performanceMs) {
+  return Math.floor((performance.timeOrigin + performanceMs) * 1000) % STAMP_WRAP;
 }
 
 function stampCell(width) {
@@ -964,26 +969,41 @@ function readStampFrom(ctx, width, band) {
 /**
  * Reads duet's stamps from the pictures a playing `video` element shows, each time it shows a
  * new one. Returns a reader: `latencies` (ms from capture to display, one per new stamped
- * picture, by the shared wall clock), `count`, `errors` (pictures without a readable stamp),
- * `last` (the last stamp `{ seq, timeUs }`), `p50()` and `stop()`.
+ * picture, by the shared wall clock), `received` (ms from capture to the arrival of the
+ * picture's last packet, where the browser reports it), `count`, `errors` (pictures without a
+ * readable stamp), `last` (the last stamp `{ seq, timeUs }`), `p50()`, `receivedP50()` and
+ * `stop()`.
+ *
+ * "Display" is the moment the browser handed the picture to its compositor
+ * (`requestVideoFrameCallback`'s `presentationTime`), as duet's own figure is the moment a
+ * picture is handed to its sink; where that is not reported, the moment the callback ran.
  */
 export function readStamps(video) {
   const canvas = document.createElement('canvas');
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  const reader = {
-    latencies: [], count: 0, errors: 0, last: null, stopped: false,
-    stop() { this.stopped = true; },
-    p50() {
-      if (this.latencies.length === 0) return null;
-      const sorted = [...this.latencies].sort((a, b) => a - b);
-      return sorted[Math.floor(sorted.length / 2)];
-    },
+  const median = (values) => {
+    if (values.length === 0) return null;
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
   };
-  const read = () => {
+  const reader = {
+    latencies: [], received: [], count: 0, errors: 0, last: null, stopped: false,
+    stop() { this.stopped = true; },
+    p50() { return median(this.latencies); },
+    receivedP50() { return median(this.received); },
+  };
+  const ageMs = (atUs, stamp) => {
+    let age = (atUs - stamp.timeUs + STAMP_WRAP) % STAMP_WRAP;
+    if (age >= STAMP_WRAP / 2) age = 0;
+    return age / 1000;
+  };
+  const read = (metadata) => {
     const width = video.videoWidth;
     const band = stampBandHeight(width, video.videoHeight);
     if (band === 0) return;
-    const shownUs = stampClockUs();
+    const shownUs = metadata && metadata.presentationTime
+      ? wallClockUs(metadata.presentationTime)
+      : stampClockUs();
     if (canvas.width !== width || canvas.height !== band) {
       canvas.width = width;
       canvas.height = band;
@@ -997,19 +1017,20 @@ export function readStamps(video) {
     if (reader.last && stamp.seq <= reader.last.seq) return;
     reader.last = stamp;
     reader.count += 1;
-    let age = (shownUs - stamp.timeUs + STAMP_WRAP) % STAMP_WRAP;
-    if (age >= STAMP_WRAP / 2) age = 0;
-    reader.latencies.push(age / 1000);
+    reader.latencies.push(ageMs(shownUs, stamp));
+    if (metadata && metadata.receiveTime) {
+      reader.received.push(ageMs(wallClockUs(metadata.receiveTime), stamp));
+    }
   };
-  const onFrame = () => {
+  const onFrame = (_now, metadata) => {
     if (reader.stopped) return;
-    read();
+    read(metadata);
     video.requestVideoFrameCallback(onFrame);
   };
   if (video.requestVideoFrameCallback) {
     video.requestVideoFrameCallback(onFrame);
   } else {
-    const timer = setInterval(() => (reader.stopped ? clearInterval(timer) : read()), 5);
+    const timer = setInterval(() => (reader.stopped ? clearInterval(timer) : read(null)), 5);
   }
   return reader;
 }
