@@ -4,6 +4,8 @@
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use thread_priority::ThreadSchedulePolicy;
+
 use crate::error::Error;
 
 /// Sleeps until `deadline` (returns at once if it has passed).
@@ -17,7 +19,8 @@ pub(crate) fn sleep_until(deadline: Instant) {
     }
 }
 
-/// What scheduling an audio thread got from [`prioritize_audio`] (for its log line).
+/// What scheduling a thread got from [`prioritize_audio`] or [`prioritize_network`] (for its
+/// log line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Granted {
     /// Real-time round-robin scheduling.
@@ -32,7 +35,7 @@ pub(crate) enum Granted {
 /// every normal one.
 const AUDIO_REALTIME_PRIORITY: u8 = 10;
 /// The `ThreadPriorityValue` the crate maps to nice -10 under normal scheduling.
-const AUDIO_RAISED: u8 = 74;
+const RAISED: u8 = 73;
 
 /// Gives the calling audio thread (sending or playing audio every 10 to 20 ms, where a thread
 /// kept waiting is a late packet or a gap at the speaker) precedence over the rest of the
@@ -41,26 +44,43 @@ const AUDIO_RAISED: u8 = 74;
 /// or an `RLIMIT_RTPRIO` / `RLIMIT_NICE` the user was granted); without them the thread keeps
 /// what it has. Called once, when the thread starts.
 pub(crate) fn prioritize_audio() {
-    use thread_priority::{
-        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-        RealtimeThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
-    };
-    let set = |value: u8, policy: ThreadSchedulePolicy| {
-        ThreadPriorityValue::try_from(value).is_ok_and(|value| {
-            let priority = ThreadPriority::Crossplatform(value);
-            set_thread_priority_and_policy(thread_native_id(), priority, policy).is_ok()
-        })
-    };
+    use thread_priority::{NormalThreadSchedulePolicy, RealtimeThreadSchedulePolicy};
     let realtime = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::RoundRobin);
     let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
-    let granted = if set(AUDIO_REALTIME_PRIORITY, realtime) {
+    let granted = if set_priority(AUDIO_REALTIME_PRIORITY, realtime) {
         Granted::Realtime
-    } else if set(AUDIO_RAISED, normal) {
+    } else if set_priority(RAISED, normal) {
         Granted::Raised
     } else {
         Granted::Unchanged
     };
     tracing::debug!("audio thread scheduling: {granted:?}");
+}
+
+/// Raises the calling thread's priority (nice -10, normal scheduling) where the system allows
+/// it, for the threads that move a call's packets between the sockets and the media threads:
+/// on a busy machine a thread at the default priority waits its turn behind every other job,
+/// and each wait is a late packet. Unlike [`prioritize_audio`], never real-time: these threads
+/// also run work of any length. Called once, when the thread starts.
+pub(crate) fn prioritize_network() {
+    use thread_priority::NormalThreadSchedulePolicy;
+    let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+    let granted = if set_priority(RAISED, normal) {
+        Granted::Raised
+    } else {
+        Granted::Unchanged
+    };
+    tracing::debug!("network thread scheduling: {granted:?}");
+}
+
+fn set_priority(value: u8, policy: ThreadSchedulePolicy) -> bool {
+    use thread_priority::{
+        set_thread_priority_and_policy, thread_native_id, ThreadPriority, ThreadPriorityValue,
+    };
+    ThreadPriorityValue::try_from(value).is_ok_and(|value| {
+        let priority = ThreadPriority::Crossplatform(value);
+        set_thread_priority_and_policy(thread_native_id(), priority, policy).is_ok()
+    })
 }
 
 /// Starts one stage of a path on a thread of its own, named `name`.

@@ -259,11 +259,7 @@ impl MediaArgs {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
+    duet_media::call::runtime("duet-call", 2).context("starting the async runtime")
 }
 
 /// Runs `duet call`; returns the process's exit status.

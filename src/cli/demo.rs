@@ -48,11 +48,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     if !(args.seconds.is_finite() && args.seconds >= 1.0 && args.seconds <= 3600.0) {
         bail!("--seconds {}: give 1 to 3600", args.seconds);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime =
+        duet_media::call::runtime("duet-demo", 2).context("starting the async runtime")?;
     runtime.block_on(demo(args))
 }
 

@@ -87,11 +87,7 @@ pub fn run(config: LoopbackConfig, options: WebrtcOptions) -> Result<LoopbackRep
             "nothing to run: no audio and no video".into(),
         ));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("duet-call")
-        .enable_all()
-        .build()
+    let runtime = crate::call::runtime("duet-call", 2)
         .map_err(|e| Error::Call(format!("cannot start the async runtime: {e}")))?;
     let rss_start = rss_mb();
     let impaired = options
