@@ -108,11 +108,7 @@ impl Call {
     pub fn new(options: CallOptions) -> Result<Self, Failure> {
         outside_runtime()?;
         let config = options.call_config()?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("duet-capi")
-            .enable_all()
-            .build()
+        let runtime = duet_media::call::runtime("duet-capi", 2)
             .map_err(|e| Failure::internal(format!("cannot start the call's runtime: {e}")))?;
         let video = Arc::new(Mutex::new(VideoRecord::new(LATENCIES_KEPT)));
         // With processing on, what is received is its echo reference (and then discarded).
