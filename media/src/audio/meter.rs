@@ -250,7 +250,12 @@ mod tests {
                 thread::sleep(Duration::from_millis(150));
             }
         }
-        thread::sleep(POLL * 3);
+        // Six half-second windows were written: wait for the meter to have looked at them all
+        // (it may be slow to get there on a busy machine), for at most ten seconds.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while meter.heard().windows < 6 && Instant::now() < deadline {
+            thread::sleep(POLL);
+        }
         let heard = meter.heard();
         let p = heard.latency_ms.expect("aligned");
         assert!((p.p50 - 40.0).abs() <= 0.1, "{heard:?}");
