@@ -1199,3 +1199,205 @@ fn duet_js_call_session_reaches_a_native_call_session_over_signals_the_test_carr
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A file of `len` pseudo-random bytes (seeded xorshift64*), and its SHA-256 in hex.
+fn random_file(path: &std::path::Path, len: usize, seed: u64) -> String {
+    let mut state = seed | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        data.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(path, &data).expect("write file");
+    sha256_hex(&data)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The size of the files the transfer tests move.
+const FILE_BYTES: usize = 20_000_000;
+
+/// Loads duet.js into the page and logs in as `user`; the page's `t` holds the client.
+fn duet_js_files_login(browser: &Browser, user: &str, token: &str) {
+    let script = format!(
+        "const done = arguments[arguments.length - 1];
+         (async () => {{
+           const {{ Duet }} = await import('/duet.js');
+           const client = await Duet.connect({{ user: {user}, token: {token} }});
+           window.t = {{ Duet, client, result: null, error: null, progress: 0, transfer: null }};
+           return 'ok';
+         }})().then(done, (e) => done(`failed: ${{e.message}}`));",
+        user = json!(user),
+        token = json!(token),
+    );
+    assert_eq!(browser.eval_async(&script), json!("ok"));
+}
+
+/// The SHA-256 of the page's `t.result.blob`, computed by the browser (`crypto.subtle`).
+fn browser_blob_sha256(browser: &Browser) -> Value {
+    browser.eval_async(
+        "const done = arguments[arguments.length - 1];
+         t.result.blob.arrayBuffer()
+           .then((b) => crypto.subtle.digest('SHA-256', b))
+           .then((d) => done(Array.from(new Uint8Array(d), (x) => x.toString(16).padStart(2, '0')).join('')),
+                 (e) => done(`failed: ${e.message}`));",
+    )
+}
+
+#[test]
+fn native_duet_sends_a_file_to_the_browser() {
+    let Some(stage) = Stage::new(&["alice", "bob"]) else {
+        return;
+    };
+    let (browser, world, page) = (&stage.browser, &stage.world, stage.page());
+    browser.goto(&page);
+    duet_js_files_login(browser, "alice", &world.token("alice"));
+
+    // duet.js's streaming SHA-256 (the whole-file check) agrees with the browser's own.
+    let agree = browser.eval_async(
+        "const done = arguments[arguments.length - 1];
+         (async () => {
+           const bad = [];
+           for (const n of [0, 1, 55, 56, 63, 64, 65, 1000, (1 << 20) + 3]) {
+             const data = new Uint8Array(n);
+             for (let i = 0; i < n; i++) data[i] = (i * 7919 + (i >> 8)) & 255;
+             const streamed = new t.Duet.Sha256();
+             for (let at = 0; at < n; at += 333) streamed.update(data.subarray(at, at + 333));
+             const mine = Array.from(streamed.digest()).join();
+             const theirs = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', data))).join();
+             if (mine !== theirs) bad.push(n);
+           }
+           return bad;
+         })().then(done, (e) => done(`failed: ${e.message}`));",
+    );
+    assert_eq!(agree, json!([]), "lengths where duet.js's SHA-256 is wrong");
+
+    // The browser accepts what is offered and keeps the result.
+    browser.eval(
+        "t.client.on('fileOffer', (offer) => {
+           t.offer = { name: offer.name, size: offer.size, from: offer.from };
+           offer.accept().then((transfer) => {
+             t.transfer = transfer;
+             transfer.on('progress', () => { t.progress += 1; });
+             transfer.done.then((r) => { t.result = r; }, (e) => { t.error = `${e.code}: ${e.message}`; });
+           }, (e) => { t.error = `${e.code}: ${e.message}`; });
+         });",
+    );
+    let file = world.path("twenty.bin");
+    let sha256 = random_file(&file, FILE_BYTES, 20);
+    let bob = common::spawn(world.cmd("bob", &["send", "alice", file.to_str().unwrap(), "--json"]));
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(60));
+    assert!(status.success(), "duet send: {status:?}\n{stderr}");
+    browser.wait_for(
+        "the file whole in the browser",
+        "return t.result !== null || t.error !== null",
+        WAIT,
+    );
+    assert_eq!(browser.eval("return t.error"), Value::Null);
+    assert_eq!(
+        browser.eval("return t.offer"),
+        json!({"name": "twenty.bin", "size": FILE_BYTES, "from": "bob"})
+    );
+    let result = browser.eval(
+        "const r = t.result; return { size: r.blob.size, sha256: r.sha256, seconds: r.seconds, \
+         moved: r.bytesMoved, blocks: r.blocksMoved, progress: t.progress, \
+         stats: t.transfer.stats }",
+    );
+    assert_eq!(result["size"], json!(FILE_BYTES), "{result}");
+    assert_eq!(result["sha256"], json!(sha256), "{result}");
+    assert_eq!(browser_blob_sha256(browser), json!(sha256));
+    assert!(number(&result["progress"]) >= 100.0, "progress events: {result}");
+    let sent = common::json(&stdout);
+    assert_eq!(sent["outcome"], "delivered", "{sent}");
+    let seconds = number(&result["seconds"]);
+    eprintln!(
+        "duet -> browser: {:.1} MB in {seconds:.2} s, {:.1} MB/s in the browser (duet send: \
+         {:.2} s, {:.1} MB/s); {} blocks, hash failures {}, re-requests {}",
+        FILE_BYTES as f64 / 1e6,
+        FILE_BYTES as f64 / 1e6 / seconds,
+        number(&sent["seconds"]),
+        number(&sent["mb_per_s"]),
+        result["blocks"],
+        result["stats"]["hashFailures"],
+        result["stats"]["rerequests"],
+    );
+}
+
+#[test]
+fn the_browser_sends_a_file_to_native_duet() {
+    let Some(stage) = Stage::new(&["alice", "bob"]) else {
+        return;
+    };
+    let (browser, world, page) = (&stage.browser, &stage.world, stage.page());
+    let inbox = world.path("inbox");
+    std::fs::create_dir_all(&inbox).expect("inbox");
+    let bob = world.answer("bob", &["--accept-files", inbox.to_str().unwrap(), "--json"]);
+    browser.goto(&page);
+    duet_js_files_login(browser, "alice", &world.token("alice"));
+    browser.wait_for(
+        "bob online in the browser",
+        "const c = t.client.contacts.get('bob'); return !!c && c.status !== 'offline'",
+        WAIT,
+    );
+
+    // 20 MB of seeded bytes made in the page, hashed there by crypto.subtle, then sent.
+    let sha256 = browser.eval_async(&format!(
+        "const done = arguments[arguments.length - 1];
+         (async () => {{
+           const data = new Uint8Array({FILE_BYTES});
+           let s = 0x9e3779b9;
+           for (let i = 0; i < data.length; i++) {{
+             s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+             data[i] = s & 255;
+           }}
+           const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+           const file = new Blob([data]);
+           const transfer = t.client.sendFile('bob', file, {{ fileName: 'from-the-browser.bin' }});
+           t.transfer = transfer;
+           transfer.on('progress', () => {{ t.progress += 1; }});
+           transfer.done.then((r) => {{ t.result = r; }}, (e) => {{ t.error = `${{e.code}}: ${{e.message}}`; }});
+           return Array.from(digest, (x) => x.toString(16).padStart(2, '0')).join('');
+         }})().then(done, (e) => done(`failed: ${{e.message}}`));"
+    ));
+    let sha256 = sha256.as_str().expect("the browser's SHA-256").to_owned();
+    assert_eq!(sha256.len(), 64, "{sha256}");
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(60));
+    assert!(status.success(), "duet answer: {status:?}\n{stderr}");
+    browser.wait_for(
+        "the browser told the file arrived",
+        "return t.result !== null || t.error !== null",
+        WAIT,
+    );
+    assert_eq!(browser.eval("return t.error"), Value::Null);
+    let received = common::json(&stdout);
+    assert_eq!(received["outcome"], "delivered", "{received}");
+    let path = PathBuf::from(received["path"].as_str().expect("where the file is"));
+    assert_eq!(path, inbox.join("from-the-browser.bin"));
+    let bytes = std::fs::read(&path).expect("the received file");
+    assert_eq!(bytes.len(), FILE_BYTES);
+    assert_eq!(sha256_hex(&bytes), sha256, "the file on disk is not the browser's");
+    let result = browser.eval(
+        "const r = t.result; return { sha256: r.sha256, seconds: r.seconds, moved: r.bytesMoved, \
+         blocks: r.blocksMoved, progress: t.progress }",
+    );
+    assert_eq!(result["sha256"], json!(sha256), "{result}");
+    assert!(number(&result["progress"]) >= 100.0, "progress events: {result}");
+    let seconds = number(&received["seconds"]);
+    eprintln!(
+        "browser -> duet: {:.1} MB in {seconds:.2} s, {:.1} MB/s at duet (the browser: {:.2} s); \
+         {} blocks",
+        FILE_BYTES as f64 / 1e6,
+        number(&received["mb_per_s"]),
+        number(&result["seconds"]),
+        result["blocks"],
+    );
+}
