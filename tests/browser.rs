@@ -1315,7 +1315,10 @@ fn native_duet_sends_a_file_to_the_browser() {
     assert_eq!(result["size"], json!(FILE_BYTES), "{result}");
     assert_eq!(result["sha256"], json!(sha256), "{result}");
     assert_eq!(browser_blob_sha256(browser), json!(sha256));
-    assert!(number(&result["progress"]) >= 100.0, "progress events: {result}");
+    assert!(
+        number(&result["progress"]) >= 100.0,
+        "progress events: {result}"
+    );
     let sent = common::json(&stdout);
     assert_eq!(sent["outcome"], "delivered", "{sent}");
     let seconds = number(&result["seconds"]);
@@ -1340,7 +1343,10 @@ fn the_browser_sends_a_file_to_native_duet() {
     let (browser, world, page) = (&stage.browser, &stage.world, stage.page());
     let inbox = world.path("inbox");
     std::fs::create_dir_all(&inbox).expect("inbox");
-    let bob = world.answer("bob", &["--accept-files", inbox.to_str().unwrap(), "--json"]);
+    let bob = world.answer(
+        "bob",
+        &["--accept-files", inbox.to_str().unwrap(), "--json"],
+    );
     browser.goto(&page);
     duet_js_files_login(browser, "alice", &world.token("alice"));
     browser.wait_for(
@@ -1384,13 +1390,20 @@ fn the_browser_sends_a_file_to_native_duet() {
     assert_eq!(path, inbox.join("from-the-browser.bin"));
     let bytes = std::fs::read(&path).expect("the received file");
     assert_eq!(bytes.len(), FILE_BYTES);
-    assert_eq!(sha256_hex(&bytes), sha256, "the file on disk is not the browser's");
+    assert_eq!(
+        sha256_hex(&bytes),
+        sha256,
+        "the file on disk is not the browser's"
+    );
     let result = browser.eval(
         "const r = t.result; return { sha256: r.sha256, seconds: r.seconds, moved: r.bytesMoved, \
          blocks: r.blocksMoved, progress: t.progress }",
     );
     assert_eq!(result["sha256"], json!(sha256), "{result}");
-    assert!(number(&result["progress"]) >= 100.0, "progress events: {result}");
+    assert!(
+        number(&result["progress"]) >= 100.0,
+        "progress events: {result}"
+    );
     let seconds = number(&received["seconds"]);
     eprintln!(
         "browser -> duet: {:.1} MB in {seconds:.2} s, {:.1} MB/s at duet (the browser: {:.2} s); \
