@@ -1414,3 +1414,96 @@ fn the_browser_sends_a_file_to_native_duet() {
         result["blocks"],
     );
 }
+
+#[test]
+fn the_web_client_offers_files_to_accept_and_sends_one() {
+    let Some(stage) = Stage::new(&["alice", "bob"]) else {
+        return;
+    };
+    let (browser, world, page) = (&stage.browser, &stage.world, stage.page());
+    browser.goto(&page);
+    browser.type_into("#user", "alice");
+    browser.type_into("#token", &world.token("alice"));
+    browser.click("#signin-button");
+    browser.wait_for(
+        "bob online in alice's contact list",
+        "return !!document.querySelector('#contacts li[data-user=\"bob\"] .dot.online')",
+        WAIT,
+    );
+    browser.click("#contacts li[data-user=\"bob\"]");
+
+    // Offered by duet, accepted with a click; the name is markup, shown as text.
+    let name = "<img src=x onerror=alert(1)>.bin";
+    let file = world.path(name);
+    let sha256 = random_file(&file, 1_000_000, 7);
+    let bob = common::spawn(world.cmd("bob", &["send", "alice", file.to_str().unwrap()]));
+    browser.wait_for(
+        "the offer in bob's conversation",
+        "return !!document.querySelector('#messages .msg.file.theirs .accept-file')",
+        WAIT,
+    );
+    assert_eq!(
+        browser.eval(
+            "return document.querySelector('#messages .msg.file.theirs .file-name').textContent"
+        ),
+        json!(name)
+    );
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#messages img').length"),
+        json!(0)
+    );
+    browser.click("#messages .msg.file.theirs .accept-file");
+    browser.wait_for(
+        "the file received and checked",
+        "return !!document.querySelector('#messages .msg.file.theirs[data-state=\"done\"] a.save-file')",
+        WAIT,
+    );
+    let (status, _, stderr) = bob.finish(Duration::from_secs(20));
+    assert!(status.success(), "duet send: {stderr}");
+    // What the Save link holds is the file.
+    let saved = browser.eval_async(
+        "const done = arguments[arguments.length - 1];
+         const a = document.querySelector('#messages a.save-file');
+         fetch(a.href).then((r) => r.arrayBuffer()).then((b) => crypto.subtle.digest('SHA-256', b))
+           .then((d) => done({ download: a.download,
+             sha256: Array.from(new Uint8Array(d), (x) => x.toString(16).padStart(2, '0')).join('') }),
+             (e) => done(`failed: ${e.message}`));",
+    );
+    assert_eq!(saved, json!({"download": name, "sha256": sha256}));
+    assert!(!browser.alert_open(), "a file name ran script");
+
+    // Sent from the file picker to `duet answer`, with its progress shown until delivered.
+    let inbox = world.path("inbox");
+    std::fs::create_dir_all(&inbox).expect("inbox");
+    let bob = world.answer(
+        "bob",
+        &["--accept-files", inbox.to_str().unwrap(), "--json"],
+    );
+    let picked = world.path("picked.bin");
+    let sha256 = random_file(&picked, 1_000_000, 8);
+    let input = browser.element("#file-input");
+    browser.cmd(
+        "POST",
+        &format!("/element/{input}/value"),
+        Some(json!({ "text": picked.to_str().unwrap() })),
+    );
+    browser.wait_for(
+        "the file delivered",
+        "return !!document.querySelector('#messages .msg.file.mine[data-state=\"done\"]')",
+        Duration::from_secs(20),
+    );
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(20));
+    assert!(status.success(), "duet answer: {stderr}");
+    let received = common::json(&stdout);
+    let bytes = std::fs::read(inbox.join("picked.bin")).expect("the received file");
+    assert_eq!(sha256_hex(&bytes), sha256, "{received}");
+    let status = browser
+        .eval("return document.querySelector('#messages .msg.file.mine .file-status').textContent");
+    assert!(
+        status
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Delivered in"),
+        "{status}"
+    );
+}

@@ -1062,9 +1062,12 @@ function unsafeFileName(name) {
   if (name === '.' || name === '..') return `"${name}"`;
   if (/[/\\:\0]/.test(name)) return 'a "/", "\\" or ":" in it';
   // Control characters, and bidirectional or zero-width ones that disguise a name.
-  if (/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/.test(name)) {
+  if (/[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]/.test(name)) {
     return 'a control, bidirectional or zero-width character in it';
   }
+  if (/[. ]$/.test(name)) return 'a dot or a space at the end';
+  const stem = name.split('.')[0].replace(/ +$/, '').toUpperCase();
+  if (/^(CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])$/.test(stem)) return `${stem}, a Windows device name`;
   if (new TextEncoder().encode(name).length > 255) return 'longer than 255 bytes';
   return null;
 }
