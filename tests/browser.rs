@@ -1426,8 +1426,8 @@ fn the_web_client_offers_files_to_accept_and_sends_one() {
     browser.type_into("#token", &world.token("alice"));
     browser.click("#signin-button");
     browser.wait_for(
-        "bob online in alice's contact list",
-        "return !!document.querySelector('#contacts li[data-user=\"bob\"] .dot.online')",
+        "bob in alice's contact list",
+        "return !!document.querySelector('#contacts li[data-user=\"bob\"]')",
         WAIT,
     );
     browser.click("#contacts li[data-user=\"bob\"]");
@@ -1460,16 +1460,21 @@ fn the_web_client_offers_files_to_accept_and_sends_one() {
     );
     let (status, _, stderr) = bob.finish(Duration::from_secs(20));
     assert!(status.success(), "duet send: {stderr}");
-    // What the Save link holds is the file.
+    // The Save link names the file and holds the received Blob (the page's CSP lets no script
+    // fetch it back: its bytes are read from the transfer the link was made from).
     let saved = browser.eval_async(
         "const done = arguments[arguments.length - 1];
          const a = document.querySelector('#messages a.save-file');
-         fetch(a.href).then((r) => r.arrayBuffer()).then((b) => crypto.subtle.digest('SHA-256', b))
-           .then((d) => done({ download: a.download,
+         const [m] = duet.files;
+         m.transfer.blob.arrayBuffer().then((b) => crypto.subtle.digest('SHA-256', b))
+           .then((d) => done({ download: a.download, blobUrl: a.href === m.url && a.href.startsWith('blob:'),
              sha256: Array.from(new Uint8Array(d), (x) => x.toString(16).padStart(2, '0')).join('') }),
              (e) => done(`failed: ${e.message}`));",
     );
-    assert_eq!(saved, json!({"download": name, "sha256": sha256}));
+    assert_eq!(
+        saved,
+        json!({"download": name, "blobUrl": true, "sha256": sha256})
+    );
     assert!(!browser.alert_open(), "a file name ran script");
 
     // Sent from the file picker to `duet answer`, with its progress shown until delivered.
@@ -1506,4 +1511,7 @@ fn the_web_client_offers_files_to_accept_and_sends_one() {
             .starts_with("Delivered in"),
         "{status}"
     );
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-files.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
 }

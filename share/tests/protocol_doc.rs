@@ -66,7 +66,9 @@ fn the_manifest_example_describes_the_file_test() {
 
 #[test]
 fn the_resume_example_is_the_state_of_the_file_test() {
-    let [example] = blocks("json resume").try_into().expect("one resume example");
+    let [example] = blocks("json resume")
+        .try_into()
+        .expect("one resume example");
     let state: ResumeState = serde_json::from_str(&example).unwrap();
     let manifest = Manifest::from_bytes(b"test", 128 * 1024);
     assert_eq!(state.sha256, manifest.sha256);

@@ -659,10 +659,11 @@ $('composer').addEventListener('submit', (e) => {
   send(text);
 });
 
-// For the console: the client and the call going on.
+// For the console: the client, the call going on and the files of every conversation.
 globalThis.duet = Object.freeze({
   get client() { return client; },
   get call() { return call; },
+  get files() { return [...conversations.values()].flat().filter((m) => m.file); },
   get stamps() { return stampReader; },
 });
 
