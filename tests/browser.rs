@@ -1515,3 +1515,70 @@ fn the_web_client_offers_files_to_accept_and_sends_one() {
     browser.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());
 }
+
+#[test]
+fn the_browser_resumes_a_file_cut_midway_from_its_verified_blocks() {
+    let Some(stage) = Stage::new(&["alice", "bob"]) else {
+        return;
+    };
+    let (browser, world, page) = (&stage.browser, &stage.world, stage.page());
+    browser.goto(&page);
+    duet_js_files_login(browser, "alice", &world.token("alice"));
+    // The first offer is cut by the browser once 5 MB are verified; the second is taken whole.
+    browser.eval(
+        "t.offers = 0;
+         t.client.on('fileOffer', (offer) => {
+           const first = t.offers++ === 0;
+           offer.accept().then((transfer) => {
+             t.transfer = transfer;
+             transfer.on('progress', (p) => {
+               if (first && p.bytes >= 5000000 && transfer.state === 'moving') transfer.cancel('cut for the test');
+             });
+             transfer.done.then((r) => { t.result = r; }, (e) => { t.error = `${e.code}: ${e.message}`; });
+           }, (e) => { t.error = `${e.code}: ${e.message}`; });
+         });",
+    );
+    let file = world.path("cut.bin");
+    let sha256 = random_file(&file, FILE_BYTES, 21);
+    let send =
+        || common::spawn(world.cmd("bob", &["send", "alice", file.to_str().unwrap(), "--json"]));
+    let (status, stdout, stderr) = send().finish(Duration::from_secs(60));
+    assert!(!status.success(), "the cut transfer succeeded: {stderr}");
+    assert!(stderr.contains("cut for the test"), "{stderr}");
+    let cut = common::json(&stdout);
+    assert_eq!(cut["outcome"], "failed", "{cut}");
+    assert_eq!(
+        browser.eval("const e = t.error; t.error = null; return e"),
+        json!("cancelled: the transfer was cancelled: cut for the test")
+    );
+
+    let (status, stdout, stderr) = send().finish(Duration::from_secs(60));
+    assert!(status.success(), "duet send, again: {stderr}");
+    browser.wait_for(
+        "the file whole in the browser",
+        "return t.result !== null || t.error !== null",
+        WAIT,
+    );
+    assert_eq!(browser.eval("return t.error"), Value::Null);
+    let result = browser.eval(
+        "const r = t.result; return { sha256: r.sha256, size: r.blob.size, moved: r.bytesMoved, \
+         blocks: r.blocksMoved, resumed: r.blocksResumed }",
+    );
+    assert_eq!(result["sha256"], json!(sha256), "{result}");
+    assert_eq!(browser_blob_sha256(browser), json!(sha256));
+    let (blocks, resumed) = (number(&result["blocks"]), number(&result["resumed"]));
+    let total = (FILE_BYTES as f64 / 131_072.0).ceil();
+    assert_eq!(blocks + resumed, total, "{result}");
+    assert!(resumed >= 5e6 / 131_072.0, "{result}");
+    let again = common::json(&stdout);
+    assert!(
+        number(&again["blocks_moved"]) <= total - resumed,
+        "duet sent verified blocks again: {again}"
+    );
+    eprintln!(
+        "resumed: {resumed} of {total} blocks kept from the cut transfer, {blocks} moved again \
+         ({:.1} MB); duet send served {} blocks",
+        number(&result["moved"]) / 1e6,
+        again["blocks_moved"],
+    );
+}

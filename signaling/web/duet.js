@@ -1825,8 +1825,9 @@ export class FileTransfer extends Emitter {
     for (const held of this._held.splice(0)) this._signal(held);
   }
 
+  /** Sends a signal to the contact; after the end only the end signal itself goes out. */
   _signal(signal) {
-    if (this._closed || this.id === null) return;
+    if ((this._closed && signal.type !== 'end') || this.id === null) return;
     quietly(() => this._client._send({ type: 'signal', call: this.id, signal }));
   }
 
