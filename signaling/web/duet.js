@@ -1559,6 +1559,11 @@ export class FileTransfer extends Emitter {
       }
     }
     this.blocksResumed = this.stats.blocksVerified;
+    // The whole-file hash runs while the blocks arrive, in order, when none came from before
+    // (those are Blobs: the hash then reads the finished file once at the end).
+    this._whole = this.blocksResumed === 0 ? new Sha256() : null;
+    this._hashCursor = 0;
+    this._unhashed = new Map();
     this._phase = 'blocks';
     this._lastProgress = performance.now();
     this._fillWindow();
@@ -1606,6 +1611,15 @@ export class FileTransfer extends Emitter {
     if (sameBytes(digest, m.hashes.subarray(32 * p.block, 32 * p.block + 32))) {
       this._blocks[p.block] = BLOCK_DONE;
       this._data[p.block] = new Blob([p.buf]);
+      if (this._whole) {
+        // Blocks verified ahead of the hash (after a re-request) wait for it: at most a window.
+        this._unhashed.set(p.block, p.buf);
+        while (this._unhashed.has(this._hashCursor)) {
+          this._whole.update(this._unhashed.get(this._hashCursor));
+          this._unhashed.delete(this._hashCursor);
+          this._hashCursor += 1;
+        }
+      }
       this._release(p);
       this.stats.blocksVerified += 1;
       this._moved += p.len;
@@ -1662,7 +1676,9 @@ export class FileTransfer extends Emitter {
     this._phase = 'complete';
     clearInterval(this._ticker);
     const blob = new Blob(this._data, { type: 'application/octet-stream' });
-    const sha256 = await sha256OfBlob(blob);
+    const sha256 = this._whole && this._hashCursor === this._manifest.count
+      ? toHex(this._whole.digest())
+      : await sha256OfBlob(blob);
     if (this._closed) return;
     if (blob.size !== this.size || sha256 !== this.sha256) {
       this._phase = 'closed';
@@ -1964,8 +1980,10 @@ export class FileTransfer extends Emitter {
   /** Ends the link: tells the contact (when `tell`), then closes the connection a moment later. */
   _close(reason, tell) {
     if (tell && this.id !== null && this._pc) {
-      this._signal({ type: 'end', reason });
-      this._client._request({ type: 'hangup', id: this.id, reason }).catch(() => {});
+      // The server takes reasons of at most 256 bytes.
+      const short = reason.length > 200 ? `${reason.slice(0, 199)}…` : reason;
+      this._signal({ type: 'end', reason: short });
+      quietly(() => this._client._send({ type: 'hangup', id: this.id, reason: short }));
     }
     this._client._release(this.id, this);
     const pc = this._pc;
