@@ -1981,7 +1981,8 @@ export class FileTransfer extends Emitter {
   _close(reason, tell) {
     if (tell && this.id !== null && this._pc) {
       // The server takes reasons of at most 256 bytes.
-      const short = reason.length > 200 ? `${reason.slice(0, 199)}…` : reason;
+      let short = reason;
+      while (new TextEncoder().encode(short).length > 250) short = short.slice(0, -2);
       this._signal({ type: 'end', reason: short });
       quietly(() => this._client._send({ type: 'hangup', id: this.id, reason: short }));
     }
