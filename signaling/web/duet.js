@@ -1981,8 +1981,9 @@ export class FileTransfer extends Emitter {
   _close(reason, tell) {
     if (tell && this.id !== null && this._pc) {
       // The server takes reasons of at most 256 bytes.
-      let short = reason;
-      while (new TextEncoder().encode(short).length > 250) short = short.slice(0, -2);
+      const chars = Array.from(reason);
+      while (new TextEncoder().encode(chars.join('')).length > 250) chars.pop();
+      const short = chars.join('');
       this._signal({ type: 'end', reason: short });
       quietly(() => this._client._send({ type: 'hangup', id: this.id, reason: short }));
     }
