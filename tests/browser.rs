@@ -1582,3 +1582,92 @@ fn the_browser_resumes_a_file_cut_midway_from_its_verified_blocks() {
         again["blocks_moved"],
     );
 }
+
+#[test]
+fn native_duet_resumes_a_file_from_the_browser_cut_midway() {
+    let Some(stage) = Stage::new(&["alice", "bob"]) else {
+        return;
+    };
+    let (browser, world, page) = (&stage.browser, &stage.world, stage.page());
+    let inbox = world.path("inbox");
+    std::fs::create_dir_all(&inbox).expect("inbox");
+    let answer = || {
+        world.answer(
+            "bob",
+            &["--accept-files", inbox.to_str().unwrap(), "--json"],
+        )
+    };
+    let bob = answer();
+    browser.goto(&page);
+    duet_js_files_login(browser, "alice", &world.token("alice"));
+    browser.wait_for(
+        "bob online in the browser",
+        "const c = t.client.contacts.get('bob'); return !!c && c.status !== 'offline'",
+        WAIT,
+    );
+    // The same 20 MB Blob is sent twice: the first time the browser cuts it once 8 MB are read.
+    let sha256 = browser.eval_async(&format!(
+        "const done = arguments[arguments.length - 1];
+         (async () => {{
+           const data = new Uint8Array({FILE_BYTES});
+           let s = 0x2545f491;
+           for (let i = 0; i < data.length; i++) {{
+             s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+             data[i] = s & 255;
+           }}
+           t.file = new Blob([data]);
+           t.send = (cut) => {{
+             t.result = null;
+             t.error = null;
+             const transfer = t.client.sendFile('bob', t.file, {{ fileName: 'resumed.bin' }});
+             transfer.on('progress', (p) => {{
+               if (cut && transfer.state === 'moving' && p.bytes >= 8000000) transfer.cancel('cut for the test');
+             }});
+             transfer.done.then((r) => {{ t.result = r; }}, (e) => {{ t.error = `${{e.code}}: ${{e.message}}`; }});
+           }};
+           t.send(true);
+           const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+           return Array.from(digest, (x) => x.toString(16).padStart(2, '0')).join('');
+         }})().then(done, (e) => done(`failed: ${{e.message}}`));"
+    ));
+    let sha256 = sha256.as_str().expect("the browser's SHA-256").to_owned();
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(60));
+    assert!(!status.success(), "the cut transfer succeeded: {stderr}");
+    assert!(stderr.contains("cut for the test"), "{stderr}");
+    assert_eq!(common::json(&stdout)["outcome"], "failed", "{stdout}");
+    browser.wait_for(
+        "the cut seen in the browser",
+        "return t.error !== null",
+        WAIT,
+    );
+
+    let bob = answer();
+    browser.eval("t.send(false)");
+    let (status, stdout, stderr) = bob.finish(Duration::from_secs(60));
+    assert!(status.success(), "duet answer, again: {stderr}");
+    let received = common::json(&stdout);
+    let bytes = std::fs::read(inbox.join("resumed.bin")).expect("the received file");
+    assert_eq!(sha256_hex(&bytes), sha256, "{received}");
+    let total = (FILE_BYTES as f64 / 131_072.0).ceil();
+    let (moved, resumed) = (
+        number(&received["blocks_moved"]),
+        number(&received["blocks_resumed"]),
+    );
+    assert!(resumed >= 1.0, "nothing resumed: {received}");
+    browser.wait_for(
+        "the browser told the file arrived",
+        "return t.result !== null || t.error !== null",
+        WAIT,
+    );
+    assert_eq!(browser.eval("return t.error"), Value::Null);
+    let served = number(&browser.eval("return t.result.blocksMoved"));
+    assert_eq!(
+        served,
+        total - resumed,
+        "the browser sent verified blocks again"
+    );
+    eprintln!(
+        "resumed at duet: {resumed} of {total} blocks kept from the cut transfer; the browser \
+         sent {served} blocks again (duet counts {moved} blocks verified in all)"
+    );
+}
