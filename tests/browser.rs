@@ -1654,6 +1654,7 @@ fn native_duet_resumes_a_file_from_the_browser_cut_midway() {
         number(&received["blocks_resumed"]),
     );
     assert!(resumed >= 1.0, "nothing resumed: {received}");
+    assert_eq!(moved, total - resumed, "{received}");
     browser.wait_for(
         "the browser told the file arrived",
         "return t.result !== null || t.error !== null",
@@ -1667,7 +1668,7 @@ fn native_duet_resumes_a_file_from_the_browser_cut_midway() {
         "the browser sent verified blocks again"
     );
     eprintln!(
-        "resumed at duet: {resumed} of {total} blocks kept from the cut transfer; the browser \
-         sent {served} blocks again (duet counts {moved} blocks verified in all)"
+        "resumed at duet: {resumed} of {total} blocks kept from the cut transfer, {moved} moved \
+         again; the browser served {served}"
     );
 }
