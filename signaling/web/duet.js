@@ -9,7 +9,10 @@
 //   const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
 //   const call = await client.call('bob', { stream });
 //   video.srcObject = call.remoteStream;
+//   client.on('fileOffer', async (offer) => (await (await offer.accept()).done).blob);
+//   await client.sendFile('bob', fileInput.files[0]).done;
 //
+// Files move with duet-share's block protocol (share/PROTOCOL.md) over a data channel.
 // Plain modern JavaScript, no build step.
 
 const PROTOCOL_VERSION = 1;
