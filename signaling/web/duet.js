@@ -1226,8 +1226,10 @@ const BLOCK_DONE = 2;
  * - `state`: `hashing` (reading the file to send), `offered` (waiting for the contact's
  *   answer), `connecting` (opening the data channel), `moving`, `done` or `failed`;
  * - `progress`: `{ bytes, total, moved, seconds }`: bytes of the file verified (receiving) or
- *   read and sent (sending), bytes moved in this session (fewer than the file when a transfer
- *   resumes), seconds since the data channel opened;
+ *   read and sent (sending; while `hashing`, bytes hashed), bytes moved in this session (fewer
+ *   than the file when a transfer resumes), seconds since the data channel opened;
+ * - `stats` (receiving, once the channel opened): `{ blocksVerified, hashFailures, rerequests,
+ *   staleChunks, peakBuffered }`, as duet-share's receiver counts them;
  * - `done`: a Promise of the result `{ name, size, sha256, seconds, bytesMoved, blocksMoved,
  *   blocksResumed, blob }` (`blob` only when receiving: the file, its SHA-256 checked), or a
  *   `DuetError` whose code says why not: `declined`, `no_answer`, `offline`, `not_contact`,
