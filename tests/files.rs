@@ -166,6 +166,11 @@ fn a_cut_transfer_resumes_without_sending_verified_blocks_again() {
         moved + resumed <= blocks,
         "verified blocks were sent again: {moved} sent + {resumed} resumed of {blocks}"
     );
+    assert_eq!(
+        received["blocks_moved"].as_u64().unwrap_or(0) + resumed,
+        blocks,
+        "the receiver's blocks moved in this session and resumed: {received}"
+    );
 }
 
 #[test]

@@ -352,6 +352,8 @@ fn a_cut_transfer_resumes_without_resending_verified_blocks() {
     assert_eq!(net.sends.len() as u32, blocks - 20);
     assert_eq!(tx.blocks_served(), u64::from(blocks) - 20);
     assert_eq!(second.writes, u64::from(blocks) - 20);
+    assert_eq!(rx.stats().blocks_resumed, 20);
+    assert_eq!(rx.stats().blocks_verified, u64::from(blocks));
 }
 
 #[test]
@@ -376,6 +378,11 @@ fn a_resume_state_for_another_manifest_starts_over() {
     assert!(r.complete);
     assert!(out == c.data);
     assert_eq!(net.sends.len(), c.manifest.block_hashes.len());
+    assert_eq!(
+        rx.stats().blocks_resumed,
+        0,
+        "a state for another manifest resumed nothing"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
-// duet's web client: sign in, contacts with presence, chat with delivery receipts, calls.
-// Everything from the network is shown with textContent, never as HTML.
+// duet's web client: sign in, contacts with presence, chat with delivery receipts, calls, files.
+// Everything from the network (names, messages, file names) is shown with textContent, never as
+// HTML.
 
 import { Duet } from '/duet.js';
 
@@ -10,7 +11,10 @@ const LINK_TEXT = { incoming: 'wants to be your contact', outgoing: 'request sen
 let client = null;
 let current = null;
 let signingOut = false;
-/** name -> [{ mine, id, text, state }] */
+/**
+ * name -> [{ mine, id, text, state }], and file entries
+ * [{ file: true, mine, name, size, state, progress, offer, transfer, url, error }].
+ */
 const conversations = new Map();
 const typingTimers = new Map();
 /** The call going on (a DuetCall), the one ringing here (an IncomingCall), the camera stream. */
@@ -118,6 +122,7 @@ function started() {
     if (n.from === current) renderMessages();
   });
   client.on('incomingCall', ringing);
+  client.on('fileOffer', fileOffered);
   client.on('closed', (c) => {
     const why = c.error ? c.error.message : 'the connection to the server was lost';
     showError('signin-error', signingOut ? null : new Error(`Signed out: ${why}`));
@@ -213,6 +218,7 @@ function showTyping(name, active) {
 function renderMessages() {
   const list = $('messages');
   list.replaceChildren(...conversation(current).map((m) => {
+    if (m.file) return fileItem(m);
     const li = el('li', m.state === 'event' ? 'msg event' : (m.mine ? 'msg mine' : 'msg theirs'));
     li.append(el('span', 'text', m.text));
     if (m.mine) {
@@ -240,6 +246,147 @@ async function send(text) {
     msg.text = `${text} (not sent: ${err.message})`;
   }
   if (to === current) renderMessages();
+}
+
+// ----- files -----
+
+function megabytes(bytes) {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+let renderQueued = false;
+
+/** Re-renders the open conversation at the next frame (progress comes many times a second). */
+function renderSoon(name) {
+  if (name !== current || renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    if (current) renderMessages();
+  });
+}
+
+function fileItem(m) {
+  const li = el('li', `msg file ${m.mine ? 'mine' : 'theirs'} ${m.state}`);
+  li.dataset.state = m.state;
+  li.append(el('span', 'file-name', m.name), el('span', 'file-size', megabytes(m.size)));
+  const line = el('span', 'file-status');
+  const p = m.progress;
+  const rate = p && p.seconds > 0 ? ` · ${megabytes(p.moved / p.seconds)}/s` : '';
+  switch (m.state) {
+    case 'offered':
+      line.textContent = m.mine ? 'Waiting for an answer…' : 'Offered to you';
+      break;
+    case 'hashing':
+      line.textContent = 'Reading the file…';
+      break;
+    case 'connecting':
+      line.textContent = 'Connecting…';
+      break;
+    case 'moving':
+      line.textContent = `${megabytes(p ? p.bytes : 0)} of ${megabytes(m.size)}${rate}`;
+      break;
+    case 'done':
+      line.textContent = m.mine
+        ? `Delivered in ${p.seconds.toFixed(1)} s${rate}`
+        : `Received and checked in ${p.seconds.toFixed(1)} s${rate}`;
+      break;
+    default:
+      line.textContent = m.error || 'Failed';
+  }
+  li.append(line);
+  if (['hashing', 'moving'].includes(m.state)) {
+    const bar = el('progress', 'file-progress');
+    bar.max = m.size || 1;
+    bar.value = p ? p.bytes : 0;
+    li.append(bar);
+  }
+  const actions = el('span', 'file-actions');
+  if (!m.mine && m.state === 'offered' && m.offer && !m.offer.answered) {
+    actions.append(button('Accept', 'small accept-file', () => acceptFile(m)));
+    actions.append(button('Decline', 'small ghost decline-file', () => {
+      m.state = 'failed';
+      m.error = 'Declined';
+      m.offer.decline('declined').catch(() => {});
+      renderMessages();
+    }));
+  }
+  if (['hashing', 'offered', 'connecting', 'moving'].includes(m.state) && m.transfer) {
+    actions.append(button('Cancel', 'small ghost', () => m.transfer.cancel('cancelled by the user')));
+  }
+  if (m.state === 'done' && m.url) {
+    const a = el('a', 'save-file', 'Save');
+    a.href = m.url;
+    a.download = m.name;
+    actions.append(a);
+  }
+  if (actions.childElementCount > 0) li.append(actions);
+  return li;
+}
+
+/** Follows a transfer's progress and end in its conversation entry. */
+function follow(peer, m, transfer) {
+  m.transfer = transfer;
+  m.state = transfer.state;
+  transfer.on('state', (state) => {
+    m.state = state;
+    renderSoon(peer);
+  });
+  transfer.on('progress', (p) => {
+    m.progress = p;
+    renderSoon(peer);
+  });
+  transfer.done.then((r) => {
+    m.state = 'done';
+    if (r.blob) m.url = URL.createObjectURL(r.blob);
+    if (peer === current) renderMessages();
+    else markUnread(peer);
+  }, (err) => {
+    m.state = 'failed';
+    m.error = err.message;
+    if (peer === current) renderMessages();
+  });
+}
+
+function fileOffered(offer) {
+  const m = { file: true, mine: false, name: offer.name, size: offer.size, state: 'offered', offer };
+  conversation(offer.from).push(m);
+  offer.on('ended', (e) => {
+    if (m.state !== 'offered') return;
+    m.state = 'failed';
+    m.error = `The offer ended: ${e.reason}`;
+    renderSoon(offer.from);
+  });
+  if (offer.from === current) renderMessages();
+  else markUnread(offer.from);
+}
+
+async function acceptFile(m) {
+  const peer = m.offer.from;
+  m.state = 'connecting';
+  renderMessages();
+  try {
+    follow(peer, m, await m.offer.accept());
+  } catch (err) {
+    m.state = 'failed';
+    m.error = err.message;
+  }
+  if (peer === current) renderMessages();
+}
+
+function sendFiles(files) {
+  const peer = current;
+  for (const file of files) {
+    const m = { file: true, mine: true, name: file.name, size: file.size, state: 'hashing' };
+    conversation(peer).push(m);
+    try {
+      follow(peer, m, client.sendFile(peer, file));
+    } catch (err) {
+      m.state = 'failed';
+      m.error = err.message;
+    }
+  }
+  renderMessages();
 }
 
 // ----- calls -----
@@ -465,6 +612,12 @@ $('add-form').addEventListener('submit', (e) => {
     $('add-name').value = '';
   });
 });
+$('send-file').addEventListener('click', () => $('file-input').click());
+$('file-input').addEventListener('change', () => {
+  const files = [...$('file-input').files];
+  $('file-input').value = '';
+  if (current && files.length > 0) sendFiles(files);
+});
 $('call-peer').addEventListener('click', () => {
   if (current) startCall(current);
 });
@@ -506,10 +659,11 @@ $('composer').addEventListener('submit', (e) => {
   send(text);
 });
 
-// For the console: the client and the call going on.
+// For the console: the client, the call going on and the files of every conversation.
 globalThis.duet = Object.freeze({
   get client() { return client; },
   get call() { return call; },
+  get files() { return [...conversations.values()].flat().filter((m) => m.file); },
   get stamps() { return stampReader; },
 });
 

@@ -431,7 +431,6 @@ async fn receive(
     progress: watch::Sender<Progress>,
 ) -> Result<TransferOutcome, TransferError> {
     let total = receiver.offer().size;
-    let resumed = receiver.resume_state().map_or(0, |s| s.verified_blocks());
     let started = Instant::now();
     let (mut moved, mut unsaved, mut verified) = (0u64, 0u64, 0u64);
     let mut out = Vec::with_capacity(16 * 1024);
@@ -476,10 +475,11 @@ async fn receive(
                     let result = match outcome {
                         Ok(Outcome::Released { path }) => {
                             receiver.finish();
+                            let stats = receiver.stats();
                             Ok(TransferOutcome::Delivered {
                                 path,
-                                blocks_moved: receiver.stats().blocks_verified,
-                                blocks_resumed: resumed,
+                                blocks_moved: stats.blocks_verified - stats.blocks_resumed,
+                                blocks_resumed: stats.blocks_resumed,
                                 progress: figures,
                             })
                         }

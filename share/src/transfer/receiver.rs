@@ -104,6 +104,9 @@ pub enum ReceiverEvent {
 pub struct ReceiverStats {
     /// Blocks verified (including those known from the resume state).
     pub blocks_verified: u64,
+    /// Blocks taken from the resume state: verified in an earlier transfer, not requested in
+    /// this one (0 when the state was for another manifest).
+    pub blocks_resumed: u64,
     /// Blocks that failed their SHA-256 check.
     pub hash_failures: u64,
     /// Blocks requested again after a gap or a timeout.
@@ -347,6 +350,7 @@ impl Receiver {
         }
         self.stats.blocks_verified =
             self.blocks.iter().filter(|b| **b == Block::Done).count() as u64;
+        self.stats.blocks_resumed = self.stats.blocks_verified;
         self.manifest = Some(manifest);
         self.phase = Phase::Blocks;
         self.last_progress = self.now;
