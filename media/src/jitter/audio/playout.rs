@@ -140,7 +140,11 @@ impl AudioPlayout {
         }
         let start = self.queue.len();
         self.sync_decoder();
-        match self.buffer.pop(now) {
+        // What is popped now plays once the audio already queued has: that is when the buffer
+        // must reckon it is needed, or the queue's remainder (0 to 20 ms, set by the last
+        // time-stretch) would add to every delay the buffer holds without its knowing.
+        let plays_at = now + samples_to_duration((start / self.channels) as u64);
+        match self.buffer.pop(plays_at) {
             Playout::Silence { samples } => {
                 let frames = samples.min(needed.div_ceil(self.channels).max(1));
                 self.queue.resize(start + frames * self.channels, 0);
