@@ -30,6 +30,7 @@
 //! The session runs on the tokio runtime it is created in; its receive paths run on two
 //! threads of their own, so decoding never holds up the network.
 
+mod fec;
 mod peer;
 pub mod pump;
 mod receive;
@@ -83,6 +84,11 @@ pub struct CallConfig {
     /// copies of earlier packets as loss calls for them. False leaves RED out of the SDP, as
     /// an endpoint without it does: audio then travels as plain Opus both ways.
     pub audio_red: bool,
+    /// Offer and accept video FEC as Chrome does (`red/90000` and `ulpfec/90000`): when both
+    /// are negotiated, protected frames travel in RED with ULPFEC packets after them, as
+    /// much as the measured loss and round trip call for ([`crate::fec::protection`]), and
+    /// received FEC recovers lost packets. False leaves both out of the SDP.
+    pub video_fec: bool,
     /// Settings of the video jitter buffer.
     pub video_jitter: VideoJitterConfig,
     /// The call ends when nothing (no RTP, no RTCP) has come from the peer for this long.
@@ -112,6 +118,7 @@ impl fmt::Debug for CallConfig {
             .field("audio", &self.audio)
             .field("video", &self.video)
             .field("audio_red", &self.audio_red)
+            .field("video_fec", &self.video_fec)
             .field("silence_timeout", &self.silence_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("bitrate_bps", &self.bitrate_bps)
@@ -133,6 +140,7 @@ impl CallConfig {
             audio,
             video,
             audio_red: true,
+            video_fec: true,
             video_jitter: VideoJitterConfig::default(),
             silence_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(20),
