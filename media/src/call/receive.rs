@@ -360,15 +360,16 @@ impl VideoReceiver {
     fn insert(&mut self, arrival: Arrival) {
         self.media_ssrc = arrival.packet.ssrc;
         let types = FecTypes::unpack(self.shared.video_fec.load(Ordering::Acquire));
-        let (Some(types), Some(wire)) = (types, arrival.wire) else {
+        let (Some(types), Some(wire)) = (types, arrival.wire.as_ref()) else {
             self.buffer.insert(arrival.at, arrival.packet);
             return;
         };
         let Arrival { at, mut packet, .. } = arrival;
         if packet.payload_type != types.red {
-            self.fec.on_media(wire);
+            // Protected packets travel in RED: a plain one is unprotected, or a retransmission
+            // whose header (RTX keeps no header extension of the original) is not the one
+            // the FEC covers. Either way it is no use for recovery.
             self.buffer.insert(at, packet);
-            self.take_recovered(at);
             return;
         }
         let block = RedPayload::parse(&packet.payload)
@@ -395,7 +396,7 @@ impl VideoReceiver {
             packet.payload = Bytes::new();
             self.buffer.insert(at, packet);
         } else {
-            if let Some(plain) = ulpfec::unwrap_red(&wire) {
+            if let Some(plain) = ulpfec::unwrap_red(wire) {
                 self.fec.on_media(plain.into());
             }
             packet.payload_type = block_type;
