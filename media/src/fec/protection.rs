@@ -1,35 +1,27 @@
 //! How much video FEC to send: a protection level from the measured loss and round trip
 //! ([`FecPolicy`]), and the grouping of sent packets into FEC groups ([`FecGrouper`]).
 //!
-//! FEC costs its bytes on every packet, lost or not, while a retransmission costs only
-//! what was lost but a round trip of waiting. So the policy sends none on a clean link
-//! (overhead exactly 0), turns on when the smoothed loss reaches 3% (off again under 1.5%),
-//! and sends more the higher the loss: the protection factor (FEC packets per media packet)
-//! is three times the loss, between 0.1 and 0.6. When the peer takes retransmissions (RTX) and
-//! the round trip is short, a retransmission arrives in time and costs less, so the factor is
-//! scaled down: to a third at 20 ms or less, rising linearly to all of it at 100 ms. A factor
-//! that comes out under 0.05 is not worth a packet: none is sent.
+//! FEC costs its bytes on every packet, lost or not, while a retransmission costs only what
+//! was lost but a round trip of waiting, and fails when the request or the answer is lost
+//! too. So the policy sends none on a clean link (overhead exactly 0) and turns on when the
+//! smoothed loss is high enough to pay for itself: from 3% loss without retransmissions (or
+//! with a round trip of 100 ms or more), from 10% when the peer takes retransmissions (RTX)
+//! and the round trip is 20 ms or less, since a retransmission then arrives in time and
+//! costs less; linearly between. It turns off again at half that loss. Once on, the
+//! protection factor (FEC packets per media packet) is three times the loss, between 0.1 and
+//! 0.6, so higher loss gets more.
 //!
 //! ```
 //! use std::time::Duration;
-//! use duet_media::fec::protection::FecPolicy;
-//!
-//! let mut policy = FecPolicy::new();
-//! assert_eq!(policy.on_report(0.0, Some(Duration::from_millis(80)), true), 0.0);
-//! let factor = policy.on_report(0.2, Some(Duration::from_millis(80)), true);
-//! assert!(factor > 0.3);
-//! // The same loss one millisecond away: retransmission does most of the work.
-//! let mut near = FecPolicy::new();
-//! assert!(near.on_report(0.2, Some(Duration::from_millis(1)), true) < factor);
-//! ```
 
 use std::time::Duration;
 
 use super::ulpfec::MAX_PROTECTED;
 
-/// Smoothed loss at which FEC turns on, and under which it turns off.
-const ON: f64 = 0.03;
-const OFF: f64 = 0.015;
+/// Smoothed loss at which FEC turns on: without retransmissions or far away, and with
+/// retransmissions near; it turns off at half of it.
+const ON_FAR: f64 = 0.03;
+const ON_NEAR: f64 = 0.10;
 /// Smoothing of the reported loss, rising and falling.
 const RISE: f64 = 0.5;
 const FALL: f64 = 0.2;
@@ -37,11 +29,8 @@ const FALL: f64 = 0.2;
 const PER_LOSS: f64 = 3.0;
 const MIN_FACTOR: f64 = 0.1;
 const MAX_FACTOR: f64 = 0.6;
-/// Under this the factor is 0.
-const WORTHWHILE: f64 = 0.05;
-/// With retransmissions, the share of the factor kept at a short round trip, and the round
-/// trips between which it grows to all of it.
-const NEAR_SHARE: f64 = 1.0 / 3.0;
+/// With retransmissions, the round trips under which they are preferred up to
+/// [`ON_NEAR`], and from which FEC turns on at [`ON_FAR`].
 const NEAR_RTT: Duration = Duration::from_millis(20);
 const FAR_RTT: Duration = Duration::from_millis(100);
 /// A FEC group spans at most this many frames: its FEC is sent after the last of them, so
@@ -75,19 +64,14 @@ impl FecPolicy {
         };
         let alpha = if loss > self.smoothed { RISE } else { FALL };
         self.smoothed += alpha * (loss - self.smoothed);
+        let on_at = on_threshold(rtt, rtx);
         self.on = if self.on {
-            self.smoothed >= OFF
+            self.smoothed >= on_at / 2.0
         } else {
-            self.smoothed >= ON
+            self.smoothed >= on_at
         };
         self.factor = if self.on {
-            let base = (PER_LOSS * self.smoothed).clamp(MIN_FACTOR, MAX_FACTOR);
-            let factor = base * rtt_share(rtt, rtx);
-            if factor >= WORTHWHILE {
-                factor
-            } else {
-                0.0
-            }
+            (PER_LOSS * self.smoothed).clamp(MIN_FACTOR, MAX_FACTOR)
         } else {
             0.0
         };
@@ -105,16 +89,16 @@ impl FecPolicy {
     }
 }
 
-/// The share of the factor kept for a round trip: all of it without retransmissions or with
-/// an unknown round trip.
-fn rtt_share(rtt: Option<Duration>, rtx: bool) -> f64 {
+/// The smoothed loss at which FEC turns on: [`ON_FAR`] without retransmissions or with an
+/// unknown round trip.
+fn on_threshold(rtt: Option<Duration>, rtx: bool) -> f64 {
     match (rtx, rtt) {
         (true, Some(rtt)) => {
             let span = (FAR_RTT - NEAR_RTT).as_secs_f64();
             let x = (rtt.saturating_sub(NEAR_RTT).as_secs_f64() / span).min(1.0);
-            NEAR_SHARE + (1.0 - NEAR_SHARE) * x
+            ON_NEAR + (ON_FAR - ON_NEAR) * x
         }
-        _ => 1.0,
+        _ => ON_FAR,
     }
 }
 
@@ -263,14 +247,16 @@ mod tests {
 
     #[test]
     fn retransmission_at_a_short_round_trip_takes_over_moderate_loss() {
-        let run = |rtt, rtx| {
+        let run = |loss, rtt, rtx| {
             let mut p = FecPolicy::new();
-            (0..20).map(|_| p.on_report(0.04, Some(rtt), rtx)).last().unwrap()
+            (0..20).map(|_| p.on_report(loss, Some(rtt), rtx)).last().unwrap()
         };
-        assert_eq!(run(MS(5), true), 0.0, "RTX answers in time");
-        assert!(run(MS(5), false) > 0.0, "no RTX: FEC it is");
-        assert!(run(MS(200), true) > 0.0, "too far for RTX alone");
-        assert!(run(MS(60), true) < run(MS(200), true));
+        assert_eq!(run(0.06, MS(5), true), 0.0, "RTX answers in time");
+        assert!(run(0.06, MS(5), false) > 0.0, "no RTX: FEC it is");
+        assert!(run(0.06, MS(200), true) > 0.0, "too far for RTX alone");
+        assert_eq!(run(0.06, MS(60), true), 0.0, "on from 6.5% at 60 ms");
+        assert!(run(0.07, MS(60), true) > 0.0);
+        assert!(run(0.2, MS(5), true) > 0.5, "too much loss for RTX alone");
     }
 
     #[test]
