@@ -222,7 +222,10 @@ async fn the_offer_carries_video_red_and_ulpfec_as_chrome_writes_them() {
     let Some(CallEvent::Signal(Signal::Offer { sdp })) = events.recv().await else {
         panic!("the first event is the offer");
     };
-    assert!(!sdp.contains("red/90000") && !sdp.contains("ulpfec"), "{sdp}");
+    assert!(
+        !sdp.contains("red/90000") && !sdp.contains("ulpfec"),
+        "{sdp}"
+    );
     session.hang_up("done");
 }
 

@@ -37,7 +37,13 @@ const RECENT: usize = 512;
 
 /// A placeholder's RED payload for FEC packet `index` of `count` over `media` packets from
 /// `base`.
-pub(crate) fn placeholder(types: FecTypes, index: usize, count: usize, base: u16, media: usize) -> Bytes {
+pub(crate) fn placeholder(
+    types: FecTypes,
+    index: usize,
+    count: usize,
+    base: u16,
+    media: usize,
+) -> Bytes {
     let [hi, lo] = base.to_be_bytes();
     Bytes::copy_from_slice(&[
         types.ulpfec,
@@ -272,7 +278,10 @@ mod tests {
         let mut filler = FecFiller::new(tap.clone());
         let mut sent = Vec::new();
         for seq in 65_534..=65_535u16 {
-            sent.push(written(&mut filler, red(seq, seq == 65_535, &[seq as u8; 300])));
+            sent.push(written(
+                &mut filler,
+                red(seq, seq == 65_535, &[seq as u8; 300]),
+            ));
         }
         let mut fec = Vec::new();
         for index in 0..2 {
@@ -280,8 +289,13 @@ mod tests {
             p.payload = placeholder(TYPES, index, 2, 65_534, 2);
             fec.push(written(&mut filler, p));
         }
-        assert!(fec.iter().all(|p| p.payload[0] == TYPES.ulpfec && p.payload.len() > 300));
-        assert_eq!(tap.fec_sent(), (2, fec.iter().map(|p| p.payload.len() as u64).sum()));
+        assert!(fec
+            .iter()
+            .all(|p| p.payload[0] == TYPES.ulpfec && p.payload.len() > 300));
+        assert_eq!(
+            tap.fec_sent(),
+            (2, fec.iter().map(|p| p.payload.len() as u64).sum())
+        );
         // Two FEC packets over two media packets: one each. The peer lost the second media
         // packet; the second FEC packet gives it back.
         let mut rx = UlpfecReceiver::new();
@@ -303,7 +317,10 @@ mod tests {
         let mut p = red(9, true, &[]);
         p.payload = placeholder(TYPES, 0, 1, 5, 3);
         let out = written(&mut filler, p);
-        assert_eq!((out.header.payload_type, out.payload.len()), (TYPES.media, 0));
+        assert_eq!(
+            (out.header.payload_type, out.payload.len()),
+            (TYPES.media, 0)
+        );
         assert_eq!(tap.fec_sent(), (0, 0));
     }
 
@@ -311,7 +328,10 @@ mod tests {
     fn the_history_keeps_media_without_red_and_fec_as_empty() {
         let media = red(1, false, b"abc");
         let copy = history_copy(Some(TYPES), &media).unwrap();
-        assert_eq!((copy.header.payload_type, &copy.payload[..]), (102, &b"abc"[..]));
+        assert_eq!(
+            (copy.header.payload_type, &copy.payload[..]),
+            (102, &b"abc"[..])
+        );
         let mut fec = red(2, false, &[]);
         fec.payload = placeholder(TYPES, 0, 1, 1, 1);
         let copy = history_copy(Some(TYPES), &fec).unwrap();

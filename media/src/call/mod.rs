@@ -5,9 +5,10 @@
 //! The session knows no signaling server. It emits [`Signal`] values (offer, answer, ICE
 //! candidates, end) as [`CallEvent::Signal`] and takes the peer's through
 //! [`CallSession::handle_signal`], so any channel can carry them in order. The SDP it writes
-//! offers Opus (`useinbandfec=1`, 48000/2), Opus in RED (`red/48000/2`, RFC 2198) and H.264
+//! offers Opus (`useinbandfec=1`, 48000/2), Opus in RED (`red/48000/2`, RFC 2198), H.264
 //! constrained baseline
-//! (`profile-level-id=42e01f;packetization-mode=1`), as a browser does, so a browser can be
+//! (`profile-level-id=42e01f;packetization-mode=1`) with its RTX format, and video RED with
+//! ULPFEC (`red/90000`, `ulpfec/90000`, RFC 5109), as a browser does, so a browser can be
 //! the other side.
 //!
 //! ```text

@@ -223,10 +223,16 @@ mod tests {
         }
         let at = |loss| {
             let mut p = FecPolicy::new();
-            (0..20).map(|_| p.on_report(loss, Some(MS(150)), true)).last().unwrap()
+            (0..20)
+                .map(|_| p.on_report(loss, Some(MS(150)), true))
+                .last()
+                .unwrap()
         };
         let (five, ten, twenty) = (at(0.05), at(0.10), at(0.20));
-        assert!(five >= 0.1 && five < ten && ten < twenty, "{five} {ten} {twenty}");
+        assert!(
+            five >= 0.1 && five < ten && ten < twenty,
+            "{five} {ten} {twenty}"
+        );
         assert!(twenty <= MAX_FACTOR);
     }
 
@@ -249,7 +255,10 @@ mod tests {
     fn retransmission_at_a_short_round_trip_takes_over_moderate_loss() {
         let run = |loss, rtt, rtx| {
             let mut p = FecPolicy::new();
-            (0..20).map(|_| p.on_report(loss, Some(rtt), rtx)).last().unwrap()
+            (0..20)
+                .map(|_| p.on_report(loss, Some(rtt), rtx))
+                .last()
+                .unwrap()
         };
         assert_eq!(run(0.06, MS(5), true), 0.0, "RTX answers in time");
         assert!(run(0.06, MS(5), false) > 0.0, "no RTX: FEC it is");
@@ -295,11 +304,25 @@ mod tests {
         g.on_frame(2, 2, false, &mut out);
         assert!(out.is_empty());
         g.on_frame(4, 2, false, &mut out);
-        assert_eq!(out, [FecGroup { base: 0, media: 6, fec: 1 }]);
+        assert_eq!(
+            out,
+            [FecGroup {
+                base: 0,
+                media: 6,
+                fec: 1
+            }]
+        );
         out.clear();
         g.on_frame(6, 30, true, &mut out);
         // 30 * 0.1 * 1.5 = 4.5, rounded.
-        assert_eq!(out, [FecGroup { base: 6, media: 30, fec: 5 }]);
+        assert_eq!(
+            out,
+            [FecGroup {
+                base: 6,
+                media: 30,
+                fec: 5
+            }]
+        );
     }
 
     #[test]
@@ -310,7 +333,9 @@ mod tests {
         g.on_frame(100, 100, true, &mut out);
         let media: usize = out.iter().map(|g| g.media).sum();
         assert_eq!(media, 100);
-        assert!(out.iter().all(|g| g.media <= MAX_PROTECTED && g.fec <= g.media));
+        assert!(out
+            .iter()
+            .all(|g| g.media <= MAX_PROTECTED && g.fec <= g.media));
         assert_eq!(out[1].base, 100 + MAX_PROTECTED as u16);
     }
 
@@ -324,7 +349,14 @@ mod tests {
         g.set_factor(0.0);
         assert!(g.protecting(), "the open group still protects");
         g.on_frame(2, 2, false, &mut out);
-        assert_eq!(out, [FecGroup { base: 0, media: 4, fec: 1 }]);
+        assert_eq!(
+            out,
+            [FecGroup {
+                base: 0,
+                media: 4,
+                fec: 1
+            }]
+        );
         assert!(!g.protecting());
     }
 }

@@ -249,10 +249,9 @@ impl Inner {
             adapter.controller.on_estimate(now, bps);
         }
         // Retransmissions and FEC both come out of the video's share.
-        adapter.controller.on_repair_sent(
-            now,
-            self.tap.retransmitted_sent().1 + self.tap.fec_sent().1,
-        );
+        adapter
+            .controller
+            .on_repair_sent(now, self.tap.retransmitted_sent().1 + self.tap.fec_sent().1);
         adapter.controller.handle_timeout(now);
         while let Some(change) = adapter.controller.poll_output() {
             self.send.reconfigure(change, adapter.controller.targets());
