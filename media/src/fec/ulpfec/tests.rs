@@ -202,7 +202,7 @@ fn media_that_is_not_rtp_is_ignored_and_the_memory_stays_bounded() {
     rx.on_media(Bytes::from(vec![0x40; 40]));
     for seq in 0..5000u16 {
         rx.on_media(Bytes::from(rtp(seq, 0, false, None, &[1; 10])));
-        if seq % 3 == 0 {
+        if seq.is_multiple_of(3) {
             // FEC for packets that all came: discarded, never piling up.
             let media = [rtp(seq, 0, false, None, &[1; 10])];
             let fec = encode(&media, 1);
@@ -247,8 +247,8 @@ fn seeded_random_loss_is_mostly_recovered_and_never_wrongly() {
         let k = (n / 2).max(1);
         let media = frame(round.wrapping_mul(331), n, u64::from(round));
         let fec = encode(&media, k);
-        let lost: Vec<usize> = (0..n).filter(|_| rng.next_u64() % 10 == 0).collect();
-        let fec_lost: Vec<usize> = (0..k).filter(|_| rng.next_u64() % 10 == 0).collect();
+        let lost: Vec<usize> = (0..n).filter(|_| rng.next_u64().is_multiple_of(10)).collect();
+        let fec_lost: Vec<usize> = (0..k).filter(|_| rng.next_u64().is_multiple_of(10)).collect();
         let (out, _) = receive(&media, &fec, &lost, &fec_lost);
         for p in &out {
             let i = usize::from(seq_of(p).wrapping_sub(seq_of(&media[0])));
