@@ -247,8 +247,12 @@ fn seeded_random_loss_is_mostly_recovered_and_never_wrongly() {
         let k = (n / 2).max(1);
         let media = frame(round.wrapping_mul(331), n, u64::from(round));
         let fec = encode(&media, k);
-        let lost: Vec<usize> = (0..n).filter(|_| rng.next_u64().is_multiple_of(10)).collect();
-        let fec_lost: Vec<usize> = (0..k).filter(|_| rng.next_u64().is_multiple_of(10)).collect();
+        let lost: Vec<usize> = (0..n)
+            .filter(|_| rng.next_u64().is_multiple_of(10))
+            .collect();
+        let fec_lost: Vec<usize> = (0..k)
+            .filter(|_| rng.next_u64().is_multiple_of(10))
+            .collect();
         let (out, _) = receive(&media, &fec, &lost, &fec_lost);
         for p in &out {
             let i = usize::from(seq_of(p).wrapping_sub(seq_of(&media[0])));
