@@ -161,6 +161,8 @@ pub fn report(i: &Inputs<'_>, timestamp: f64) -> Value {
                 "firCount": 0,
                 "frameWidth": (v.size.0 > 0).then_some(v.size.0),
                 "frameHeight": (v.size.1 > 0).then_some(v.size.1),
+                "fecPacketsReceived": v.fec_packets_received,
+                "fecPacketsDiscarded": v.fec_packets_discarded,
             }),
         );
         // Only with an RTX stream can a retransmission be told from an original (W3C).
@@ -250,6 +252,20 @@ pub fn report(i: &Inputs<'_>, timestamp: f64) -> Value {
                 "width": i.sending_size.map(|s| s.0),
                 "height": i.sending_size.map(|s| s.1),
                 "frames": i.sent.video_captured,
+            }),
+        );
+    }
+    if i.video {
+        // Video FEC as duet counts it: what the peer's FEC rebuilt here, what ours cost.
+        out.add(
+            "F",
+            "duet-video-fec",
+            json!({
+                "packetsRecovered": v.fec_recovered,
+                "fecMalformed": v.fec_malformed,
+                "fecPacketsSent": t.fec_packets_sent,
+                "fecBytesSent": t.fec_bytes_sent,
+                "protectionFactor": t.fec_factor,
             }),
         );
     }

@@ -102,8 +102,31 @@ pub fn to_json(report: &LoopbackReport) -> Value {
     if let Some(network) = &report.network {
         add_network_json(&mut value, network);
         add_audio_wire_json(&mut value, network, report.seconds);
+        add_video_fec_json(&mut value, network, report.seconds);
     }
     value
+}
+
+/// Video FEC: what the sender spent on it (`fec_kbps`, RTP payload bytes of its FEC packets)
+/// and what the receiver made of it.
+fn add_video_fec_json(value: &mut Value, n: &NetworkReport, seconds: f64) {
+    let Some(video) = value.get_mut("video").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let t = &n.transport;
+    let kbps = r3(t.fec_bytes_sent as f64 * 8.0 / seconds.max(f64::EPSILON) / 1000.0);
+    video.insert("fec_kbps".into(), json!(kbps));
+    video.insert("fec_packets_sent".into(), json!(t.fec_packets_sent));
+    video.insert("fec_factor".into(), opt(t.fec_factor));
+    if let Some(v) = &n.video {
+        video.insert("fec_packets_received".into(), json!(v.fec_packets_received));
+        video.insert(
+            "fec_packets_discarded".into(),
+            json!(v.fec_packets_discarded),
+        );
+        video.insert("fec_recovered".into(), json!(v.fec_recovered));
+        video.insert("fec_malformed".into(), json!(v.fec_malformed));
+    }
 }
 
 /// The audio bitrate on the wire (RTP payloads, RED copies included) and the part of it spent
@@ -326,8 +349,16 @@ pub fn summary(report: &LoopbackReport) -> String {
         if let Some(v) = &n.video {
             let _ = writeln!(
                 s,
-                "  video {} decoded, {} dropped, {} freezes ({:.0} ms)",
-                v.frames_decoded, v.frames_dropped, v.freeze_count, v.total_freeze_ms
+                "  video {} decoded, {} dropped, {} freezes ({:.0} ms); FEC {} packets sent \
+                 ({:.1} kbps), {} received, {} packets recovered",
+                v.frames_decoded,
+                v.frames_dropped,
+                v.freeze_count,
+                v.total_freeze_ms,
+                t.fec_packets_sent,
+                t.fec_bytes_sent as f64 * 8.0 / report.seconds.max(f64::EPSILON) / 1000.0,
+                v.fec_packets_received,
+                v.fec_recovered
             );
         }
     }

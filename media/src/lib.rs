@@ -35,6 +35,7 @@ pub mod audio;
 pub mod call;
 pub mod codec;
 pub mod error;
+pub mod fec;
 pub mod frame;
 pub mod ice;
 pub mod jitter;

@@ -1,5 +1,5 @@
-//! What a call session writes in SDP: Opus with in-band FEC, Opus in RED and H.264 constrained
-//! baseline in packetization mode 1, with the feedback duet acts on, offered the way a browser
+//! What a call session writes in SDP: Opus with in-band FEC, Opus in RED, H.264 constrained
+//! baseline in packetization mode 1 and video RED with ULPFEC, with the feedback duet acts on, offered the way a browser
 //! offers them; and an answer to a browser-style offer that keeps the browser's payload types.
 
 use duet_media::call::{CallConfig, CallEvent, CallSession, CallSinks, Signal};
@@ -180,13 +180,52 @@ async fn a_browser_offer_is_answered_with_its_payload_types() {
         "only the offered formats: {sdp}"
     );
     assert_eq!(lines(&sdp, "a=ssrc-group:FID ").len(), 1, "{sdp}");
-    // RED and ULPFEC for video are declined, and so is the RTX of RED.
-    for pt in [112, 113, 114] {
-        assert!(
-            lines(&sdp, &format!("a=rtpmap:{pt} ")).is_empty(),
-            "{pt}: {sdp}"
-        );
-    }
+    // RED and ULPFEC for video are accepted on the browser's payload types (video FEC);
+    // the RTX of RED is declined, since duet resends media without RED.
+    assert_eq!(
+        lines(&sdp, "a=rtpmap:112 "),
+        ["a=rtpmap:112 red/90000"],
+        "{sdp}"
+    );
+    assert_eq!(
+        lines(&sdp, "a=rtpmap:114 "),
+        ["a=rtpmap:114 ulpfec/90000"],
+        "{sdp}"
+    );
+    assert!(lines(&sdp, "a=rtpmap:113 ").is_empty(), "{sdp}");
+    session.hang_up("done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offer_carries_video_red_and_ulpfec_as_chrome_writes_them() {
+    let (session, mut events) = CallSession::new(config(), CallSinks::default())
+        .await
+        .unwrap();
+    session.start().await.unwrap();
+    let Some(CallEvent::Signal(Signal::Offer { sdp })) = events.recv().await else {
+        panic!("the first event is the offer");
+    };
+    assert_eq!(lines(&sdp, "a=rtpmap:116 "), ["a=rtpmap:116 red/90000"]);
+    assert_eq!(lines(&sdp, "a=rtpmap:118 "), ["a=rtpmap:118 ulpfec/90000"]);
+    let m = lines(&sdp, "m=video").join("");
+    assert!(
+        m.split(' ').any(|pt| pt == "116") && m.split(' ').any(|pt| pt == "118"),
+        "{m}"
+    );
+    session.hang_up("done");
+
+    // Without video FEC, neither.
+    let mut plain = config();
+    plain.video_fec = false;
+    let (session, mut events) = CallSession::new(plain, CallSinks::default()).await.unwrap();
+    session.start().await.unwrap();
+    let Some(CallEvent::Signal(Signal::Offer { sdp })) = events.recv().await else {
+        panic!("the first event is the offer");
+    };
+    assert!(
+        !sdp.contains("red/90000") && !sdp.contains("ulpfec"),
+        "{sdp}"
+    );
     session.hang_up("done");
 }
 

@@ -5,9 +5,10 @@
 //! The session knows no signaling server. It emits [`Signal`] values (offer, answer, ICE
 //! candidates, end) as [`CallEvent::Signal`] and takes the peer's through
 //! [`CallSession::handle_signal`], so any channel can carry them in order. The SDP it writes
-//! offers Opus (`useinbandfec=1`, 48000/2), Opus in RED (`red/48000/2`, RFC 2198) and H.264
+//! offers Opus (`useinbandfec=1`, 48000/2), Opus in RED (`red/48000/2`, RFC 2198), H.264
 //! constrained baseline
-//! (`profile-level-id=42e01f;packetization-mode=1`), as a browser does, so a browser can be
+//! (`profile-level-id=42e01f;packetization-mode=1`) with its RTX format, and video RED with
+//! ULPFEC (`red/90000`, `ulpfec/90000`, RFC 5109), as a browser does, so a browser can be
 //! the other side.
 //!
 //! ```text
@@ -30,6 +31,7 @@
 //! The session runs on the tokio runtime it is created in; its receive paths run on two
 //! threads of their own, so decoding never holds up the network.
 
+mod fec;
 mod peer;
 pub mod pump;
 mod receive;
@@ -83,6 +85,11 @@ pub struct CallConfig {
     /// copies of earlier packets as loss calls for them. False leaves RED out of the SDP, as
     /// an endpoint without it does: audio then travels as plain Opus both ways.
     pub audio_red: bool,
+    /// Offer and accept video FEC as Chrome does (`red/90000` and `ulpfec/90000`): when both
+    /// are negotiated, protected frames travel in RED with ULPFEC packets after them, as
+    /// much as the measured loss and round trip call for ([`crate::fec::protection`]), and
+    /// received FEC recovers lost packets. False leaves both out of the SDP.
+    pub video_fec: bool,
     /// Settings of the video jitter buffer.
     pub video_jitter: VideoJitterConfig,
     /// The call ends when nothing (no RTP, no RTCP) has come from the peer for this long.
@@ -112,6 +119,7 @@ impl fmt::Debug for CallConfig {
             .field("audio", &self.audio)
             .field("video", &self.video)
             .field("audio_red", &self.audio_red)
+            .field("video_fec", &self.video_fec)
             .field("silence_timeout", &self.silence_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("bitrate_bps", &self.bitrate_bps)
@@ -133,6 +141,7 @@ impl CallConfig {
             audio,
             video,
             audio_red: true,
+            video_fec: true,
             video_jitter: VideoJitterConfig::default(),
             silence_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(20),

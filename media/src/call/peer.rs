@@ -1,7 +1,8 @@
 //! Setting up the WebRTC stack for a call: the codecs offered (Opus with in-band FEC, Opus in
 //! RED for redundancy, H.264 constrained baseline in packetization mode 1 with its RTX format,
-//! as a browser offers them), the interceptor chain (NACK responder answering in RTX, RTCP
-//! reports, transport-wide congestion control and duet's taps),
+//! RED and ULPFEC for video FEC, as a browser offers them), the interceptor chain (NACK
+//! responder answering in RTX, the FEC filler, RTCP reports, transport-wide congestion
+//! control and duet's taps),
 //! and the local tracks.
 
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use rtc::interceptor::{
 };
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX,
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_ULP_FEC,
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
@@ -24,8 +25,9 @@ use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::peer_connection::{PeerConnection, PeerConnectionBuilder, SettingEngineBuilder};
 use webrtc::runtime::Runtime;
 
+use super::fec::FecFiller;
 use super::rtx::RtxResponder;
-use super::tap::{AppTap, TapState, WireTap};
+use super::tap::{AppTap, FecTypes, TapState, WireTap};
 use crate::error::Error;
 use crate::frame::Channels;
 use crate::ice::IceSetup;
@@ -42,6 +44,12 @@ const MIME_TYPE_RED: &str = "audio/red";
 pub(crate) const H264_PT: u8 = 102;
 /// Payload type duet offers for H.264 retransmissions (RFC 4588), as Chrome pairs them.
 pub(crate) const RTX_PT: u8 = 103;
+/// Payload type duet offers for video in RED (RFC 2198), as Chrome does.
+pub(crate) const VIDEO_RED_PT: u8 = 116;
+/// Payload type duet offers for ULPFEC (RFC 5109), as Chrome does.
+pub(crate) const ULPFEC_PT: u8 = 118;
+/// The RED media type of video.
+const MIME_TYPE_VIDEO_RED: &str = "video/red";
 /// The RTX format: retransmissions of the H.264 payload type.
 const RTX_FMTP: &str = "apt=102";
 /// The video RTX SSRC is the media SSRC with its top bit flipped: even like it (never an
@@ -58,6 +66,10 @@ const TRANSPORT_CC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 /// Slot of the wire tap: below everything, so it sees what really leaves and arrives.
 const WIRE_TAP_SLOT: usize = 500;
+/// Slot of the FEC filler: below transport-wide congestion control (2000), so the packets it
+/// protects carry their header extensions, and above the congestion controller (1000), so
+/// that one counts the FEC packets at their size.
+const FEC_FILLER_SLOT: usize = 1_500;
 /// Slot of the application tap: above everything, so the congestion estimate is on the packet.
 const APP_TAP_SLOT: usize = 14_000;
 
@@ -68,6 +80,8 @@ pub(crate) struct PeerSetup {
     pub channels: Option<Channels>,
     /// Offer and accept Opus in RED.
     pub red: bool,
+    /// Offer and accept video RED and ULPFEC.
+    pub fec: bool,
     pub bitrate: (u32, u32, u32),
     pub runtime: Option<Arc<dyn Runtime>>,
 }
@@ -78,7 +92,7 @@ pub(crate) async fn connect(
     tap: Arc<TapState>,
     events: UnboundedSender<PeerEvent>,
 ) -> Result<Arc<dyn PeerConnection>, Error> {
-    let engine = media_engine(setup.channels, setup.red)?;
+    let engine = media_engine(setup.channels, setup.red, setup.fec)?;
     let registry = interceptors(tap, setup.bitrate);
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(crate::ice::multicast_dns_mode())
@@ -98,9 +112,9 @@ pub(crate) async fn connect(
     Ok(Arc::new(pc))
 }
 
-/// Opus (and Opus in RED when `red`) and H.264 as duet sends them, with the feedback each
-/// supports.
-fn media_engine(channels: Option<Channels>, red: bool) -> Result<MediaEngine, Error> {
+/// Opus (and Opus in RED when `red`) and H.264 (and video RED and ULPFEC when `fec`) as duet
+/// sends them, with the feedback each supports.
+fn media_engine(channels: Option<Channels>, red: bool, fec: bool) -> Result<MediaEngine, Error> {
     let mut engine = MediaEngine::default();
     let fmtp = match channels {
         Some(Channels::Stereo) => format!("{OPUS_FMTP};stereo=1;sprop-stereo=1"),
@@ -150,6 +164,28 @@ fn media_engine(channels: Option<Channels>, red: bool) -> Result<MediaEngine, Er
             RtpCodecKind::Video,
         )
         .map_err(call_error)?;
+    if fec {
+        for (mime, payload_type) in [
+            (MIME_TYPE_VIDEO_RED, VIDEO_RED_PT),
+            (MIME_TYPE_ULP_FEC, ULPFEC_PT),
+        ] {
+            engine
+                .register_codec(
+                    RTCRtpCodecParameters {
+                        rtp_codec: RTCRtpCodec {
+                            mime_type: mime.into(),
+                            clock_rate: 90_000,
+                            channels: 0,
+                            sdp_fmtp_line: String::new(),
+                            rtcp_feedback: vec![],
+                        },
+                        payload_type,
+                    },
+                    RtpCodecKind::Video,
+                )
+                .map_err(call_error)?;
+        }
+    }
     for (typ, parameter) in [("nack", ""), ("nack", "pli"), ("ccm", "fir")] {
         engine.register_feedback(
             RTCPFeedback {
@@ -213,7 +249,7 @@ fn h264_codec() -> RTCRtpCodec {
 }
 
 /// The interceptor chain: duet's NACK responder (the send history that answers NACKs, in
-/// RTX when negotiated),
+/// RTX when negotiated), the FEC filler,
 /// sender and receiver reports, transport-wide congestion control (numbering what leaves,
 /// reporting what arrives, and the GCC estimator), and duet's two taps. NACKs for received
 /// video come from duet's own video jitter buffer, so the stack's NACK generator is left out.
@@ -221,6 +257,7 @@ fn interceptors(tap: Arc<TapState>, (min, start, max): (u32, u32, u32)) -> Regis
     let gcc = Gcc::new(f64::from(start), f64::from(min), f64::from(max));
     Registry::new()
         .with(Slot::from(WIRE_TAP_SLOT), WireTap::new(tap.clone()))
+        .with(Slot::from(FEC_FILLER_SLOT), FecFiller::new(tap.clone()))
         .with(
             Slot::CongestionControl,
             CongestionControlBuilder::new(gcc).build(),
@@ -285,11 +322,16 @@ pub(crate) struct Negotiated {
     pub red: Option<u8>,
     /// H.264, packetization mode 1.
     pub video: Option<u8>,
+    /// Video RED and ULPFEC with H.264, when the peer accepted both.
+    pub fec: Option<FecTypes>,
+    /// The peer accepted RTX for our video.
+    pub rtx: bool,
 }
 
 /// The payload types negotiated for Opus, RED and H.264 on the connection's senders.
 pub(crate) async fn negotiated_payload_types(pc: &Arc<dyn PeerConnection>) -> Negotiated {
     let (mut audio, mut video) = (None, None);
+    let (mut video_red, mut ulpfec, mut rtx) = (None, None, false);
     let mut reds = Vec::new();
     for sender in pc.get_senders().await {
         let Ok(parameters) = sender.get_parameters().await else {
@@ -301,6 +343,12 @@ pub(crate) async fn negotiated_payload_types(pc: &Arc<dyn PeerConnection>) -> Ne
                 audio.get_or_insert(codec.payload_type);
             } else if mime == MIME_TYPE_RED {
                 reds.push((codec.payload_type, codec.rtp_codec.sdp_fmtp_line.clone()));
+            } else if mime == MIME_TYPE_VIDEO_RED {
+                video_red.get_or_insert(codec.payload_type);
+            } else if mime == MIME_TYPE_ULP_FEC {
+                ulpfec.get_or_insert(codec.payload_type);
+            } else if mime == MIME_TYPE_RTX.to_ascii_lowercase() {
+                rtx = true;
             } else if mime == MIME_TYPE_H264.to_ascii_lowercase()
                 && codec
                     .rtp_codec
@@ -316,7 +364,17 @@ pub(crate) async fn negotiated_payload_types(pc: &Arc<dyn PeerConnection>) -> Ne
             .find(|(_, fmtp)| red_carries(fmtp, opus))
             .map(|(pt, _)| *pt)
     });
-    Negotiated { audio, red, video }
+    let fec = match (video, video_red, ulpfec) {
+        (Some(media), Some(red), Some(ulpfec)) => Some(FecTypes { media, red, ulpfec }),
+        _ => None,
+    };
+    Negotiated {
+        audio,
+        red,
+        video,
+        fec,
+        rtx,
+    }
 }
 
 /// True when a RED `fmtp` line (`111/111`: the payload type of each block) names only `opus`.

@@ -2,23 +2,31 @@
 //! time-stretcher, pulled every 10 ms into the audio sink), one assembles and decodes the video
 //! (jitter buffer, H.264 decoder, video sink) and hands its NACKs and keyframe requests back
 //! to the network. Packets reach them through channels, stamped with their arrival time.
+//!
+//! With video FEC negotiated, video packets in RED are unwrapped, their FEC packets go to a
+//! [`UlpfecReceiver`] (and their numbers to the jitter buffer as carrying no media), and the
+//! packets it rebuilds join the jitter buffer as if they had arrived.
 
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::stats::{ms, AudioCallStats, VideoCallStats};
+use super::tap::FecTypes;
 use crate::audio::AudioSink;
 use crate::codec::h264::H264Decoder;
 use crate::error::Error;
+use crate::fec::ulpfec::{self, UlpfecReceiver};
 use crate::frame::{AudioFormat, AudioFrame, FrameDuration, VideoFrame};
 use crate::jitter::audio::{AudioJitterConfig, AudioPlayout};
 use crate::jitter::video::{FreezeDetector, VideoJitterBuffer, VideoJitterConfig, VideoOutput};
 use crate::keyframe::KeyframeRequests;
+use crate::red::RedPayload;
 use crate::rtp::RtpPacket;
 use crate::stage;
 use crate::stats::Samples;
@@ -42,6 +50,9 @@ const INITIAL_RTT: Duration = Duration::from_millis(100);
 pub(crate) struct Arrival {
     pub at: Instant,
     pub packet: RtpPacket,
+    /// The whole packet serialized, header extensions included, as FEC covers it (video
+    /// only).
+    pub wire: Option<Bytes>,
 }
 
 /// RTCP feedback the video receiver asks the network to send.
@@ -67,6 +78,8 @@ pub(crate) struct ReceiveShared {
     /// The payload type of RED audio, plus one (0: RED not negotiated): such packets are
     /// split into their Opus blocks.
     pub red_type: AtomicU16,
+    /// The payload types of video FEC ([`FecTypes::pack`]), 0 when not negotiated.
+    pub video_fec: AtomicU32,
 }
 
 /// The audio thread's published state.
@@ -106,6 +119,12 @@ impl Default for VideoShared {
 }
 
 impl ReceiveShared {
+    /// Sets the payload types of video FEC as negotiated.
+    pub(crate) fn set_fec_types(&self, types: Option<FecTypes>) {
+        self.video_fec
+            .store(FecTypes::pack(types), Ordering::Release);
+    }
+
     /// The audio figures, with the delay percentiles worked out now.
     pub(crate) fn audio_stats(&self) -> AudioCallStats {
         let audio = lock(&self.audio);
@@ -249,6 +268,10 @@ struct VideoReceiver {
     freeze_count: u64,
     freeze_time: Duration,
     total_decode_ms: f64,
+    /// Rebuilds lost packets from video FEC.
+    fec: UlpfecReceiver,
+    /// RED packets whose block did not parse.
+    red_malformed: u64,
 }
 
 /// Starts the video thread: packets from `packets`, pictures into `sink`, NACKs and keyframe
@@ -277,6 +300,8 @@ pub(crate) fn spawn_video(
         freeze_count: 0,
         freeze_time: Duration::ZERO,
         total_decode_ms: 0.0,
+        fec: UlpfecReceiver::new(),
+        red_malformed: 0,
     };
     thread::Builder::new()
         .name("call-video".into())
@@ -334,7 +359,69 @@ impl VideoReceiver {
 
     fn insert(&mut self, arrival: Arrival) {
         self.media_ssrc = arrival.packet.ssrc;
-        self.buffer.insert(arrival.at, arrival.packet);
+        let types = FecTypes::unpack(self.shared.video_fec.load(Ordering::Acquire));
+        let (Some(types), Some(wire)) = (types, arrival.wire.as_ref()) else {
+            self.buffer.insert(arrival.at, arrival.packet);
+            return;
+        };
+        let Arrival { at, mut packet, .. } = arrival;
+        if packet.payload_type != types.red {
+            // Protected packets travel in RED: a plain one is unprotected, or a retransmission
+            // whose header (RTX keeps no header extension of the original) is not the one
+            // the FEC covers. Either way it is no use for recovery.
+            self.buffer.insert(at, packet);
+            return;
+        }
+        let block = RedPayload::parse(&packet.payload)
+            .ok()
+            .and_then(|red| red.blocks().last())
+            .map(|b| (b.payload_type, b.data.len()));
+        let Some((block_type, len)) = block else {
+            self.red_malformed += 1;
+            return;
+        };
+        let payload = packet.payload.slice(packet.payload.len() - len..);
+        if block_type == types.ulpfec {
+            // Its number carried no media, nor did those of the FEC packets sent with it.
+            if let Some((first, last)) = ulpfec::fec_run(packet.seq, packet.marker, &payload) {
+                let mut seq = first;
+                while seq != last.wrapping_add(1) {
+                    if seq != packet.seq {
+                        self.buffer.skip(at, packet.ssrc, seq, packet.timestamp);
+                    }
+                    seq = seq.wrapping_add(1);
+                }
+            }
+            self.fec.on_fec(packet.ssrc, payload);
+            packet.payload = Bytes::new();
+            self.buffer.insert(at, packet);
+        } else {
+            if let Some(plain) = ulpfec::unwrap_red(wire) {
+                self.fec.on_media(plain.into());
+            }
+            packet.payload_type = block_type;
+            packet.payload = payload;
+            self.buffer.insert(at, packet);
+        }
+        self.take_recovered(at);
+    }
+
+    /// Hands what FEC rebuilt to the jitter buffer.
+    fn take_recovered(&mut self, at: Instant) {
+        while let Some(wire) = self.fec.poll_recovered() {
+            let Some((start, end)) = ulpfec::payload_range(&wire) else {
+                continue;
+            };
+            let packet = RtpPacket {
+                seq: u16::from_be_bytes([wire[2], wire[3]]),
+                timestamp: u32::from_be_bytes([wire[4], wire[5], wire[6], wire[7]]),
+                ssrc: u32::from_be_bytes([wire[8], wire[9], wire[10], wire[11]]),
+                marker: wire[1] & 0x80 != 0,
+                payload_type: wire[1] & 0x7f,
+                payload: wire.slice(start..end),
+            };
+            self.buffer.insert_recovered(at, packet);
+        }
     }
 
     fn send(&self, feedback: Feedback) {
@@ -407,6 +494,11 @@ impl VideoReceiver {
         video.total_pause_ms = ms(paused);
         video.total_decode_ms = self.total_decode_ms;
         video.decode_errors = self.decode_errors;
+        let fec = self.fec.stats();
+        video.fec_packets_received = fec.fec_packets_received;
+        video.fec_packets_discarded = fec.fec_packets_discarded;
+        video.fec_recovered = fec.recovered;
+        video.fec_malformed = fec.fec_malformed + self.red_malformed;
         if self.decoded > 0 {
             video.size = (self.picture.width, self.picture.height);
         }

@@ -18,6 +18,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::error::Error as RtcError;
 use rtc::shared::TransportContext;
 
+use super::fec::history_copy;
 use super::tap::TapState;
 
 /// Round-trip samples whose minimum paces the answers to repeated requests.
@@ -126,7 +127,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtxResponder {
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtp(packet) = &msg.message.packet {
             if let Some(stream) = self.streams.get_mut(&packet.header.ssrc) {
-                stream.on_sent(msg.now, packet);
+                // A packet in RED is kept as what it carries: media to resend in RTX with
+                // the media payload type, FEC as an empty packet.
+                match history_copy(self.tap.fec_types(), packet) {
+                    Some(copy) => stream.on_sent(msg.now, &copy),
+                    None => stream.on_sent(msg.now, packet),
+                }
             }
         }
         self.write_queue.push_back(msg);

@@ -2,6 +2,12 @@
 //! (48 kHz timestamps for audio, 90 kHz for video, the marker on the last packet of a frame)
 //! and go to the WebRTC stack's local tracks, whose NACK responder keeps the send history.
 //!
+//! When the peer accepted video FEC (RED and ULPFEC) and the protection factor in force is
+//! above 0 ([`SendState::set_fec_factor`]), video packets go out in RED and each closed FEC
+//! group is followed by placeholders that the FEC filler turns into ULPFEC packets (see
+//! `call::fec`); with the factor at 0 video goes out plain, so FEC costs nothing on a clean
+//! link.
+//!
 //! When the peer accepted Opus in RED (RFC 2198), each Opus packet goes out as a RED payload
 //! carrying copies of the packets before it, as many as the redundancy distance in force
 //! ([`SendState::set_red_distance`]); a packet with nothing redundant to carry (distance 0 on a
@@ -11,16 +17,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use rtc::rtp;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::TrackLocal;
 
-use super::tap::TapState;
+use super::fec::placeholder;
+use super::tap::{FecTypes, TapState};
 use crate::adapt::{Reconfigure, Targets};
 use crate::codec::h264::EncodedVideo;
 use crate::error::Error;
+use crate::fec::protection::{FecGroup, FecGrouper};
 use crate::keyframe::KeyframePacer;
 use crate::packetize::H264Packetizer;
 use crate::red::RedEncoder;
@@ -111,6 +119,11 @@ struct VideoTx {
     timestamp_base: u32,
     packetizer: H264Packetizer,
     payloads: Vec<Bytes>,
+    /// Video FEC's payload types, when negotiated.
+    fec_types: Option<FecTypes>,
+    /// Gathers protected packets into FEC groups.
+    grouper: FecGrouper,
+    groups: Vec<FecGroup>,
     out: Option<UnboundedSender<rtp::Packet>>,
 }
 
@@ -155,6 +168,9 @@ impl SendState {
                     timestamp_base: (seed >> 32) as u32,
                     packetizer: H264Packetizer::new(MTU_PAYLOAD)?,
                     payloads: Vec::new(),
+                    fec_types: None,
+                    grouper: FecGrouper::new(),
+                    groups: Vec::new(),
                     out: Some(tx),
                 }))
             }
@@ -176,8 +192,14 @@ impl SendState {
     }
 
     /// Sets the payload types negotiated for our streams (RED's only when both Opus and RED
-    /// were negotiated) and starts sending.
-    pub(crate) fn connect(&self, audio_pt: Option<u8>, red_pt: Option<u8>, video_pt: Option<u8>) {
+    /// were negotiated, video FEC's only when RED, ULPFEC and H.264 were) and starts sending.
+    pub(crate) fn connect(
+        &self,
+        audio_pt: Option<u8>,
+        red_pt: Option<u8>,
+        video_pt: Option<u8>,
+        fec: Option<FecTypes>,
+    ) {
         if let Some(audio) = &self.audio {
             let mut tx = lock(audio);
             tx.payload_type = audio_pt;
@@ -187,7 +209,10 @@ impl SendState {
             tx.red.set_distance(distance);
         }
         if let Some(video) = &self.video {
-            lock(video).payload_type = video_pt;
+            let mut tx = lock(video);
+            tx.payload_type = video_pt;
+            tx.fec_types = fec.filter(|f| Some(f.media) == video_pt);
+            self.tap.set_fec_types(tx.fec_types);
         }
         self.tap.want_keyframe();
         self.connected.store(true, Ordering::Release);
@@ -225,6 +250,22 @@ impl SendState {
         if let Some(audio) = &self.audio {
             lock(audio).red.set_distance(distance);
         }
+    }
+
+    /// Sets the video protection factor: FEC packets per media packet, 0 for none (see
+    /// [`FecPolicy`](crate::fec::protection::FecPolicy)). Without video FEC negotiated it has
+    /// no effect.
+    pub(crate) fn set_fec_factor(&self, factor: f64) {
+        if let Some(video) = &self.video {
+            lock(video).grouper.set_factor(factor);
+        }
+    }
+
+    /// The video protection factor in force, when video FEC was negotiated.
+    pub(crate) fn fec_factor(&self) -> Option<f64> {
+        let video = self.video.as_ref()?;
+        let tx = lock(video);
+        tx.fec_types.map(|_| tx.grouper.factor())
     }
 
     /// What the audio sender put on the wire so far.
@@ -351,15 +392,26 @@ impl MediaSender {
         if frame.keyframe {
             lock(&self.state.keyframes).on_keyframe(Instant::now());
         }
+        let protect = tx.fec_types.filter(|_| tx.grouper.protecting());
+        let first = tx.seq;
         let count = tx.payloads.len();
         for i in 0..count {
             let Some(payload) = tx.payloads.get(i).cloned() else {
                 break;
             };
+            let (payload_type, payload) = match protect {
+                Some(types) => {
+                    let mut red = BytesMut::with_capacity(1 + payload.len());
+                    red.put_u8(types.media);
+                    red.put_slice(&payload);
+                    (types.red, red.freeze())
+                }
+                None => (pt, payload),
+            };
             let header = rtp::header::Header {
                 version: 2,
                 marker: i + 1 == count,
-                payload_type: pt,
+                payload_type,
                 sequence_number: tx.seq,
                 timestamp,
                 ssrc: tx.ssrc,
@@ -371,6 +423,33 @@ impl MediaSender {
             }
         }
         tx.payloads.clear();
+        if let Some(types) = protect {
+            let VideoTx {
+                grouper, groups, ..
+            } = &mut *tx;
+            groups.clear();
+            grouper.on_frame(first, count, frame.keyframe, groups);
+            for g in 0..tx.groups.len() {
+                let group = tx.groups[g];
+                for index in 0..group.fec {
+                    // A placeholder the FEC filler replaces; the last of a group is marked.
+                    let header = rtp::header::Header {
+                        version: 2,
+                        marker: index + 1 == group.fec,
+                        payload_type: types.red,
+                        sequence_number: tx.seq,
+                        timestamp,
+                        ssrc: tx.ssrc,
+                        ..Default::default()
+                    };
+                    tx.seq = tx.seq.wrapping_add(1);
+                    let payload = placeholder(types, index, group.fec, group.base, group.media);
+                    if out.send(rtp::Packet { header, payload }).is_err() {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
         Ok(true)
     }
 

@@ -77,6 +77,7 @@ impl CallSession {
                 ice: config.ice.clone(),
                 channels,
                 red: config.audio_red,
+                fec: config.video_fec,
                 bitrate: config.bitrate_bps,
                 runtime: config.runtime.clone(),
             },

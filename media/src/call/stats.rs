@@ -70,6 +70,13 @@ pub struct TransportStats {
     /// Packets of the peer's RTX stream received (`retransmittedPacketsReceived`); `None` when
     /// the peer sends no RTX stream, where retransmissions cannot be told from originals.
     pub retransmitted_received: Option<u64>,
+    /// Video FEC packets (ULPFEC in RED) we sent.
+    pub fec_packets_sent: u64,
+    /// Their RTP payload bytes, RED header included: what video FEC cost.
+    pub fec_bytes_sent: u64,
+    /// The video protection factor in force (FEC packets per media packet, 0 for none);
+    /// `None` when video FEC was not negotiated.
+    pub fec_factor: Option<f64>,
     /// NACK messages we sent for the peer's video (`nackCount`).
     pub nack_count: u64,
     /// NACK messages the peer sent for ours.
@@ -162,6 +169,15 @@ pub struct VideoCallStats {
     pub total_pause_ms: f64,
     /// Access units the decoder rejected.
     pub decode_errors: u64,
+    /// Video FEC packets received (W3C `fecPacketsReceived`).
+    pub fec_packets_received: u64,
+    /// Of those, the ones that recovered nothing: all they protect came, they came too late,
+    /// or they were malformed (W3C `fecPacketsDiscarded`).
+    pub fec_packets_discarded: u64,
+    /// Lost video packets rebuilt from FEC.
+    pub fec_recovered: u64,
+    /// Video FEC or RED packets that did not parse, dropped.
+    pub fec_malformed: u64,
     /// H.264 decode time per access unit, ms.
     pub decode_ms: Option<Percentiles>,
     /// Time spent decoding all access units, ms (`totalDecodeTime`, in seconds there).

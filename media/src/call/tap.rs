@@ -13,7 +13,7 @@
 //! Both only read and pass packets on; what they learn goes into a shared [`TapState`] of atomics.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,35 @@ use rtc::shared::error::Error as RtcError;
 
 /// Sender reports remembered for matching receiver reports against.
 const SENT_REPORTS: usize = 32;
+
+/// The payload types that video FEC uses, as negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FecTypes {
+    /// H.264.
+    pub media: u8,
+    /// RED (video).
+    pub red: u8,
+    /// ULPFEC.
+    pub ulpfec: u8,
+}
+
+impl FecTypes {
+    /// Packs the three into a word for an atomic (0: none).
+    pub(crate) fn pack(types: Option<FecTypes>) -> u32 {
+        types.map_or(0, |t| {
+            1 << 24 | u32::from(t.media) << 16 | u32::from(t.red) << 8 | u32::from(t.ulpfec)
+        })
+    }
+
+    /// The inverse of [`pack`](Self::pack).
+    pub(crate) fn unpack(word: u32) -> Option<FecTypes> {
+        (word >> 24 != 0).then_some(FecTypes {
+            media: (word >> 16) as u8 & 0x7f,
+            red: (word >> 8) as u8 & 0x7f,
+            ulpfec: word as u8 & 0x7f,
+        })
+    }
+}
 
 /// What the taps have learned, read by the session.
 #[derive(Debug)]
@@ -66,6 +95,11 @@ pub(crate) struct TapState {
     /// Receiver reports about our audio stream, and the latest one's fraction lost (ppm).
     audio_loss_reports: AtomicU64,
     audio_fraction_lost_ppm: AtomicU64,
+    /// The payload types of video FEC as negotiated ([`FecTypes::pack`]), 0 without it.
+    fec_types: AtomicU32,
+    /// FEC packets sent and their RTP payload bytes (RED header included).
+    fec_packets_sent: AtomicU64,
+    fec_bytes_sent: AtomicU64,
 }
 
 impl TapState {
@@ -92,7 +126,40 @@ impl TapState {
             fraction_lost_ppm: AtomicU64::new(0),
             audio_loss_reports: AtomicU64::new(0),
             audio_fraction_lost_ppm: AtomicU64::new(0),
+            fec_types: AtomicU32::new(0),
+            fec_packets_sent: AtomicU64::new(0),
+            fec_bytes_sent: AtomicU64::new(0),
         }
+    }
+
+    /// Our video SSRC.
+    pub(crate) fn video_ssrc(&self) -> Option<u32> {
+        self.video_ssrc
+    }
+
+    /// Sets the payload types of video FEC once negotiated (`None`: not negotiated).
+    pub(crate) fn set_fec_types(&self, types: Option<FecTypes>) {
+        self.fec_types
+            .store(FecTypes::pack(types), Ordering::Release);
+    }
+
+    /// The payload types of video FEC, when negotiated.
+    pub(crate) fn fec_types(&self) -> Option<FecTypes> {
+        FecTypes::unpack(self.fec_types.load(Ordering::Acquire))
+    }
+
+    /// Records one FEC packet sent with `bytes` of RTP payload.
+    pub(crate) fn on_fec_sent(&self, bytes: u64) {
+        self.fec_packets_sent.fetch_add(1, Ordering::Relaxed);
+        self.fec_bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// FEC packets sent and their RTP payload bytes.
+    pub(crate) fn fec_sent(&self) -> (u64, u64) {
+        (
+            self.fec_packets_sent.load(Ordering::Relaxed),
+            self.fec_bytes_sent.load(Ordering::Relaxed),
+        )
     }
 
     /// Takes the keyframe flag: true once after the peer (or the session) asked for one.

@@ -138,6 +138,17 @@ pub enum VideoOutput {
     KeyframeRequest,
 }
 
+/// Where a packet handed to the buffer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Received (first time or as a retransmission).
+    Network,
+    /// Rebuilt from FEC.
+    Recovered,
+    /// A number known to have carried no media.
+    Skipped,
+}
+
 /// One stored packet.
 #[derive(Debug, Clone)]
 struct Stored {
@@ -331,9 +342,40 @@ impl VideoJitterBuffer {
 
     /// Takes in one received packet of the stream (any order, duplicates allowed).
     pub fn insert(&mut self, now: Instant, packet: RtpPacket) {
+        self.insert_from(now, packet, Origin::Network);
+    }
+
+    /// Takes in a packet rebuilt from FEC: like a received one, except that it is counted
+    /// as lost on the path and neither as received nor as an answer to a NACK.
+    pub fn insert_recovered(&mut self, now: Instant, packet: RtpPacket) {
+        self.insert_from(now, packet, Origin::Recovered);
+    }
+
+    /// Takes note that sequence number `seq` of stream `ssrc` carried no media (a FEC packet
+    /// that was not received, known from one that was): it is neither waited for nor asked
+    /// for again, and does not count as lost.
+    pub fn skip(&mut self, now: Instant, ssrc: u32, seq: u16, timestamp: u32) {
+        let packet = RtpPacket {
+            seq,
+            timestamp,
+            ssrc,
+            marker: false,
+            payload_type: 0,
+            payload: Bytes::new(),
+        };
+        self.insert_from(now, packet, Origin::Skipped);
+    }
+
+    fn insert_from(&mut self, now: Instant, packet: RtpPacket, origin: Origin) {
+        let network = origin == Origin::Network;
         self.now = self.now.max(now);
-        self.stats.packets_received += 1;
+        if network {
+            self.stats.packets_received += 1;
+        }
         if self.ssrc != Some(packet.ssrc) {
+            if !network && self.ssrc.is_some() {
+                return;
+            }
             if self.previous_ssrc == Some(packet.ssrc) {
                 // A straggler of the stream that was replaced.
                 self.stats.packets_discarded += 1;
@@ -354,8 +396,10 @@ impl VideoJitterBuffer {
             }
             Some(base) if seq < base => {
                 if self.started || base - seq >= capacity / 2 || self.highest - seq >= capacity {
-                    self.on_duplicate(seq);
-                    self.stats.packets_discarded += 1;
+                    if network {
+                        self.on_duplicate(seq);
+                        self.stats.packets_discarded += 1;
+                    }
                     return;
                 }
                 // Before the first frame, a packet older than the first one moves the start back.
@@ -376,8 +420,10 @@ impl VideoJitterBuffer {
             Some(_) => {}
         }
         if self.slot(seq).is_some() {
-            self.on_duplicate(seq);
-            self.stats.packets_discarded += 1;
+            if network {
+                self.on_duplicate(seq);
+                self.stats.packets_discarded += 1;
+            }
             return;
         }
         let mut repaired = false;
@@ -385,6 +431,17 @@ impl VideoJitterBuffer {
             self.missing.add_range(self.highest + 1, seq, now);
             self.loss.advance(seq - self.highest);
             self.highest = seq;
+            if origin == Origin::Recovered {
+                self.loss.lost(1);
+            }
+        } else if !network {
+            if let Some(entry) = self.missing.remove(seq) {
+                if entry.lost {
+                    self.stats.packets_lost = self.stats.packets_lost.saturating_sub(1);
+                } else if origin == Origin::Recovered {
+                    self.loss.lost(1);
+                }
+            }
         } else if let Some(entry) = self.missing.remove(seq) {
             // Once asked for, a packet is taken as the answer: the time a retransmission
             // takes varies with the jitter on both ways and may be well under the RTT
@@ -417,7 +474,7 @@ impl VideoJitterBuffer {
                 self.stats.packets_lost = self.stats.packets_lost.saturating_sub(1);
             }
         }
-        if packet.marker && !repaired {
+        if packet.marker && !repaired && network {
             self.jitter.on_frame(now, ts);
         }
         let keyframe = is_keyframe_payload(&packet.payload);

@@ -26,6 +26,7 @@ use crate::call::stats::{ms, AudioSendStats, CallStats, TransportStats};
 use crate::call::{CallEvent, EndReason};
 use crate::negotiate::{self, Negotiator, PeerEvent};
 use crate::rtp::RtpPacket;
+use rtc::shared::marshal::Marshal;
 
 impl Inner {
     async fn on_peer_event(self: &Arc<Self>, event: PeerEvent) {
@@ -75,7 +76,11 @@ impl Inner {
                 .red_type
                 .store(u16::from(pt) + 1, Ordering::Relaxed);
         }
-        self.send.connect(negotiated.audio, red, negotiated.video);
+        let fec = negotiated.fec.filter(|_| self.config.video_fec);
+        self.receive.set_fec_types(fec);
+        lock(&self.red).rtx = negotiated.rtx;
+        self.send
+            .connect(negotiated.audio, red, negotiated.video, fec);
         let _ = self.events.send(CallEvent::Connected);
     }
 
@@ -140,7 +145,8 @@ impl Inner {
             };
             let ssrc = inner.feedback_ssrc;
             drop(inner);
-            read_track(track, route, feedback, ssrc).await;
+            let video = kind == RtpCodecKind::Video;
+            read_track(track, route, feedback, ssrc, video).await;
         });
     }
 
@@ -169,6 +175,7 @@ impl Inner {
                 return;
             }
             self.redundancy();
+            self.protection();
             self.adapt(now);
         }
         if now >= *stats_due {
@@ -204,6 +211,25 @@ impl Inner {
         }
     }
 
+    /// Sets the video protection factor from the peer's latest receiver report and the round
+    /// trip, when video FEC was negotiated.
+    fn protection(&self) {
+        if self.send.fec_factor().is_none() {
+            return;
+        }
+        let (reports, fraction_lost) = self.tap.loss();
+        let factor = {
+            let mut red = lock(&self.red);
+            if reports == red.fec_reports {
+                return;
+            }
+            red.fec_reports = reports;
+            let rtx = red.rtx;
+            red.fec.on_report(fraction_lost, self.tap.rtt().0, rtx)
+        };
+        self.send.set_fec_factor(factor);
+    }
+
     /// Feeds bitrate adaptation the peer's latest receiver report and the congestion
     /// estimate, and passes its decisions to the encoders.
     fn adapt(&self, now: Instant) {
@@ -222,9 +248,10 @@ impl Inner {
         if let Some(bps) = self.tap.target_bps() {
             adapter.controller.on_estimate(now, bps);
         }
+        // Retransmissions and FEC both come out of the video's share.
         adapter
             .controller
-            .on_repair_sent(now, self.tap.retransmitted_sent().1);
+            .on_repair_sent(now, self.tap.retransmitted_sent().1 + self.tap.fec_sent().1);
         adapter.controller.handle_timeout(now);
         while let Some(change) = adapter.controller.poll_output() {
             self.send.reconfigure(change, adapter.controller.targets());
@@ -299,6 +326,9 @@ impl Inner {
                 retransmitted_bytes: self.tap.retransmitted_sent().1,
                 retransmissions_refused: self.tap.retransmissions_refused(),
                 retransmitted_received: self.tap.rtx_received(),
+                fec_packets_sent: self.tap.fec_sent().0,
+                fec_bytes_sent: self.tap.fec_sent().1,
+                fec_factor: self.send.fec_factor(),
                 nack_count: video.jitter.nack_count,
                 nacks_received: self.tap.nacks_received(),
                 pli_count: plis_sent,
@@ -367,13 +397,21 @@ async fn read_track(
     route: Option<std_mpsc::Sender<Arrival>>,
     mut feedback: Option<UnboundedReceiver<Feedback>>,
     sender_ssrc: u32,
+    video: bool,
 ) {
     loop {
         tokio::select! {
             event = track.poll() => match event {
                 Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
                     let Some(route) = &route else { continue };
+                    // Video FEC covers the packet as it came, header extensions included.
+                    let wire = if video {
+                        packet.marshal().ok().map(|b| b.freeze())
+                    } else {
+                        None
+                    };
                     let arrival = Arrival {
+                        wire,
                         at: Instant::now(),
                         packet: RtpPacket {
                             seq: packet.header.sequence_number,

@@ -57,11 +57,15 @@ pub(super) struct Adapter {
     pub(super) reports: u64,
 }
 
-/// The redundancy control and the receiver reports it has seen.
+/// The redundancy controls (audio RED, video FEC) and the receiver reports they have seen.
 #[derive(Default)]
 pub(super) struct Redundancy {
     pub(super) control: crate::red::RedControl,
     pub(super) reports: u64,
+    pub(super) fec: crate::fec::protection::FecPolicy,
+    pub(super) fec_reports: u64,
+    /// The peer takes our video retransmissions in RTX.
+    pub(super) rtx: bool,
 }
 
 #[derive(Default)]

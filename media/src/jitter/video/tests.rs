@@ -292,3 +292,48 @@ fn answers_slower_than_the_rtt_estimate_stretch_the_retries_and_the_wait() {
     assert_eq!(b.stats().frames_dropped, 0);
     assert_eq!(b.stats().pli_count, 0);
 }
+
+#[test]
+fn a_packet_rebuilt_from_fec_completes_its_frame_without_counting_as_received() {
+    let t0 = Instant::now();
+    let mut b = buffer(t0);
+    b.insert(t0, packet(10, 100, false, &SPS_PPS));
+    b.insert(t0, packet(11, 100, true, &IDR));
+    // A delta frame of two packets; the first is lost and rebuilt from FEC.
+    b.insert(t0, packet(13, 200, true, &SLICE));
+    let t1 = t0 + MS;
+    b.insert_recovered(t1, packet(12, 200, false, &SLICE));
+    let out = drain(&mut b, t1);
+    assert_eq!(frames(&out), vec![(10, 11), (12, 13)]);
+    assert!(out
+        .iter()
+        .all(|o| !matches!(o, VideoOutput::KeyframeRequest)));
+    let stats = b.stats();
+    assert_eq!(stats.packets_received, 3);
+    assert_eq!(stats.retransmitted_packets_received, 0);
+    assert_eq!(stats.packets_lost, 0);
+}
+
+#[test]
+fn a_number_known_to_carry_fec_is_not_waited_for_nor_asked_for() {
+    let t0 = Instant::now();
+    let mut b = buffer(t0);
+    b.insert(t0, packet(10, 100, false, &SPS_PPS));
+    b.insert(t0, packet(11, 100, true, &IDR));
+    // 12 and 13 carried FEC: 12 arrived (as padding), 13 was lost but is known from 12.
+    b.insert(t0, packet(12, 100, false, &[]));
+    b.skip(t0, 1, 13, 100);
+    b.insert(t0, packet(14, 200, true, &SLICE));
+    let out = drain(&mut b, t0);
+    assert_eq!(frames(&out), vec![(10, 11), (14, 14)]);
+    // Long after, nothing was asked for and nothing is lost.
+    let later = t0 + 500 * MS;
+    b.handle_timeout(later);
+    let out = drain(&mut b, later);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(b.stats().packets_lost, 0);
+    assert_eq!(b.stats().nack_count, 0);
+    // A skip for another stream is ignored.
+    b.skip(later, 2, 15, 300);
+    assert_eq!(b.stats().packets_received, 4);
+}
